@@ -1,0 +1,118 @@
+"""`paybot` command line: run the service, migrate, and operator tools."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Awaitable, Callable
+
+from bot.app import database, run
+from bot.settings import Settings
+from ledger.accounts import adjust_balance, balance
+from ledger.errors import LedgerError
+from ledger.invariants import check_invariants
+from ledger.migrate import upgrade
+from ledger.money import DECIMALS, format_amount, parse_amount
+from ledger.postgres import make_engine
+from ledger.users import find_user_by_telegram
+
+Command = Callable[[argparse.Namespace, str], Awaitable[int]]
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="paybot", description="Sell and get paid inside Telegram.")
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("run", help="migrate, then serve the bot, web app and watchers")
+    sub.add_parser("migrate", help="apply database migrations")
+    admin = sub.add_parser("admin", help="operator tools").add_subparsers(
+        dest="admin_command", required=True
+    )
+    for name, what in (("credit", "add money to"), ("debit", "take money from")):
+        c = admin.add_parser(name, help=f"{what} a user's balance, with a reason")
+        c.add_argument("telegram_id", type=int)
+        c.add_argument("amount", help="decimal amount, e.g. 12.50")
+        c.add_argument("--reason", required=True)
+        c.add_argument("--currency", default="LIQ", choices=sorted(DECIMALS))
+        c.add_argument("--reference", help="idempotency key: the same one again changes nothing")
+    b = admin.add_parser("balance", help="show a user's balances")
+    b.add_argument("telegram_id", type=int)
+    admin.add_parser("check", help="verify every ledger invariant; non-zero exit on violation")
+    return p
+
+
+async def _with_engine(url: str, fn: Callable[..., Awaitable[int]], *args: object) -> int:
+    await upgrade(url)
+    engine = make_engine(url, pool_size=2)
+    try:
+        return await fn(engine, *args)
+    finally:
+        await engine.dispose()
+
+
+async def _adjust(engine, args: argparse.Namespace) -> int:  # type: ignore[no-untyped-def]
+    user = await find_user_by_telegram(engine, args.telegram_id)
+    if user is None:
+        print(f"no user with Telegram id {args.telegram_id} (they must /start the bot first)",
+              file=sys.stderr)
+        return 1
+    amount = parse_amount(args.amount, args.currency)
+    signed = amount if args.admin_command == "credit" else -amount
+    moved = await adjust_balance(engine, user.id, signed, args.currency, args.reason,
+                                 args.reference)
+    now = await balance(engine, user.id, args.currency)
+    note = " (already applied earlier; nothing changed)" if moved.replayed else ""
+    print(f"ledger transaction {moved.ledger_tx_id}{note}; balance now "
+          f"{format_amount(now, args.currency)} {args.currency}")
+    return 0
+
+
+async def _balance(engine, args: argparse.Namespace) -> int:  # type: ignore[no-untyped-def]
+    user = await find_user_by_telegram(engine, args.telegram_id)
+    if user is None:
+        print(f"no user with Telegram id {args.telegram_id}", file=sys.stderr)
+        return 1
+    for currency in sorted(DECIMALS):
+        amount = await balance(engine, user.id, currency)
+        print(f"{currency}\t{format_amount(amount, currency)}")
+    return 0
+
+
+async def _check(engine, args: argparse.Namespace) -> int:  # type: ignore[no-untyped-def]
+    violations = await check_invariants(engine)
+    for v in violations:
+        print(f"VIOLATION {v}")
+    print("ledger OK" if not violations else f"{len(violations)} violation(s)")
+    return 1 if violations else 0
+
+
+async def _noop(engine, args: argparse.Namespace) -> int:  # type: ignore[no-untyped-def]
+    print("migrations applied")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.command == "run" else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    for noisy in ("apscheduler", "pgserver", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    settings = Settings()
+    if args.command == "run":
+        run(settings)
+        return 0
+    handler = {"migrate": _noop, "credit": _adjust, "debit": _adjust, "balance": _balance,
+               "check": _check}[getattr(args, "admin_command", None) or args.command]
+    with database(settings.database) as url:
+        try:
+            return asyncio.run(_with_engine(url, handler, args))
+        except LedgerError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,129 @@
+"""Typed ledger errors. The SQL functions raise SQLSTATE class PB; edges map these to
+messages (bot) or 4xx codes (HTTP)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+
+class LedgerError(Exception):
+    """Root of every business error. `code` is stable and machine-readable."""
+
+    code = "ledger_error"
+    message = "The operation could not be completed."
+
+    def __init__(self, detail: str | None = None, **info: Any) -> None:
+        self.detail = detail
+        self.info = info
+        super().__init__(f"{self.code}: {self.message}" + (f" ({detail})" if detail else ""))
+
+
+class InvoiceNotFound(LedgerError):
+    code = "invoice_not_found"
+    message = "No invoice with this id."
+
+
+class InvoiceNotPayable(LedgerError):
+    code = "invoice_not_payable"
+    message = "This invoice cannot be paid."
+
+
+class InvoiceAlreadyPaid(InvoiceNotPayable):
+    code = "invoice_already_paid"
+    message = "This invoice has already been paid."
+
+
+class InvoiceCancelled(InvoiceNotPayable):
+    code = "invoice_cancelled"
+    message = "This invoice was cancelled by the seller."
+
+
+class InvoiceExpired(InvoiceNotPayable):
+    code = "invoice_expired"
+    message = "This invoice has expired."
+
+
+class OwnInvoice(LedgerError):
+    code = "own_invoice"
+    message = "You cannot pay your own invoice."
+
+
+class InsufficientFunds(LedgerError):
+    code = "insufficient_funds"
+    message = "Not enough money on the balance."
+
+    @property
+    def needed(self) -> int | None:
+        return self.info.get("needed")
+
+    @property
+    def available(self) -> int | None:
+        return self.info.get("available")
+
+
+class IdempotencyKeyReused(LedgerError):
+    code = "idempotency_key_reused"
+    message = "This idempotency key was already used for a different request."
+
+
+class UserNotFound(LedgerError):
+    code = "user_not_found"
+    message = "No such user."
+
+
+class InvalidAmount(LedgerError):
+    code = "invalid_amount"
+    message = "The amount is not valid."
+
+
+class NotInvoiceSeller(LedgerError):
+    code = "not_invoice_seller"
+    message = "Only the seller can do this with the invoice."
+
+
+class ReferenceReused(LedgerError):
+    code = "reference_reused"
+    message = "This external reference already settled a different invoice."
+
+
+class InvalidInvoice(LedgerError):
+    code = "invalid_invoice"
+    message = "The invoice data is not valid."
+
+
+class ImmutableRecord(LedgerError):
+    code = "immutable_record"
+    message = "Money records cannot be changed or deleted."
+
+
+_BY_SQLSTATE: dict[str, type[LedgerError]] = {
+    "PB001": InvoiceNotFound,
+    "PB002": InvoiceAlreadyPaid,
+    "PB003": InvoiceCancelled,
+    "PB004": InvoiceExpired,
+    "PB005": OwnInvoice,
+    "PB006": InsufficientFunds,
+    "PB007": IdempotencyKeyReused,
+    "PB008": UserNotFound,
+    "PB009": InvalidAmount,
+    "PB010": NotInvoiceSeller,
+    "PB011": ReferenceReused,
+    "PB900": ImmutableRecord,
+}
+
+
+def from_db_error(exc: BaseException) -> LedgerError | None:
+    """The typed error for a PB-class database error, or None for anything else."""
+    orig = getattr(exc, "orig", exc)
+    sqlstate = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    cls = _BY_SQLSTATE.get(sqlstate or "")
+    if cls is None:
+        return None
+    # asyncpg keeps the DETAIL on the original exception (SQLAlchemy wraps it in __cause__).
+    raw = getattr(orig, "__cause__", None) or orig
+    detail = getattr(raw, "detail", None)
+    info: dict[str, Any] = {}
+    if detail and detail.startswith("{"):
+        info = json.loads(detail)
+    return cls(detail, **info)

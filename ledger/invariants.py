@@ -1,0 +1,62 @@
+"""The ledger's invariants, checked against the database (`paybot admin check`, tests)."""
+
+from __future__ import annotations
+
+from ledger.db import Executor, fetch_all
+
+# name -> query returning one row per violation, with a `detail` column.
+CHECKS: dict[str, str] = {
+    "entries_sum_to_zero_per_currency": """
+        SELECT currency || ' sums to ' || sum(amount) AS detail
+          FROM entries GROUP BY currency HAVING sum(amount) <> 0""",
+    "each_transaction_balanced": """
+        SELECT 'ledger transaction ' || tx_id || ' ' || currency || ' off by ' || sum(amount)
+               AS detail
+          FROM entries GROUP BY tx_id, currency HAVING sum(amount) <> 0""",
+    "entries_point_at_accounts_of_their_currency": """
+        SELECT 'entry ' || e.id || ' -> account ' || e.account_id AS detail
+          FROM entries e LEFT JOIN accounts a ON a.id = e.account_id
+         WHERE a.id IS NULL OR a.currency <> e.currency""",
+    "balance_equals_applied_entries": """
+        SELECT 'account ' || a.id || ' balance ' || a.balance || ' but entries say '
+               || coalesce(s.applied, 0) AS detail
+          FROM accounts a
+          LEFT JOIN (SELECT account_id, sum(amount) AS applied FROM entries
+                      WHERE balance_after IS NOT NULL GROUP BY account_id) s
+                 ON s.account_id = a.id
+         WHERE a.balance <> coalesce(s.applied, 0)""",
+    "no_user_balance_below_zero": """
+        SELECT 'account ' || a.id || ' of user ' || a.user_id || ' at ' || a.balance AS detail
+          FROM accounts a WHERE a.user_id IS NOT NULL AND a.balance < 0""",
+    "paid_one_time_invoice_has_one_payment_and_one_grant": """
+        SELECT 'invoice ' || i.public_id || ': ' || count(DISTINCT p.id) || ' payments, '
+               || count(DISTINCT g.id) || ' grants' AS detail
+          FROM invoices i
+          LEFT JOIN payments p ON p.invoice_id = i.id
+          LEFT JOIN grants g ON g.invoice_id = i.id
+         WHERE i.kind = 'one_time' AND i.status = 'paid'
+         GROUP BY i.id HAVING count(DISTINCT p.id) <> 1 OR count(DISTINCT g.id) <> 1""",
+    "invoice_uses_match_payments": """
+        SELECT 'invoice ' || i.public_id || ' uses ' || i.uses || ' but '
+               || (SELECT count(*) FROM payments p WHERE p.invoice_id = i.id) || ' payments'
+               AS detail
+          FROM invoices i
+         WHERE i.uses <> (SELECT count(*) FROM payments p WHERE p.invoice_id = i.id)""",
+    "every_payment_has_a_grant": """
+        SELECT 'payment ' || p.id || ' has no grant' AS detail
+          FROM payments p LEFT JOIN grants g ON g.payment_id = p.id WHERE g.id IS NULL""",
+    "payment_matches_its_invoice": """
+        SELECT 'payment ' || p.id || ' of ' || p.amount || ' ' || p.currency
+               || ' for invoice ' || i.public_id AS detail
+          FROM payments p JOIN invoices i ON i.id = p.invoice_id
+         WHERE p.amount <> i.amount OR p.currency <> i.currency""",
+}
+
+
+async def check_invariants(db: Executor) -> list[str]:
+    """Every violation as 'name: detail'; an empty list means the ledger is sound."""
+    violations: list[str] = []
+    for name, sql in CHECKS.items():
+        for row in await fetch_all(db, sql):
+            violations.append(f"{name}: {row['detail']}")
+    return violations

@@ -1,0 +1,171 @@
+"""Invoices: create, read, cancel, expire. Amount and TON quote are fixed at creation."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlalchemy.exc import IntegrityError
+
+from ledger.db import Executor, fetch_all, fetch_one
+from ledger.errors import InvalidInvoice, InvoiceNotFound
+from ledger.ids import new_invoice_id, parse_invoice_id
+from ledger.models import Invoice
+from ledger.money import DECIMALS, check_amount, quote_ton
+
+TITLE_MAX = 128
+DESCRIPTION_MAX = 1024
+DEFAULT_EXPIRY = timedelta(days=7)
+MAX_EXPIRY = timedelta(days=366)
+PAYLOAD_KEYS = {"item_id", "achievement_id", "callback_url"}
+
+
+def _clean_payload(payload: Mapping[str, Any] | None) -> dict[str, str]:
+    payload = dict(payload or {})
+    unknown = set(payload) - PAYLOAD_KEYS
+    if unknown:
+        raise InvalidInvoice(f"unknown payload keys: {', '.join(sorted(unknown))}")
+    clean: dict[str, str] = {}
+    for key, value in payload.items():
+        if value is None or value == "":
+            continue
+        if not isinstance(value, str) or len(value) > 512:
+            raise InvalidInvoice(f"payload {key} must be text of at most 512 characters")
+        clean[key] = value.strip()
+    url = clean.get("callback_url")
+    if url is not None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise InvalidInvoice("callback_url must be an http(s) URL")
+    return clean
+
+
+async def create_invoice(
+    db: Executor,
+    *,
+    seller_id: int,
+    title: str,
+    amount: int,
+    currency: str = "LIQ",
+    description: str | None = None,
+    kind: str = "one_time",
+    max_uses: int | None = None,
+    expires_in: timedelta = DEFAULT_EXPIRY,
+    payload: Mapping[str, Any] | None = None,
+    ton_rate: Decimal | None = None,
+    public_id: str | None = None,
+) -> Invoice:
+    """Issue an invoice. `ton_rate` (units of `currency` per TON) locks the TON quote now."""
+    title = (title or "").strip()
+    if not title:
+        raise InvalidInvoice("the title is empty")
+    if len(title) > TITLE_MAX:
+        raise InvalidInvoice(f"the title is longer than {TITLE_MAX} characters")
+    description = (description or "").strip() or None
+    if description and len(description) > DESCRIPTION_MAX:
+        raise InvalidInvoice(f"the description is longer than {DESCRIPTION_MAX} characters")
+    if currency not in DECIMALS:
+        raise InvalidInvoice(f"unknown currency {currency!r}")
+    check_amount(amount)
+    if kind not in ("one_time", "multi_use"):
+        raise InvalidInvoice("the type must be one_time or multi_use")
+    if max_uses is not None and (kind != "multi_use" or max_uses < 1):
+        raise InvalidInvoice("max uses is a positive number, for multi-use invoices only")
+    if not timedelta(minutes=1) <= expires_in <= MAX_EXPIRY:
+        raise InvalidInvoice("the expiry must be between one minute and one year")
+    clean_payload = _clean_payload(payload)
+    ton_amount = quote_ton(amount, currency, ton_rate) if ton_rate is not None else None
+    if currency == "TON":
+        ton_amount = amount
+    now = datetime.now(UTC)
+    params = dict(
+        seller=seller_id,
+        year=now.year,
+        title=title,
+        description=description,
+        currency=currency,
+        amount=amount,
+        ton_amount=ton_amount,
+        ton_rate=ton_rate,
+        kind=kind,
+        max_uses=max_uses,
+        payload=json.dumps(clean_payload),
+        expires_at=now + expires_in,
+    )
+    for _attempt in range(3):  # a 65-bit id collides only in theory, but never fail on it
+        try:
+            row = await fetch_one(db, _INSERT, public_id=public_id or new_invoice_id(), **params)
+        except IntegrityError as exc:
+            if "invoices_public_id_key" not in str(exc) or public_id is not None:
+                raise
+            continue
+        assert row is not None
+        return Invoice.from_row(row)
+    raise RuntimeError("could not allocate an invoice id")
+
+
+_INSERT = """
+WITH n AS (
+    INSERT INTO invoice_counters (seller_id, year, last) VALUES (:seller, :year, 1)
+    ON CONFLICT (seller_id, year) DO UPDATE SET last = invoice_counters.last + 1
+    RETURNING last
+)
+INSERT INTO invoices (public_id, seller_id, number, title, description, currency, amount,
+                      ton_amount, ton_rate, kind, max_uses, payload, expires_at)
+SELECT :public_id, :seller,
+       'INV-' || :year || '-' || lpad(n.last::text, greatest(4, length(n.last::text)), '0'),
+       :title, :description, :currency, :amount, :ton_amount, :ton_rate, :kind, :max_uses,
+       CAST(:payload AS jsonb), :expires_at
+  FROM n
+RETURNING *
+"""
+
+
+async def get_invoice(db: Executor, public_id: str) -> Invoice:
+    """The invoice for a public id, in any case; InvoiceNotFound for unknown or malformed ids."""
+    canonical = parse_invoice_id(public_id)
+    row = None
+    if canonical is not None:
+        row = await fetch_one(db, "SELECT * FROM invoices WHERE public_id = :id", id=canonical)
+    if row is None:
+        raise InvoiceNotFound(public_id[:40])
+    return Invoice.from_row(row)
+
+
+async def list_invoices(
+    db: Executor, seller_id: int, *, status: str | None = None, limit: int = 20,
+    before_id: int | None = None,
+) -> list[Invoice]:
+    rows = await fetch_all(
+        db,
+        """
+        SELECT * FROM invoices
+         WHERE seller_id = :seller AND (CAST(:status AS text) IS NULL OR status = :status)
+           AND (CAST(:before AS bigint) IS NULL OR id < :before)
+         ORDER BY id DESC LIMIT :limit
+        """,
+        seller=seller_id, status=status, before=before_id, limit=limit,
+    )
+    return [Invoice.from_row(r) for r in rows]
+
+
+async def cancel_invoice(db: Executor, public_id: str, seller_id: int) -> Invoice:
+    """Cancel a pending invoice (only its seller may). Cancelling twice is a no-op."""
+    canonical = parse_invoice_id(public_id)
+    if canonical is None:
+        raise InvoiceNotFound(public_id[:40])
+    row = await fetch_one(
+        db, "SELECT * FROM cancel_invoice(:id, :seller)", id=canonical, seller=seller_id
+    )
+    assert row is not None
+    return Invoice.from_row(row)
+
+
+async def expire_due_invoices(db: Executor, limit: int = 1000) -> list[Invoice]:
+    """Mark pending invoices past their expiry as expired (a scheduled job calls this)."""
+    rows = await fetch_all(db, "SELECT * FROM expire_due_invoices(:limit)", limit=limit)
+    return [Invoice.from_row(r) for r in rows]

@@ -1,0 +1,81 @@
+"""What the ledger hands back to the edges: plain, immutable values."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import RowMapping
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    id: int
+    telegram_id: int
+    username: str | None
+    language: str
+    deposit_code: str
+
+    @classmethod
+    def from_row(cls, row: RowMapping) -> User:
+        return cls(row["id"], row["telegram_id"], row["username"], row["language"],
+                   row["deposit_code"])
+
+
+@dataclass(frozen=True, slots=True)
+class Invoice:
+    id: int
+    public_id: str
+    seller_id: int
+    number: str
+    title: str
+    description: str | None
+    currency: str
+    amount: int
+    ton_amount: int | None
+    kind: str
+    max_uses: int | None
+    uses: int
+    status: str
+    payload: dict[str, Any]
+    ton_received: int
+    created_at: datetime
+    expires_at: datetime
+    paid_at: datetime | None
+    closed_at: datetime | None
+
+    @classmethod
+    def from_row(cls, row: RowMapping) -> Invoice:
+        return cls(**{f.name: row[f.name] for f in fields(cls)})
+
+    @property
+    def comment(self) -> str:
+        """The wallet comment that pays this invoice on chain."""
+        return f"INV-{self.public_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentResult:
+    payment_id: int
+    replayed: bool
+    invoice_status: str
+    grant_id: int | None
+    buyer_balance: int | None = None
+    claim_token: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Movement:
+    ledger_tx_id: int
+    replayed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class StatementLine:
+    entry_id: int
+    at: datetime
+    kind: str
+    reason: str | None
+    amount: int
+    balance_after: int | None

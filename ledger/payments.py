@@ -1,0 +1,83 @@
+"""Where an invoice gets paid. Each use case is one SQL function call = one transaction.
+
+- pay_from_balance: the buyer's internal balance pays (bot, Mini App, HTTP API).
+- settle_external_payment: money arrived elsewhere (TON transfer, operator-confirmed manual
+  payment); the invoice is settled from the matching system account.
+The SQL lives in migrations/versions/0002_ledger_functions.py (process_invoice_payment,
+settle_external_payment, paybot_fulfil).
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from ledger.db import Executor, fetch_one
+from ledger.errors import InvalidAmount, InvoiceNotFound
+from ledger.ids import parse_invoice_id
+from ledger.models import PaymentResult
+
+IDEMPOTENCY_KEY_MAX = 200
+
+
+def _invoice_id(public_id: str) -> str:
+    canonical = parse_invoice_id(public_id)
+    if canonical is None:
+        raise InvoiceNotFound(public_id[:40])
+    return canonical
+
+
+async def pay_from_balance(
+    db: Executor, invoice_id: str, buyer_id: int, idempotency_key: str | None
+) -> PaymentResult:
+    """Debit buyer, credit seller, mark the invoice, record the payment, grant the item and
+    queue notifications — all or nothing. The same key again returns the first result."""
+    if idempotency_key is not None and not 0 < len(idempotency_key) <= IDEMPOTENCY_KEY_MAX:
+        raise InvalidAmount("the idempotency key must be 1 to 200 characters")
+    row = await fetch_one(
+        db,
+        "SELECT * FROM process_invoice_payment(:invoice, :buyer, :key)",
+        invoice=_invoice_id(invoice_id),
+        buyer=buyer_id,
+        key=idempotency_key,
+    )
+    assert row is not None
+    return PaymentResult(
+        payment_id=row["payment_id"],
+        replayed=row["replayed"],
+        invoice_status=row["invoice_status"],
+        grant_id=row["grant_id"],
+        buyer_balance=row["buyer_balance"],
+    )
+
+
+async def settle_external_payment(
+    db: Executor,
+    invoice_id: str,
+    *,
+    method: str,
+    reference: str,
+    payer_id: int | None = None,
+) -> PaymentResult:
+    """Settle an invoice paid outside the balance, once per `reference` (e.g. a transaction
+    hash). With no known payer the grant waits under a claim token (returned)."""
+    if method not in ("ton", "manual"):
+        raise ValueError(f"unknown external method {method!r}")
+    if not reference:
+        raise ValueError("an external payment needs a reference")
+    row = await fetch_one(
+        db,
+        "SELECT * FROM settle_external_payment(:invoice, :method, :ref, :payer, :claim)",
+        invoice=_invoice_id(invoice_id),
+        method=method,
+        ref=reference,
+        payer=payer_id,
+        claim=secrets.token_urlsafe(24),
+    )
+    assert row is not None
+    return PaymentResult(
+        payment_id=row["payment_id"],
+        replayed=row["replayed"],
+        invoice_status=row["invoice_status"],
+        grant_id=row["grant_id"],
+        claim_token=row["claim_token"],
+    )

@@ -1,0 +1,70 @@
+"""Where the database comes from: DATABASE_URL, or an embedded PostgreSQL (pgserver)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+log = logging.getLogger(__name__)
+
+
+def asyncpg_url(url: str) -> str:
+    """SQLAlchemy's asyncpg form of a libpq-style URL (the embedded server gives those)."""
+    for prefix in ("postgresql+asyncpg://", "postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+asyncpg://" + url[len(prefix) :]
+    raise ValueError(f"not a PostgreSQL URL: {url.split('@')[-1]!r}")
+
+
+def libpq_url(url: str) -> str:
+    """The plain form, for libpq tools such as psql and pgbench."""
+    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+
+@contextlib.contextmanager
+def embedded_postgres(data_dir: str | os.PathLike[str]) -> Iterator[str]:
+    """Start (or join) an embedded PostgreSQL in `data_dir`, yield its URL, stop it on exit.
+
+    pgserver runs initdb on first use and keeps the data between runs; the server listens on a
+    Unix socket inside the data directory only, never on a TCP port.
+    """
+    os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.gettempdir())  # pgserver's lock file
+    import pgserver  # imported lazily: only needed when DATABASE_URL is unset
+
+    path = Path(data_dir).resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    server = pgserver.get_server(path, cleanup_mode="stop")
+    log.info("embedded PostgreSQL running in %s", path)
+    try:
+        yield server.get_uri()
+    finally:
+        server.cleanup()
+        log.info("embedded PostgreSQL stopped")
+
+
+def pg_bin_dir() -> Path | None:
+    """Directory with psql/pgbench: the embedded server's own, else the system's."""
+    try:
+        import pgserver.postgres_server as ps
+
+        return Path(ps.POSTGRES_BIN_PATH)
+    except Exception:  # pragma: no cover - pgserver is a hard dependency
+        return None
+
+
+def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
+    return create_async_engine(
+        asyncpg_url(url),
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=False,
+        # Ledger functions are single statements that are their own transaction: no BEGIN/COMMIT
+        # round trips around them. Multi-statement work opens an explicit transaction.
+        isolation_level="AUTOCOMMIT",
+    )

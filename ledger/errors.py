@@ -92,6 +92,16 @@ class InvalidInvoice(LedgerError):
     message = "The invoice data is not valid."
 
 
+class ClaimNotFound(LedgerError):
+    code = "claim_not_found"
+    message = "This claim link is not valid."
+
+
+class ClaimAlreadyUsed(LedgerError):
+    code = "claim_already_used"
+    message = "This item was already claimed by someone else."
+
+
 class ImmutableRecord(LedgerError):
     code = "immutable_record"
     message = "Money records cannot be changed or deleted."
@@ -109,6 +119,8 @@ _BY_SQLSTATE: dict[str, type[LedgerError]] = {
     "PB009": InvalidAmount,
     "PB010": NotInvoiceSeller,
     "PB011": ReferenceReused,
+    "PB012": ClaimNotFound,
+    "PB013": ClaimAlreadyUsed,
     "PB900": ImmutableRecord,
 }
 

@@ -79,3 +79,22 @@ class StatementLine:
     reason: str | None
     amount: int
     balance_after: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """What one payment delivered: an item, an achievement, or a claim waiting for a guest."""
+
+    id: int
+    payment_id: int
+    invoice_id: int
+    user_id: int | None
+    item_id: str | None
+    achievement_id: str | None
+    claim_token: str | None
+    claimed_at: datetime | None
+    created_at: datetime
+
+    @classmethod
+    def from_row(cls, row: RowMapping) -> Grant:
+        return cls(**{f.name: row[f.name] for f in fields(cls)})

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import secrets
 
-from ledger.db import Executor, fetch_one
-from ledger.errors import InvalidAmount, InvoiceNotFound
+from ledger.db import Executor, fetch_all, fetch_one
+from ledger.errors import ClaimNotFound, InvalidAmount, InvoiceNotFound
 from ledger.ids import parse_invoice_id
-from ledger.models import PaymentResult
+from ledger.models import Grant, PaymentResult
 
 IDEMPOTENCY_KEY_MAX = 200
 
@@ -81,3 +81,21 @@ async def settle_external_payment(
         grant_id=row["grant_id"],
         claim_token=row["claim_token"],
     )
+
+
+async def claim_grant(db: Executor, claim_token: str, user_id: int) -> Grant:
+    """Hand a guest's purchase to the Telegram user who opened the claim link (once)."""
+    if not claim_token or len(claim_token) > 100:
+        raise ClaimNotFound(claim_token[:40])
+    row = await fetch_one(db, "SELECT * FROM claim_grant(:token, :user)",
+                          token=claim_token, user=user_id)
+    assert row is not None
+    return Grant.from_row(row)
+
+
+async def grants_of_user(db: Executor, user_id: int, limit: int = 50) -> list[Grant]:
+    rows = await fetch_all(
+        db, "SELECT * FROM grants WHERE user_id = :user ORDER BY id DESC LIMIT :limit",
+        user=user_id, limit=limit,
+    )
+    return [Grant.from_row(r) for r in rows]

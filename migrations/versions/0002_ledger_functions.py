@@ -4,7 +4,8 @@ Error codes (SQLSTATE class PB, mapped to typed errors in ledger/errors.py):
 PB001 invoice not found     PB002 already paid        PB003 cancelled      PB004 expired
 PB005 own invoice           PB006 insufficient funds  PB007 idempotency key reused
 PB008 user not found        PB009 invalid amount      PB010 not the seller
-PB011 reference reused      PB900 immutable record
+PB011 reference reused      PB012 claim not found     PB013 claim already used
+PB900 immutable record
 
 Revision ID: 0002
 Revises: 0001
@@ -283,6 +284,34 @@ BEGIN
     RETURN QUERY SELECT v_tx, false, v_bal;
 END $$;
 
+-- A guest paid without logging in; whoever presents the claim token gets the item, once.
+CREATE FUNCTION claim_grant(p_token text, p_user bigint) RETURNS grants
+LANGUAGE plpgsql AS $$
+DECLARE g grants%ROWTYPE;
+BEGIN
+    SELECT * INTO g FROM grants WHERE claim_token = p_token FOR UPDATE;
+    IF g.id IS NULL THEN
+        RAISE EXCEPTION 'claim_not_found' USING ERRCODE = 'PB012', DETAIL = left(p_token, 40);
+    ELSIF g.user_id IS NOT NULL THEN
+        IF g.user_id = p_user THEN
+            RETURN g;  -- the same person opening the link again
+        END IF;
+        RAISE EXCEPTION 'claim_already_used' USING ERRCODE = 'PB013', DETAIL = left(p_token, 40);
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM users WHERE id = p_user) THEN
+        RAISE EXCEPTION 'user_not_found' USING ERRCODE = 'PB008', DETAIL = p_user::text;
+    END IF;
+    UPDATE grants SET user_id = p_user, claimed_at = now() WHERE id = g.id RETURNING * INTO g;
+    IF g.item_id IS NOT NULL THEN
+        PERFORM grant_item_to_user(p_user, g.item_id, g.id);
+    END IF;
+    IF g.achievement_id IS NOT NULL THEN
+        INSERT INTO achievements (user_id, achievement_id, grant_id)
+            VALUES (p_user, g.achievement_id, g.id) ON CONFLICT DO NOTHING;
+    END IF;
+    RETURN g;
+END $$;
+
 CREATE FUNCTION paybot_close_event(p_inv invoices, p_type text) RETURNS void
 LANGUAGE sql AS $$
     INSERT INTO outbox (topic, event_type, payload)
@@ -331,6 +360,7 @@ DOWNGRADE = r"""
 DROP FUNCTION expire_due_invoices(int);
 DROP FUNCTION cancel_invoice(text, bigint);
 DROP FUNCTION paybot_close_event(invoices, text);
+DROP FUNCTION claim_grant(text, bigint);
 DROP FUNCTION paybot_move(text, bigint, text, text, bigint, text, text);
 DROP FUNCTION settle_external_payment(text, text, text, bigint, text);
 DROP FUNCTION process_invoice_payment(text, bigint, text);

@@ -8,7 +8,9 @@ import logging
 import signal
 from collections.abc import Iterator
 
+from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.settings import DatabaseSettings, Settings
 from ledger.migrate import upgrade
@@ -28,6 +30,25 @@ def database(settings: DatabaseSettings) -> Iterator[str]:
         yield url
 
 
+async def healthz(request: web.Request) -> web.Response:
+    engine: AsyncEngine = request.app[ENGINE]
+    async with engine.connect() as conn:
+        await conn.exec_driver_sql("SELECT 1")
+    return web.json_response({"ok": True})
+
+
+ENGINE = web.AppKey("engine", AsyncEngine)
+
+
+def build_web_app(settings: Settings, engine: AsyncEngine) -> web.Application:
+    """One aiohttp app for everything HTTP: pay pages, Mini App API, seller API, webhook."""
+    app = web.Application()
+    app[ENGINE] = engine
+    app.router.add_get("/healthz", healthz)
+    # Each part mounts its routes here (pay page, seller API, Telegram webhook).
+    return app
+
+
 async def serve(settings: Settings, database_url: str, stop: asyncio.Event) -> None:
     await upgrade(database_url)
     engine = make_engine(database_url)
@@ -37,12 +58,19 @@ async def serve(settings: Settings, database_url: str, stop: asyncio.Event) -> N
         expire_seconds=settings.jobs.expire_seconds,
         apply_credits_seconds=settings.jobs.apply_credits_seconds,
     )
+    app = build_web_app(settings, engine)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.web.host, settings.web.port)
+    await site.start()
     scheduler.start()
-    log.info("paybot is running; Ctrl+C to stop")
+    log.info("paybot is running on http://%s:%s; Ctrl+C to stop",
+             settings.web.host, settings.web.port)
     try:
         await stop.wait()
     finally:
         scheduler.shutdown(wait=False)
+        await runner.cleanup()
         await engine.dispose()
         log.info("paybot stopped")
 

@@ -34,7 +34,10 @@ def embedded_postgres(data_dir: str | os.PathLike[str]) -> Iterator[str]:
     pgserver runs initdb on first use and keeps the data between runs; the server listens on a
     Unix socket inside the data directory only, never on a TCP port.
     """
-    os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.gettempdir())  # pgserver's lock file
+    if "XDG_RUNTIME_DIR" not in os.environ:  # where pgserver keeps its inter-process lock file
+        runtime = Path(tempfile.gettempdir()) / f"paybot-runtime-{os.getuid()}"
+        runtime.mkdir(mode=0o700, exist_ok=True)
+        os.environ["XDG_RUNTIME_DIR"] = str(runtime)
     import pgserver  # imported lazily: only needed when DATABASE_URL is unset
 
     path = Path(data_dir).resolve()

@@ -67,7 +67,7 @@ async def database_url(fresh_database: str) -> str:
 
 @pytest.fixture(scope="session")
 async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    eng = make_engine(database_url, pool_size=40)
+    eng = make_engine(database_url, pool_size=10)
     yield eng
     await eng.dispose()
 

@@ -1,0 +1,510 @@
+"""What a seller's own backend works with: API tokens, webhook settings, idempotent invoice
+creation, listings, stats and the callbacks sent to them. No HTTP here: the seller API
+(bot/api) and the callback worker (watchers/callbacks.py) call these.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ledger.db import Executor, fetch_all, fetch_one, transaction
+from ledger.errors import IdempotencyKeyReused, InvalidInvoice, InvoiceNotFound, LedgerError
+from ledger.ids import parse_invoice_id
+from ledger.invoices import create_invoice
+from ledger.models import Invoice
+from ledger.money import DECIMALS, format_amount
+
+TOKEN_PREFIX = "pbk_"
+_TOKEN_RE = re.compile(r"^pbk_[A-Za-z0-9_-]{43}$")
+MAX_ACTIVE_TOKENS = 20
+WEBHOOK_URL_MAX = 512
+
+
+class TooManyTokens(LedgerError):
+    code = "too_many_tokens"
+    message = f"A seller may hold at most {MAX_ACTIVE_TOKENS} active API tokens; revoke one."
+
+
+# --- tokens -----------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class ApiToken:
+    id: int
+    user_id: int
+    hint: str
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class ApiPrincipal:
+    """Who is calling: the token and the seller it belongs to."""
+
+    token_id: int
+    user_id: int
+
+
+def hash_token(token: str) -> bytes:
+    # Tokens carry 256 random bits, so a plain SHA-256 is enough (no slow KDF needed).
+    return hashlib.sha256(token.encode()).digest()
+
+
+async def issue_token(db: Executor, seller_user_id: int) -> tuple[str, int]:
+    """A new API token for the seller: (plaintext, token id). The plaintext is not stored;
+    show it once."""
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    row = await fetch_one(
+        db,
+        """
+        INSERT INTO api_tokens (user_id, token_hash, hint)
+        SELECT :user, :hash, :hint
+         WHERE (SELECT count(*) FROM api_tokens
+                 WHERE user_id = :user AND revoked_at IS NULL) < :max
+        RETURNING id
+        """,
+        user=seller_user_id, hash=hash_token(token), hint=token[:8], max=MAX_ACTIVE_TOKENS,
+    )
+    if row is None:
+        raise TooManyTokens()
+    return token, int(row["id"])
+
+
+async def revoke_token(db: Executor, seller_user_id: int, token_id: int) -> bool:
+    """Revoke one of the seller's tokens at once. False when it is not theirs or not active."""
+    row = await fetch_one(
+        db,
+        "UPDATE api_tokens SET revoked_at = now() "
+        "WHERE id = :id AND user_id = :user AND revoked_at IS NULL RETURNING id",
+        id=token_id, user=seller_user_id,
+    )
+    return row is not None
+
+
+async def list_tokens(db: Executor, seller_user_id: int) -> list[ApiToken]:
+    rows = await fetch_all(
+        db,
+        "SELECT id, user_id, hint, created_at, last_used_at, revoked_at FROM api_tokens "
+        "WHERE user_id = :user ORDER BY id",
+        user=seller_user_id,
+    )
+    return [ApiToken(**dict(r)) for r in rows]
+
+
+async def authenticate(db: Executor, token: str) -> ApiPrincipal | None:
+    """The principal for an active token, else None. One round trip; last_used_at is
+    refreshed at most once a minute so that reads do not all become writes."""
+    if not _TOKEN_RE.match(token):
+        return None
+    row = await fetch_one(
+        db,
+        """
+        WITH t AS (SELECT id, user_id, last_used_at FROM api_tokens
+                    WHERE token_hash = :hash AND revoked_at IS NULL),
+             touch AS (UPDATE api_tokens a SET last_used_at = now() FROM t
+                        WHERE a.id = t.id AND (t.last_used_at IS NULL
+                                               OR t.last_used_at < now() - interval '1 minute')
+                       RETURNING a.id)
+        SELECT t.id, t.user_id, (SELECT count(*) FROM touch) AS touched FROM t
+        """,
+        hash=hash_token(token),
+    )
+    return ApiPrincipal(int(row["id"]), int(row["user_id"])) if row else None
+
+
+# --- webhook settings -------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class WebhookSettings:
+    user_id: int
+    url: str | None  # the default callback URL for invoices without their own
+    secret: str  # signs every callback to this seller
+
+
+_ENSURE_WEBHOOKS = """
+WITH ins AS (INSERT INTO seller_webhooks (user_id)
+             SELECT u FROM unnest(CAST(:ids AS bigint[])) AS u
+             ON CONFLICT (user_id) DO NOTHING
+             RETURNING user_id, url, secret)
+SELECT user_id, url, secret FROM ins
+UNION ALL
+SELECT user_id, url, secret FROM seller_webhooks WHERE user_id = ANY(CAST(:ids AS bigint[]))
+"""
+
+
+async def webhooks_of(db: Executor, seller_ids: Iterable[int]) -> dict[int, WebhookSettings]:
+    """Webhook settings per seller, creating each missing seller's secret on first need."""
+    ids = sorted(set(seller_ids))
+    found: dict[int, WebhookSettings] = {}
+    for _attempt in range(2):  # a row inserted concurrently is invisible to this snapshot once
+        rows = await fetch_all(db, _ENSURE_WEBHOOKS, ids=[i for i in ids if i not in found])
+        found.update({r["user_id"]: WebhookSettings(r["user_id"], r["url"], r["secret"])
+                      for r in rows})
+        if len(found) == len(ids):
+            break
+    return found
+
+
+async def get_webhook(db: Executor, seller_user_id: int) -> WebhookSettings:
+    return (await webhooks_of(db, [seller_user_id]))[seller_user_id]
+
+
+def check_webhook_url(url: str) -> str:
+    """The URL's syntax (http or https, a host, not too long); network checks happen when a
+    callback is sent (watchers/callbacks.py)."""
+    from urllib.parse import urlsplit
+
+    url = url.strip()
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError:
+        raise InvalidInvoice("the webhook URL is not a valid URL") from None
+    if parts.scheme not in ("http", "https") or not host:
+        raise InvalidInvoice("the webhook URL must be an http(s) URL with a host")
+    if len(url) > WEBHOOK_URL_MAX:
+        raise InvalidInvoice(f"the webhook URL is longer than {WEBHOOK_URL_MAX} characters")
+    return url
+
+
+async def set_webhook_url(db: Executor, seller_user_id: int, url: str | None) -> WebhookSettings:
+    """Set (or, with None, clear) the seller's default callback URL."""
+    clean = check_webhook_url(url) if url else None
+    row = await fetch_one(
+        db,
+        """
+        INSERT INTO seller_webhooks (user_id, url) VALUES (:user, :url)
+        ON CONFLICT (user_id) DO UPDATE SET url = EXCLUDED.url, updated_at = now()
+        RETURNING user_id, url, secret
+        """,
+        user=seller_user_id, url=clean,
+    )
+    assert row is not None
+    return WebhookSettings(row["user_id"], row["url"], row["secret"])
+
+
+async def rotate_webhook_secret(db: Executor, seller_user_id: int) -> WebhookSettings:
+    """A new signing secret; callbacks sent from now on are signed with it."""
+    row = await fetch_one(
+        db,
+        """
+        INSERT INTO seller_webhooks (user_id) VALUES (:user)
+        ON CONFLICT (user_id) DO UPDATE
+           SET secret = paybot_new_webhook_secret(), updated_at = now()
+        RETURNING user_id, url, secret
+        """,
+        user=seller_user_id,
+    )
+    assert row is not None
+    return WebhookSettings(row["user_id"], row["url"], row["secret"])
+
+
+# --- invoices as a seller sees them ----------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Links:
+    """Where an invoice is paid: the pay page's base URL and the bot's username."""
+
+    public_url: str
+    bot_username: str
+
+
+def iso(at: datetime | None) -> str | None:
+    if at is None:
+        return None
+    return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def invoice_view(inv: Invoice, links: Links) -> dict[str, Any]:
+    """The seller-facing JSON form of an invoice (API responses and callback bodies)."""
+    return {
+        "id": inv.public_id,
+        "number": inv.number,
+        "status": inv.status,
+        "title": inv.title,
+        "description": inv.description,
+        "currency": inv.currency,
+        "amount": format_amount(inv.amount, inv.currency),
+        "amount_minor": inv.amount,
+        "ton_amount": format_amount(inv.ton_amount, "TON") if inv.ton_amount else None,
+        "ton_amount_nano": inv.ton_amount,
+        "ton_comment": inv.comment,
+        "kind": inv.kind,
+        "max_uses": inv.max_uses,
+        "uses": inv.uses,
+        "item_id": inv.payload.get("item_id"),
+        "achievement_id": inv.payload.get("achievement_id"),
+        "callback_url": inv.payload.get("callback_url"),
+        "pay_url": f"{links.public_url.rstrip('/')}/pay/{inv.public_id}",
+        "bot_url": f"https://t.me/{links.bot_username}?start=pay_{inv.public_id}",
+        "created_at": iso(inv.created_at),
+        "expires_at": iso(inv.expires_at),
+        "paid_at": iso(inv.paid_at),
+        "closed_at": iso(inv.closed_at),
+    }
+
+
+async def seller_invoice(db: Executor, seller_user_id: int, public_id: str) -> Invoice:
+    """One of the seller's invoices; another seller's looks exactly like a missing one."""
+    canonical = parse_invoice_id(public_id)
+    row = None
+    if canonical is not None:
+        row = await fetch_one(
+            db, "SELECT * FROM invoices WHERE public_id = :id AND seller_id = :seller",
+            id=canonical, seller=seller_user_id,
+        )
+    if row is None:
+        raise InvoiceNotFound(public_id[:40])
+    return Invoice.from_row(row)
+
+
+class _KeyTaken(Exception):
+    """A concurrent request with the same idempotency key committed first."""
+
+
+async def create_invoice_once(
+    engine: AsyncEngine, *, seller_id: int, idempotency_key: str | None, request_hash: bytes,
+    **invoice: Any,
+) -> tuple[Invoice, bool]:
+    """create_invoice, at most once per (seller, key): the same key with the same request
+    returns the first invoice (replayed=True); with a different request it is refused."""
+    if idempotency_key is None:
+        return await create_invoice(engine, seller_id=seller_id, **invoice), False
+    if not 0 < len(idempotency_key) <= 200:
+        raise InvalidInvoice("the idempotency key must be 1 to 200 characters")
+    for _attempt in range(3):
+        hit = await _idempotent_hit(engine, seller_id, idempotency_key, request_hash)
+        if hit is not None:
+            return hit, True
+        # The key row is written in the invoice's transaction: a concurrent twin waits on the
+        # key's unique index, then finds it taken and rolls its own invoice back.
+        try:
+            async with transaction(engine) as conn:
+                created = await create_invoice(conn, seller_id=seller_id, **invoice)
+                row = await fetch_one(
+                    conn,
+                    """
+                    INSERT INTO api_idempotency (user_id, key, request_hash, invoice_id)
+                    VALUES (:user, :key, :hash, :invoice)
+                    ON CONFLICT (user_id, key) DO NOTHING RETURNING invoice_id
+                    """,
+                    user=seller_id, key=idempotency_key, hash=request_hash, invoice=created.id,
+                )
+                if row is None:
+                    raise _KeyTaken
+            return created, False
+        except _KeyTaken:
+            continue
+    raise RuntimeError("idempotent invoice creation did not settle")  # pragma: no cover
+
+
+async def _idempotent_hit(
+    db: Executor, seller_id: int, key: str, request_hash: bytes
+) -> Invoice | None:
+    row = await fetch_one(
+        db,
+        """
+        SELECT k.request_hash AS _request_hash, i.* FROM api_idempotency k
+          JOIN invoices i ON i.id = k.invoice_id
+         WHERE k.user_id = :user AND k.key = :key
+        """,
+        user=seller_id, key=key,
+    )
+    if row is None:
+        return None
+    if bytes(row["_request_hash"]) != request_hash:
+        raise IdempotencyKeyReused(key[:40])
+    return Invoice.from_row(row)
+
+
+async def list_seller_invoices(
+    db: Executor, seller_id: int, *, status: str | None = None,
+    created_from: datetime | None = None, created_to: datetime | None = None,
+    limit: int = 20, before_id: int | None = None,
+) -> tuple[list[Invoice], int | None]:
+    """Newest first; returns the page and the cursor of the next one (None at the end)."""
+    rows = await fetch_all(
+        db,
+        """
+        SELECT * FROM invoices
+         WHERE seller_id = :seller
+           AND (CAST(:status AS text) IS NULL OR status = :status)
+           AND (CAST(:since AS timestamptz) IS NULL OR created_at >= :since)
+           AND (CAST(:until AS timestamptz) IS NULL OR created_at < :until)
+           AND (CAST(:before AS bigint) IS NULL OR id < :before)
+         ORDER BY id DESC LIMIT :limit
+        """,
+        seller=seller_id, status=status, since=created_from, until=created_to,
+        before=before_id, limit=limit + 1,
+    )
+    page = [Invoice.from_row(r) for r in rows[:limit]]
+    return page, (page[-1].id if len(rows) > limit else None)
+
+
+@dataclass(frozen=True, slots=True)
+class Volume:
+    currency: str
+    amount: int
+    payments: int
+
+
+@dataclass(frozen=True, slots=True)
+class SellerStats:
+    since: datetime
+    until: datetime
+    created: int  # invoices created in the period
+    paid: int  # ...of which at least one payment arrived (at any time)
+    by_status: dict[str, int]
+    volume: list[Volume]  # payments received in the period, per currency
+
+    @property
+    def conversion(self) -> float:
+        return round(self.paid / self.created, 4) if self.created else 0.0
+
+
+async def seller_stats(
+    db: Executor, seller_id: int, since: datetime, until: datetime
+) -> SellerStats:
+    rows = await fetch_all(
+        db,
+        """
+        SELECT 'status' AS kind, status AS key, count(*) AS n, count(*) FILTER (WHERE uses > 0)
+               AS paid, 0::numeric AS amount
+          FROM invoices
+         WHERE seller_id = :seller AND created_at >= :since AND created_at < :until
+         GROUP BY status
+        UNION ALL
+        SELECT 'volume', p.currency, count(*), 0, sum(p.amount)
+          FROM invoices i JOIN payments p ON p.invoice_id = i.id
+         WHERE i.seller_id = :seller AND p.created_at >= :since AND p.created_at < :until
+         GROUP BY p.currency
+        """,
+        seller=seller_id, since=since, until=until,
+    )
+    by_status = dict.fromkeys(("pending", "paid", "cancelled", "expired"), 0)
+    paid = 0
+    volume: list[Volume] = []
+    for r in rows:
+        if r["kind"] == "status":
+            by_status[r["key"]] = int(r["n"])
+            paid += int(r["paid"])
+        else:
+            volume.append(Volume(r["key"], int(r["amount"]), int(r["n"])))
+    volume.sort(key=lambda v: v.currency)
+    return SellerStats(since, until, sum(by_status.values()), paid, by_status, volume)
+
+
+async def balances(db: Executor, user_id: int) -> dict[str, int]:
+    """Spendable balance per currency (applied plus pending credits), zero when none."""
+    rows = await fetch_all(
+        db,
+        """
+        SELECT a.currency, a.balance + coalesce((SELECT sum(e.amount) FROM entries e
+                     WHERE e.account_id = a.id AND e.balance_after IS NULL), 0) AS total
+          FROM accounts a WHERE a.user_id = :user
+        """,
+        user=user_id,
+    )
+    found = {r["currency"]: int(r["total"]) for r in rows}
+    return {currency: found.get(currency, 0) for currency in sorted(DECIMALS)}
+
+
+# --- callbacks as a seller (or the operator) sees them ----------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class CallbackRecord:
+    id: int
+    event_id: UUID
+    event_type: str
+    seller_id: int
+    invoice: str
+    url: str | None  # None: the seller's default webhook URL at delivery time
+    status: str  # pending | delivered | failed
+    attempts: int
+    last_error: str | None
+    created_at: datetime
+    next_attempt_at: datetime | None
+    delivered_at: datetime | None
+    failed_at: datetime | None
+
+
+_CALLBACK_COLUMNS = """
+    id, event_id, event_type, (payload ->> 'seller_id')::bigint AS seller_id,
+    payload ->> 'invoice' AS invoice, payload ->> 'url' AS url, attempts, last_error, created_at,
+    available_at, delivered_at, failed_at
+"""
+
+
+def _callback(row: Any) -> CallbackRecord:
+    status = "delivered" if row["delivered_at"] else "failed" if row["failed_at"] else "pending"
+    return CallbackRecord(
+        id=row["id"], event_id=row["event_id"], event_type=row["event_type"],
+        seller_id=row["seller_id"], invoice=row["invoice"], url=row["url"], status=status,
+        attempts=row["attempts"], last_error=row["last_error"], created_at=row["created_at"],
+        next_attempt_at=row["available_at"] if status == "pending" else None,
+        delivered_at=row["delivered_at"], failed_at=row["failed_at"],
+    )
+
+
+async def list_callbacks(
+    db: Executor, *, seller_id: int | None, status: str | None = None, limit: int = 20,
+    before_id: int | None = None,
+) -> tuple[list[CallbackRecord], int | None]:
+    """Callback events, newest first: one seller's, or everyone's (seller_id=None, for the
+    operator). status: pending | delivered | failed."""
+    rows = await fetch_all(
+        db,
+        f"""
+        SELECT {_CALLBACK_COLUMNS} FROM outbox
+         WHERE topic = 'callback'
+           AND (CAST(:seller AS text) IS NULL OR payload ->> 'seller_id' = :seller)
+           AND (CAST(:before AS bigint) IS NULL OR id < :before)
+           AND CASE CAST(:status AS text)
+                 WHEN 'delivered' THEN delivered_at IS NOT NULL
+                 WHEN 'failed' THEN failed_at IS NOT NULL
+                 WHEN 'pending' THEN delivered_at IS NULL AND failed_at IS NULL
+                 ELSE true END
+         ORDER BY id DESC LIMIT :limit
+        """,
+        seller=None if seller_id is None else str(seller_id), status=status,
+        before=before_id, limit=limit + 1,
+    )
+    page = [_callback(r) for r in rows[:limit]]
+    return page, (page[-1].id if len(rows) > limit else None)
+
+
+async def redeliver_callback(
+    db: Executor, event_id: UUID, *, seller_id: int | None
+) -> CallbackRecord | None:
+    """Queue a callback again now, with a fresh retry schedule (failed, delivered or pending
+    alike). None when there is no such event (for this seller)."""
+    row = await fetch_one(
+        db,
+        f"""
+        UPDATE outbox SET delivered_at = NULL, failed_at = NULL, attempts = 0,
+                          available_at = now()
+         WHERE event_id = :event AND topic = 'callback'
+           AND (CAST(:seller AS text) IS NULL OR payload ->> 'seller_id' = :seller)
+        RETURNING {_CALLBACK_COLUMNS}
+        """,
+        event=event_id, seller=None if seller_id is None else str(seller_id),
+    )
+    return _callback(row) if row else None
+
+
+async def invoices_by_public_id(db: Executor, public_ids: Iterable[str]) -> dict[str, Invoice]:
+    rows = await fetch_all(
+        db, "SELECT * FROM invoices WHERE public_id = ANY(CAST(:ids AS text[]))",
+        ids=sorted(set(public_ids)),
+    )
+    return {r["public_id"]: Invoice.from_row(r) for r in rows}

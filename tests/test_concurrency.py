@@ -1,0 +1,119 @@
+"""Races a real payment product meets: many taps on one invoice, poor buyers racing, rings."""
+
+import asyncio
+import random
+
+from sqlalchemy.exc import DBAPIError
+
+from ledger.accounts import balance
+from ledger.errors import InsufficientFunds, InvoiceAlreadyPaid
+from ledger.invariants import check_invariants
+from ledger.invoices import create_invoice, get_invoice
+from ledger.payments import pay_from_balance
+from ledger.postgres import make_engine
+from tests.conftest import run_sql
+
+
+async def test_200_concurrent_attempts_on_one_invoice_exactly_one_succeeds(
+    database_url, engine, make_user
+) -> None:
+    seller = await make_user()
+    buyers = [await make_user(balance=1000) for _ in range(200)]
+    inv = await create_invoice(engine, seller_id=seller.id, title="Last one", amount=1000,
+                               payload={"item_id": "unique-thing"})
+    wide = make_engine(database_url, pool_size=35)  # up to 70 connections at once
+    try:
+        results = await asyncio.gather(
+            *(pay_from_balance(wide, inv.public_id, b.id, f"k{b.id}") for b in buyers),
+            return_exceptions=True,
+        )
+    finally:
+        await wide.dispose()
+    ok = [r for r in results if not isinstance(r, BaseException)]
+    refused = [r for r in results if isinstance(r, InvoiceAlreadyPaid)]
+    assert len(ok) == 1
+    assert len(refused) == 199, [r for r in results if not isinstance(r, InvoiceAlreadyPaid)]
+    assert await balance(engine, seller.id) == 1000
+    assert sum([await balance(engine, b.id) for b in buyers]) == 199 * 1000
+    grants = await run_sql(engine, "SELECT count(*) AS n FROM grants WHERE invoice_id = :i",
+                           i=inv.id)
+    assert grants[0]["n"] == 1
+    assert await check_invariants(engine) == []
+
+
+async def test_buyers_with_too_little_money_racing_never_go_negative(
+    database_url, engine, make_user
+) -> None:
+    seller = await make_user()
+    # Each buyer can afford 3 of the 10 invoices it races for.
+    buyers = [await make_user(balance=300) for _ in range(8)]
+    attempts = []
+    for b in buyers:
+        for n in range(10):
+            inv = await create_invoice(engine, seller_id=seller.id, title=f"Item {n}", amount=100)
+            attempts.append((inv.public_id, b.id))
+    random.Random(7).shuffle(attempts)
+    wide = make_engine(database_url, pool_size=20)
+    try:
+        results = await asyncio.gather(
+            *(pay_from_balance(wide, inv, buyer, f"{inv}") for inv, buyer in attempts),
+            return_exceptions=True,
+        )
+    finally:
+        await wide.dispose()
+    assert all(isinstance(r, InsufficientFunds) for r in results if isinstance(r, BaseException))
+    assert sum(1 for r in results if not isinstance(r, BaseException)) == 8 * 3
+    for b in buyers:
+        assert await balance(engine, b.id) == 0
+    assert await balance(engine, seller.id) == 8 * 300
+    assert await check_invariants(engine) == []
+
+
+async def test_transfers_in_a_ring_run_concurrently_without_deadlocks(
+    database_url, engine, make_user
+) -> None:
+    people = [await make_user(balance=10_000) for _ in range(3)]
+    rounds = 40
+    jobs = []
+    for r in range(rounds):
+        for i, payer in enumerate(people):
+            payee = people[(i + 1) % len(people)]  # A->B, B->C, C->A
+            inv = await create_invoice(engine, seller_id=payee.id, title=f"ring {r}", amount=7)
+            jobs.append((inv.public_id, payer.id))
+    wide = make_engine(database_url, pool_size=30)
+    try:
+        results = await asyncio.gather(
+            *(pay_from_balance(wide, inv, payer, f"ring-{inv}") for inv, payer in jobs),
+            return_exceptions=True,
+        )
+    finally:
+        await wide.dispose()
+    errors = [r for r in results if isinstance(r, BaseException)]
+    assert not [e for e in errors if isinstance(e, DBAPIError)], errors[:3]  # no deadlock
+    assert errors == []
+    for p in people:  # each paid and received the same amount
+        assert await balance(engine, p.id) == 10_000
+    assert await check_invariants(engine) == []
+
+
+async def test_many_buyers_paying_one_hot_seller_all_succeed(
+    database_url, engine, make_user
+) -> None:
+    seller = await make_user()
+    buyers = [await make_user(balance=250) for _ in range(100)]
+    invoices = [
+        await create_invoice(engine, seller_id=seller.id, title="Hot", amount=250)
+        for _ in buyers
+    ]
+    wide = make_engine(database_url, pool_size=25)
+    try:
+        results = await asyncio.gather(
+            *(pay_from_balance(wide, inv.public_id, b.id, "k") for inv, b in zip(
+                invoices, buyers, strict=True))
+        )
+    finally:
+        await wide.dispose()
+    assert all(r.invoice_status == "paid" for r in results)
+    assert await balance(engine, seller.id) == 100 * 250
+    assert all([(await get_invoice(engine, i.public_id)).status == "paid" for i in invoices])
+    assert await check_invariants(engine) == []

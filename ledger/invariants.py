@@ -17,6 +17,23 @@ CHECKS: dict[str, str] = {
         SELECT 'entry ' || e.id || ' -> account ' || e.account_id AS detail
           FROM entries e LEFT JOIN accounts a ON a.id = e.account_id
          WHERE a.id IS NULL OR a.currency <> e.currency""",
+    "references_exist": """
+        SELECT 'entry ' || e.id || ' -> missing ledger transaction ' || e.tx_id AS detail
+          FROM entries e LEFT JOIN ledger_transactions t ON t.id = e.tx_id WHERE t.id IS NULL
+        UNION ALL
+        SELECT 'payment ' || p.id || ' -> missing invoice, payer or ledger transaction'
+          FROM payments p
+          LEFT JOIN invoices i ON i.id = p.invoice_id
+          LEFT JOIN ledger_transactions t ON t.id = p.ledger_tx_id
+          LEFT JOIN users u ON u.id = p.payer_id
+         WHERE i.id IS NULL OR t.id IS NULL OR (p.payer_id IS NOT NULL AND u.id IS NULL)
+        UNION ALL
+        SELECT 'grant ' || g.id || ' -> missing payment or user'
+          FROM grants g
+          LEFT JOIN payments p ON p.id = g.payment_id
+          LEFT JOIN users u ON u.id = g.user_id
+         WHERE (g.payment_id IS NOT NULL AND p.id IS NULL)
+            OR (g.user_id IS NOT NULL AND u.id IS NULL)""",
     "balance_equals_applied_entries": """
         SELECT 'account ' || a.id || ' balance ' || a.balance || ' but entries say '
                || coalesce(s.applied, 0) AS detail

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import secrets
 
+from sqlalchemy.exc import IntegrityError
+
 from ledger.db import Executor, fetch_all, fetch_one
 from ledger.errors import ClaimNotFound, InvalidAmount, InvoiceNotFound
 from ledger.ids import parse_invoice_id
@@ -33,13 +35,16 @@ async def pay_from_balance(
     queue notifications — all or nothing. The same key again returns the first result."""
     if idempotency_key is not None and not 0 < len(idempotency_key) <= IDEMPOTENCY_KEY_MAX:
         raise InvalidAmount("the idempotency key must be 1 to 200 characters")
-    row = await fetch_one(
-        db,
-        "SELECT * FROM process_invoice_payment(:invoice, :buyer, :key)",
-        invoice=_invoice_id(invoice_id),
-        buyer=buyer_id,
-        key=idempotency_key,
-    )
+    params = dict(invoice=_invoice_id(invoice_id), buyer=buyer_id, key=idempotency_key)
+    sql = "SELECT * FROM process_invoice_payment(:invoice, :buyer, :key)"
+    try:
+        row = await fetch_one(db, sql, **params)
+    except IntegrityError as exc:
+        # Two requests with one key raced and the other committed first: ours rolled back whole.
+        # Asking again returns the first result (or says the key belongs to another invoice).
+        if "payments_idempotency" not in str(exc):
+            raise
+        row = await fetch_one(db, sql, **params)
     assert row is not None
     return PaymentResult(
         payment_id=row["payment_id"],

@@ -24,9 +24,14 @@ from ledger.models import Invoice
 from ledger.money import DECIMALS, format_amount
 
 TOKEN_PREFIX = "pbk_"
-_TOKEN_RE = re.compile(r"^pbk_[A-Za-z0-9_-]{43}$")
+_TOKEN_RE = re.compile(r"pbk_[A-Za-z0-9_-]{43}")
 MAX_ACTIVE_TOKENS = 20
 WEBHOOK_URL_MAX = 512
+
+
+class InvalidWebhookUrl(LedgerError):
+    code = "invalid_webhook_url"
+    message = "The webhook URL is not valid."
 
 
 class TooManyTokens(LedgerError):
@@ -103,7 +108,7 @@ async def list_tokens(db: Executor, seller_user_id: int) -> list[ApiToken]:
 async def authenticate(db: Executor, token: str) -> ApiPrincipal | None:
     """The principal for an active token, else None. One round trip; last_used_at is
     refreshed at most once a minute so that reads do not all become writes."""
-    if not _TOKEN_RE.match(token):
+    if not _TOKEN_RE.fullmatch(token):
         return None
     row = await fetch_one(
         db,
@@ -169,11 +174,11 @@ def check_webhook_url(url: str) -> str:
         host = parts.hostname
         parts.port  # noqa: B018 - raises ValueError for a bad port
     except ValueError:
-        raise InvalidInvoice("the webhook URL is not a valid URL") from None
+        raise InvalidWebhookUrl("it does not parse as a URL") from None
     if parts.scheme not in ("http", "https") or not host:
-        raise InvalidInvoice("the webhook URL must be an http(s) URL with a host")
+        raise InvalidWebhookUrl("it must be an http(s) URL with a host")
     if len(url) > WEBHOOK_URL_MAX:
-        raise InvalidInvoice(f"the webhook URL is longer than {WEBHOOK_URL_MAX} characters")
+        raise InvalidWebhookUrl(f"it is longer than {WEBHOOK_URL_MAX} characters")
     return url
 
 

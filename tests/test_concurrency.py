@@ -117,3 +117,28 @@ async def test_many_buyers_paying_one_hot_seller_all_succeed(
     assert await balance(engine, seller.id) == 100 * 250
     assert all([(await get_invoice(engine, i.public_id)).status == "paid" for i in invoices])
     assert await check_invariants(engine) == []
+
+
+async def test_the_same_tap_arriving_twice_at_once_pays_once(
+    database_url, engine, make_user
+) -> None:
+    """Telegram retries, a double tap on two devices: same key, concurrently."""
+    seller = await make_user()
+    buyer = await make_user(balance=10_000)
+    inv = await create_invoice(engine, seller_id=seller.id, title="Ticket", amount=100,
+                               kind="multi_use")
+    one_time = await create_invoice(engine, seller_id=seller.id, title="Once", amount=100)
+    wide = make_engine(database_url, pool_size=10)
+    try:
+        for invoice in (inv, one_time):
+            results = await asyncio.gather(
+                *(pay_from_balance(wide, invoice.public_id, buyer.id, f"tap-{invoice.public_id}")
+                  for _ in range(10))
+            )
+            assert len({r.payment_id for r in results}) == 1
+            assert sum(not r.replayed for r in results) == 1
+    finally:
+        await wide.dispose()
+    assert await balance(engine, buyer.id) == 10_000 - 200
+    assert (await get_invoice(engine, inv.public_id)).uses == 1
+    assert await check_invariants(engine) == []

@@ -52,19 +52,23 @@ CREATE TABLE ledger_transactions (
                                                'adjustment', 'excess', 'suspense', 'release')),
     reason      text,
     -- idempotency for deposits and adjustments: the chain transaction hash, an operator's key
-    reference   text UNIQUE,
+    reference   text,
     created_at  timestamptz NOT NULL DEFAULT now()
 );
+CREATE UNIQUE INDEX ledger_transactions_reference ON ledger_transactions (reference)
+    WHERE reference IS NOT NULL;
 
 -- Signed amounts: positive raises the account's balance, negative lowers it.
 -- Debits are applied at once (balance_before/after set); credits to user accounts may be
 -- written pending and applied in order later, exactly once (the trigger below allows only that).
--- account_id has no foreign key on purpose: an FK check takes a KEY SHARE lock on the account
--- row for every insert, turning a popular seller's row into a multixact hot spot.
--- `paybot admin check` verifies that every entry's account exists.
+--
+-- The append-only money tables (entries, payments, grants) carry no foreign keys on purpose:
+-- they are written only by the SQL functions in 0002, and an FK check per row costs a lookup
+-- and a KEY SHARE lock on the parent — on a popular seller's account row that lock becomes a
+-- multixact hot spot. `paybot admin check` verifies every reference instead (ledger/invariants).
 CREATE TABLE entries (
     id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    tx_id           bigint NOT NULL REFERENCES ledger_transactions (id),
+    tx_id           bigint NOT NULL,
     account_id      bigint NOT NULL,
     currency        text NOT NULL,
     amount          bigint NOT NULL CHECK (amount <> 0),
@@ -75,7 +79,6 @@ CREATE TABLE entries (
     CONSTRAINT applied_adds_up CHECK (balance_after IS NULL OR balance_after = balance_before + amount)
 );
 CREATE INDEX entries_account ON entries (account_id, id);
-CREATE INDEX entries_tx ON entries (tx_id);
 CREATE INDEX entries_pending ON entries (account_id, id) WHERE balance_after IS NULL;
 
 CREATE TABLE invoice_counters (
@@ -116,46 +119,48 @@ CREATE INDEX invoices_pending_expiry ON invoices (expires_at) WHERE status = 'pe
 
 CREATE TABLE payments (
     id               bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    invoice_id       bigint NOT NULL REFERENCES invoices (id),
-    payer_id         bigint REFERENCES users (id),
+    invoice_id       bigint NOT NULL,
+    payer_id         bigint,
     method           text NOT NULL CHECK (method IN ('internal', 'ton', 'manual')),
     currency         text NOT NULL,
     amount           bigint NOT NULL CHECK (amount > 0),
-    external_ref     text UNIQUE,
+    external_ref     text,
     idempotency_key  text CHECK (length(idempotency_key) BETWEEN 1 AND 200),
-    ledger_tx_id     bigint NOT NULL REFERENCES ledger_transactions (id),
-    created_at       timestamptz NOT NULL DEFAULT now(),
-    UNIQUE (payer_id, idempotency_key)
+    ledger_tx_id     bigint NOT NULL,
+    created_at       timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX payments_invoice ON payments (invoice_id);
+CREATE UNIQUE INDEX payments_external_ref ON payments (external_ref) WHERE external_ref IS NOT NULL;
+CREATE UNIQUE INDEX payments_idempotency ON payments (payer_id, idempotency_key)
+    WHERE idempotency_key IS NOT NULL;
 
--- One fulfilment record per payment. A guest's grant has no user yet, only a claim token.
+-- One fulfilment record per payment, and the buyer's inventory: a grant with an item_id is an
+-- item the user holds. A guest's grant has no user yet, only a claim token. Items granted
+-- outside a payment (grant_item_to_user) have no payment.
 CREATE TABLE grants (
     id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    payment_id      bigint NOT NULL UNIQUE REFERENCES payments (id),
-    invoice_id      bigint NOT NULL REFERENCES invoices (id),
-    user_id         bigint REFERENCES users (id),
+    payment_id      bigint,
+    invoice_id      bigint,
+    user_id         bigint,
     item_id         text,
     achievement_id  text,
-    claim_token     text UNIQUE,
+    claim_token     text,
     claimed_at      timestamptz,
     created_at      timestamptz NOT NULL DEFAULT now(),
     CONSTRAINT grant_has_holder CHECK (user_id IS NOT NULL OR claim_token IS NOT NULL)
 );
+CREATE UNIQUE INDEX grants_payment ON grants (payment_id);
+CREATE UNIQUE INDEX grants_claim_token ON grants (claim_token) WHERE claim_token IS NOT NULL;
+CREATE INDEX grants_user ON grants (user_id, id);
 
-CREATE TABLE inventory (
-    id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    user_id     bigint NOT NULL REFERENCES users (id),
-    item_id     text NOT NULL,
-    grant_id    bigint REFERENCES grants (id),
-    created_at  timestamptz NOT NULL DEFAULT now()
-);
-CREATE INDEX inventory_user ON inventory (user_id, id);
+CREATE VIEW inventory AS
+    SELECT id AS grant_id, user_id, item_id, coalesce(claimed_at, created_at) AS acquired_at
+      FROM grants WHERE user_id IS NOT NULL AND item_id IS NOT NULL;
 
 CREATE TABLE achievements (
     user_id         bigint NOT NULL REFERENCES users (id),
     achievement_id  text NOT NULL,
-    grant_id        bigint REFERENCES grants (id),
+    grant_id        bigint,
     unlocked_at     timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (user_id, achievement_id)
 );
@@ -164,7 +169,9 @@ CREATE TABLE achievements (
 -- transaction as the money and delivered after commit, at least once.
 CREATE TABLE outbox (
     id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    event_id      uuid NOT NULL UNIQUE DEFAULT gen_random_uuid(),
+    -- id handed to receivers for de-duplication (122 random bits: not indexed, never looked up
+    -- on the payment path)
+    event_id      uuid NOT NULL DEFAULT gen_random_uuid(),
     topic         text NOT NULL CHECK (topic IN ('telegram', 'callback')),
     event_type    text NOT NULL,
     payload       jsonb NOT NULL,
@@ -175,6 +182,8 @@ CREATE TABLE outbox (
     failed_at     timestamptz,
     last_error    text
 );
+-- Receivers and operators look events up by event_id only to redeliver failed ones.
+CREATE INDEX outbox_failed_event ON outbox (event_id) WHERE failed_at IS NOT NULL;
 CREATE INDEX outbox_due ON outbox (topic, available_at) WHERE delivered_at IS NULL AND failed_at IS NULL;
 
 -- Nothing is ever deleted; money rows never change (pending credits are filled in once).
@@ -215,7 +224,8 @@ CREATE TRIGGER outbox_no_delete BEFORE DELETE OR TRUNCATE ON outbox
 """
 
 DOWNGRADE = r"""
-DROP TABLE outbox, achievements, inventory, grants, payments, invoices, invoice_counters,
+DROP VIEW inventory;
+DROP TABLE outbox, achievements, grants, payments, invoices, invoice_counters,
     entries, ledger_transactions, accounts, users, currencies CASCADE;
 DROP FUNCTION paybot_entry_apply_once();
 DROP FUNCTION paybot_forbid_change();

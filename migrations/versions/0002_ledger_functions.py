@@ -68,23 +68,41 @@ BEGIN
     RETURN v_bal;
 END $$;
 
--- Takes money out of a user's account at once, only if it is there (locks the row).
-CREATE FUNCTION paybot_debit_user(p_tx bigint, p_account bigint, p_currency text, p_amount bigint)
+-- Takes money out of a user's account at once, only if it is there. The conditional UPDATE
+-- is the lock; pending credits are folded in first only when the balance alone falls short.
+CREATE FUNCTION paybot_debit_user(p_tx bigint, p_user bigint, p_currency text, p_amount bigint)
 RETURNS bigint LANGUAGE plpgsql AS $$
-DECLARE v_bal bigint;
+DECLARE v_acct bigint; v_bal bigint;
 BEGIN
-    PERFORM apply_pending_credits(p_account);
     UPDATE accounts SET balance = balance - p_amount
-        WHERE id = p_account AND balance >= p_amount RETURNING balance INTO v_bal;
-    IF v_bal IS NULL THEN
-        SELECT balance INTO v_bal FROM accounts WHERE id = p_account;
-        RAISE EXCEPTION 'insufficient_funds' USING ERRCODE = 'PB006',
-            DETAIL = json_build_object('needed', p_amount, 'available', v_bal,
-                                       'currency', p_currency)::text;
+     WHERE user_id = p_user AND currency = p_currency AND balance >= p_amount
+    RETURNING id, balance INTO v_acct, v_bal;
+    IF v_acct IS NULL THEN
+        v_acct := paybot_user_account(p_user, p_currency);
+        v_bal := apply_pending_credits(v_acct);
+        IF v_bal < p_amount THEN
+            RAISE EXCEPTION 'insufficient_funds' USING ERRCODE = 'PB006',
+                DETAIL = json_build_object('needed', p_amount, 'available', v_bal,
+                                           'currency', p_currency)::text;
+        END IF;
+        UPDATE accounts SET balance = balance - p_amount WHERE id = v_acct
+        RETURNING balance INTO v_bal;
     END IF;
     INSERT INTO entries (tx_id, account_id, currency, amount, balance_before, balance_after)
-        VALUES (p_tx, p_account, p_currency, -p_amount, v_bal + p_amount, v_bal);
+        VALUES (p_tx, v_acct, p_currency, -p_amount, v_bal + p_amount, v_bal);
     RETURN v_bal;
+END $$;
+
+-- A credit that cannot make a balance negative: written pending, no lock on the account row.
+CREATE FUNCTION paybot_credit_user(p_tx bigint, p_user bigint, p_currency text, p_amount bigint)
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE v_acct bigint;
+BEGIN
+    SELECT id INTO v_acct FROM accounts WHERE user_id = p_user AND currency = p_currency;
+    IF v_acct IS NULL THEN
+        v_acct := paybot_user_account(p_user, p_currency);
+    END IF;
+    INSERT INTO entries (tx_id, account_id, currency, amount) VALUES (p_tx, v_acct, p_currency, p_amount);
 END $$;
 
 -- Explains why an invoice cannot take a payment now (raises).
@@ -119,9 +137,10 @@ BEGIN
     RETURN v;
 END $$;
 
-CREATE FUNCTION grant_item_to_user(p_user bigint, p_item text, p_grant bigint) RETURNS bigint
+-- An item handed to a user outside any payment (operator gift, promotion). Returns the grant.
+CREATE FUNCTION grant_item_to_user(p_user bigint, p_item text) RETURNS bigint
 LANGUAGE sql AS $$
-    INSERT INTO inventory (user_id, item_id, grant_id) VALUES (p_user, p_item, p_grant) RETURNING id
+    INSERT INTO grants (user_id, item_id) VALUES (p_user, p_item) RETURNING id
 $$;
 
 -- Fulfilment of one payment: the grant record (item, achievement, or a claim for a guest)
@@ -129,23 +148,18 @@ $$;
 CREATE FUNCTION paybot_fulfil(p_inv invoices, p_payment bigint, p_payer bigint, p_claim_token text,
                               p_method text)
 RETURNS bigint LANGUAGE plpgsql AS $$
-DECLARE v_grant bigint; v_item text; v_ach text; v_callback text; v_event jsonb;
+DECLARE v_grant bigint; v_ach text; v_callback text; v_event jsonb;
 BEGIN
-    v_item := p_inv.payload ->> 'item_id';
     v_ach := p_inv.payload ->> 'achievement_id';
     v_callback := p_inv.payload ->> 'callback_url';
+    -- The grant row is the item in the buyer's inventory (or the guest's claim).
     INSERT INTO grants (payment_id, invoice_id, user_id, item_id, achievement_id, claim_token)
-        VALUES (p_payment, p_inv.id, p_payer, v_item, v_ach,
+        VALUES (p_payment, p_inv.id, p_payer, p_inv.payload ->> 'item_id', v_ach,
                 CASE WHEN p_payer IS NULL THEN p_claim_token END)
         RETURNING id INTO v_grant;
-    IF p_payer IS NOT NULL THEN
-        IF v_item IS NOT NULL THEN
-            PERFORM grant_item_to_user(p_payer, v_item, v_grant);
-        END IF;
-        IF v_ach IS NOT NULL THEN
-            INSERT INTO achievements (user_id, achievement_id, grant_id)
-                VALUES (p_payer, v_ach, v_grant) ON CONFLICT DO NOTHING;
-        END IF;
+    IF p_payer IS NOT NULL AND v_ach IS NOT NULL THEN
+        INSERT INTO achievements (user_id, achievement_id, grant_id)
+            VALUES (p_payer, v_ach, v_grant) ON CONFLICT DO NOTHING;
     END IF;
     v_event := jsonb_build_object('invoice', p_inv.public_id, 'payment_id', p_payment,
                                   'payer_id', p_payer, 'seller_id', p_inv.seller_id,
@@ -160,46 +174,74 @@ BEGIN
     RETURN v_grant;
 END $$;
 
+-- The first result for a buyer's idempotency key, if the key was used; an error if it was used
+-- for another invoice. (A concurrent first use is caught by the unique index on commit; the
+-- caller retries and lands here.)
+CREATE FUNCTION paybot_replay(p_invoice bigint, p_buyer bigint, p_key text)
+RETURNS TABLE (payment_id bigint, replayed boolean, buyer_balance bigint, grant_id bigint,
+               invoice_status text)
+LANGUAGE plpgsql AS $$
+DECLARE v_prev payments%ROWTYPE;
+BEGIN
+    IF p_key IS NULL THEN
+        RETURN;
+    END IF;
+    SELECT * INTO v_prev FROM payments p WHERE p.payer_id = p_buyer AND p.idempotency_key = p_key;
+    IF v_prev.id IS NULL THEN
+        RETURN;
+    ELSIF v_prev.invoice_id <> p_invoice THEN
+        RAISE EXCEPTION 'idempotency_key_reused' USING ERRCODE = 'PB007', DETAIL = p_key;
+    END IF;
+    RETURN QUERY SELECT v_prev.id, true,
+        (SELECT (a.balance + coalesce((SELECT sum(e.amount) FROM entries e
+                                        WHERE e.account_id = a.id AND e.balance_after IS NULL),
+                                       0))::bigint
+           FROM accounts a WHERE a.user_id = p_buyer AND a.currency = v_prev.currency),
+        (SELECT g.id FROM grants g WHERE g.payment_id = v_prev.id),
+        (SELECT i.status FROM invoices i WHERE i.id = p_invoice);
+END $$;
+
 -- Pay an invoice from the buyer's internal balance. All or nothing, one round trip.
--- Lock order: buyer account, then invoice. Seller credit is written pending (no lock).
+-- Lock order: invoice row, then the buyer's account row. The seller's credit is written pending
+-- (no lock), so many buyers paying one seller never queue on the seller's row.
 CREATE FUNCTION process_invoice_payment(p_invoice text, p_buyer bigint, p_idempotency_key text)
 RETURNS TABLE (payment_id bigint, replayed boolean, buyer_balance bigint, grant_id bigint,
                invoice_status text)
 LANGUAGE plpgsql AS $$
 DECLARE
     v invoices%ROWTYPE;
-    v_buyer_acct bigint; v_tx bigint; v_pay bigint; v_grant bigint; v_bal bigint;
-    v_prev payments%ROWTYPE;
+    v_id bigint; v_tx bigint; v_pay bigint; v_grant bigint; v_bal bigint;
 BEGIN
     SELECT * INTO v FROM invoices WHERE public_id = upper(p_invoice);
     IF v.id IS NULL THEN
         RAISE EXCEPTION 'invoice_not_found' USING ERRCODE = 'PB001', DETAIL = p_invoice;
     END IF;
-    v_buyer_acct := paybot_user_account(p_buyer, v.currency);
-    -- Holding the buyer's row makes the idempotency check below race-free for this buyer.
-    v_bal := apply_pending_credits(v_buyer_acct);
-    IF p_idempotency_key IS NOT NULL THEN
-        SELECT * INTO v_prev FROM payments
-         WHERE payer_id = p_buyer AND idempotency_key = p_idempotency_key;
-        IF v_prev.id IS NOT NULL THEN
-            IF v_prev.invoice_id <> v.id THEN
-                RAISE EXCEPTION 'idempotency_key_reused' USING ERRCODE = 'PB007',
-                    DETAIL = p_idempotency_key;
-            END IF;
-            RETURN QUERY SELECT v_prev.id, true, v_bal,
-                (SELECT g.id FROM grants g WHERE g.payment_id = v_prev.id),
-                (SELECT i.status FROM invoices i WHERE i.id = v.id);
-            RETURN;
-        END IF;
+    v_id := v.id;
+    RETURN QUERY SELECT * FROM paybot_replay(v_id, p_buyer, p_idempotency_key);
+    IF FOUND THEN
+        RETURN;
     END IF;
     IF v.seller_id = p_buyer THEN
         RAISE EXCEPTION 'own_invoice' USING ERRCODE = 'PB005', DETAIL = v.public_id;
     END IF;
-    v := paybot_take_invoice(v.id);
+    UPDATE invoices
+       SET uses = uses + 1,
+           status = CASE WHEN kind = 'one_time' OR uses + 1 = max_uses THEN 'paid' ELSE status END,
+           paid_at = CASE WHEN kind = 'one_time' OR uses + 1 = max_uses THEN now() ELSE paid_at END
+     WHERE id = v_id AND status = 'pending' AND expires_at > now()
+       AND (max_uses IS NULL OR uses < max_uses)
+    RETURNING * INTO v;
+    IF NOT FOUND THEN
+        -- A concurrent request with the same key may have just paid it: that is a replay.
+        RETURN QUERY SELECT * FROM paybot_replay(v_id, p_buyer, p_idempotency_key);
+        IF FOUND THEN
+            RETURN;
+        END IF;
+        PERFORM paybot_raise_not_payable(v_id);
+    END IF;
     INSERT INTO ledger_transactions (kind) VALUES ('invoice_payment') RETURNING id INTO v_tx;
-    v_bal := paybot_debit_user(v_tx, v_buyer_acct, v.currency, v.amount);
-    INSERT INTO entries (tx_id, account_id, currency, amount)
-        VALUES (v_tx, paybot_user_account(v.seller_id, v.currency), v.currency, v.amount);
+    v_bal := paybot_debit_user(v_tx, p_buyer, v.currency, v.amount);
+    PERFORM paybot_credit_user(v_tx, v.seller_id, v.currency, v.amount);
     INSERT INTO payments (invoice_id, payer_id, method, currency, amount, idempotency_key, ledger_tx_id)
         VALUES (v.id, p_buyer, 'internal', v.currency, v.amount, p_idempotency_key, v_tx)
         RETURNING id INTO v_pay;
@@ -239,8 +281,8 @@ BEGIN
         RETURNING id INTO v_tx;
     INSERT INTO entries (tx_id, account_id, currency, amount) VALUES
         (v_tx, paybot_system_account(CASE WHEN p_method = 'ton' THEN 'chain_inflow'
-                                          ELSE 'adjustments' END, v.currency), v.currency, -v.amount),
-        (v_tx, paybot_user_account(v.seller_id, v.currency), v.currency, v.amount);
+                                          ELSE 'adjustments' END, v.currency), v.currency, -v.amount);
+    PERFORM paybot_credit_user(v_tx, v.seller_id, v.currency, v.amount);
     INSERT INTO payments (invoice_id, payer_id, method, currency, amount, external_ref, ledger_tx_id)
         VALUES (v.id, p_payer, p_method, v.currency, v.amount, p_reference, v_tx)
         RETURNING id INTO v_pay;
@@ -263,7 +305,7 @@ BEGIN
     v_acct := paybot_user_account(p_user, p_currency);
     IF p_reference IS NOT NULL THEN
         INSERT INTO ledger_transactions (kind, reason, reference) VALUES (p_kind, p_reason, p_reference)
-            ON CONFLICT (reference) DO NOTHING RETURNING id INTO v_tx;
+            ON CONFLICT (reference) WHERE reference IS NOT NULL DO NOTHING RETURNING id INTO v_tx;
         IF v_tx IS NULL THEN
             RETURN QUERY SELECT t.id, true, NULL::bigint FROM ledger_transactions t
                 WHERE t.reference = p_reference;
@@ -277,7 +319,7 @@ BEGIN
             (v_tx, paybot_system_account(p_system, p_currency), p_currency, -p_amount),
             (v_tx, v_acct, p_currency, p_amount);
     ELSE
-        v_bal := paybot_debit_user(v_tx, v_acct, p_currency, -p_amount);
+        v_bal := paybot_debit_user(v_tx, p_user, p_currency, -p_amount);
         INSERT INTO entries (tx_id, account_id, currency, amount)
             VALUES (v_tx, paybot_system_account(p_system, p_currency), p_currency, -p_amount);
     END IF;
@@ -302,9 +344,6 @@ BEGIN
         RAISE EXCEPTION 'user_not_found' USING ERRCODE = 'PB008', DETAIL = p_user::text;
     END IF;
     UPDATE grants SET user_id = p_user, claimed_at = now() WHERE id = g.id RETURNING * INTO g;
-    IF g.item_id IS NOT NULL THEN
-        PERFORM grant_item_to_user(p_user, g.item_id, g.id);
-    END IF;
     IF g.achievement_id IS NOT NULL THEN
         INSERT INTO achievements (user_id, achievement_id, grant_id)
             VALUES (p_user, g.achievement_id, g.id) ON CONFLICT DO NOTHING;
@@ -364,10 +403,12 @@ DROP FUNCTION claim_grant(text, bigint);
 DROP FUNCTION paybot_move(text, bigint, text, text, bigint, text, text);
 DROP FUNCTION settle_external_payment(text, text, text, bigint, text);
 DROP FUNCTION process_invoice_payment(text, bigint, text);
+DROP FUNCTION paybot_replay(bigint, bigint, text);
 DROP FUNCTION paybot_fulfil(invoices, bigint, bigint, text, text);
-DROP FUNCTION grant_item_to_user(bigint, text, bigint);
+DROP FUNCTION grant_item_to_user(bigint, text);
 DROP FUNCTION paybot_take_invoice(bigint);
 DROP FUNCTION paybot_raise_not_payable(bigint);
+DROP FUNCTION paybot_credit_user(bigint, bigint, text, bigint);
 DROP FUNCTION paybot_debit_user(bigint, bigint, text, bigint);
 DROP FUNCTION apply_pending_credits(bigint);
 DROP FUNCTION paybot_system_account(text, text);

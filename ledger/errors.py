@@ -139,3 +139,12 @@ def from_db_error(exc: BaseException) -> LedgerError | None:
     if detail and detail.startswith("{"):
         info = json.loads(detail)
     return cls(detail, **info)
+
+
+_BY_CODE: dict[str, type[LedgerError]] = {cls.code: cls for cls in _BY_SQLSTATE.values()}
+
+
+def from_code(code: str, detail: str | None) -> LedgerError:
+    """The typed error for an error code returned (not raised) by a batch function."""
+    info: dict[str, Any] = json.loads(detail) if detail and detail.startswith("{") else {}
+    return _BY_CODE.get(code, LedgerError)(detail, **info)

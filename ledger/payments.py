@@ -1,6 +1,7 @@
 """Where an invoice gets paid. Each use case is one SQL function call = one transaction.
 
-- pay_from_balance: the buyer's internal balance pays (bot, Mini App, HTTP API).
+- pay_from_balance: the buyer's internal balance pays (bot, Mini App, HTTP API). Concurrent
+  payments share database calls through ledger/batcher.py; each keeps its own outcome.
 - settle_external_payment: money arrived elsewhere (TON transfer, operator-confirmed manual
   payment); the invoice is settled from the matching system account.
 The SQL lives in migrations/versions/0002_ledger_functions.py (process_invoice_payment,
@@ -11,8 +12,9 @@ from __future__ import annotations
 
 import secrets
 
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ledger.batcher import batcher_for
 from ledger.db import Executor, fetch_all, fetch_one
 from ledger.errors import ClaimNotFound, InvalidAmount, InvoiceNotFound
 from ledger.ids import parse_invoice_id
@@ -35,16 +37,14 @@ async def pay_from_balance(
     queue notifications — all or nothing. The same key again returns the first result."""
     if idempotency_key is not None and not 0 < len(idempotency_key) <= IDEMPOTENCY_KEY_MAX:
         raise InvalidAmount("the idempotency key must be 1 to 200 characters")
-    params = dict(invoice=_invoice_id(invoice_id), buyer=buyer_id, key=idempotency_key)
-    sql = "SELECT * FROM process_invoice_payment(:invoice, :buyer, :key)"
-    try:
-        row = await fetch_one(db, sql, **params)
-    except IntegrityError as exc:
-        # Two requests with one key raced and the other committed first: ours rolled back whole.
-        # Asking again returns the first result (or says the key belongs to another invoice).
-        if "payments_idempotency" not in str(exc):
-            raise
-        row = await fetch_one(db, sql, **params)
+    invoice = _invoice_id(invoice_id)
+    if isinstance(db, AsyncEngine):
+        return await batcher_for(db).pay(invoice, buyer_id, idempotency_key)
+    # Inside a caller's transaction: the same SQL, as a batch of one.
+    row = await fetch_one(
+        db, "SELECT * FROM process_invoice_payment(:invoice, :buyer, :key)",
+        invoice=invoice, buyer=buyer_id, key=idempotency_key,
+    )
     assert row is not None
     return PaymentResult(
         payment_id=row["payment_id"],

@@ -14,12 +14,13 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ledger.db import Executor, fetch_all, fetch_one, transaction
+from ledger.db import Executor, fetch_all, fetch_one
 from ledger.errors import IdempotencyKeyReused, InvalidInvoice, InvoiceNotFound, LedgerError
-from ledger.ids import parse_invoice_id
-from ledger.invoices import create_invoice
+from ledger.ids import new_invoice_id, parse_invoice_id
+from ledger.invoices import create_invoice, get_invoice
 from ledger.models import Invoice
 from ledger.money import DECIMALS, format_amount
 
@@ -273,63 +274,64 @@ async def seller_invoice(db: Executor, seller_user_id: int, public_id: str) -> I
     return Invoice.from_row(row)
 
 
-class _KeyTaken(Exception):
-    """A concurrent request with the same idempotency key committed first."""
-
-
 async def create_invoice_once(
     engine: AsyncEngine, *, seller_id: int, idempotency_key: str | None, request_hash: bytes,
     **invoice: Any,
 ) -> tuple[Invoice, bool]:
     """create_invoice, at most once per (seller, key): the same key with the same request
-    returns the first invoice (replayed=True); with a different request it is refused."""
+    returns the first invoice (replayed=True); with a different request it is refused.
+
+    The key claims a fresh invoice id in one short statement, then create_invoice runs as its
+    own statement under that id. No transaction spans the two, so the seller's invoice-number
+    counter stays locked only as long as without a key (a busy shop is not serialised on it).
+    """
     if idempotency_key is None:
         return await create_invoice(engine, seller_id=seller_id, **invoice), False
     if not 0 < len(idempotency_key) <= 200:
         raise InvalidInvoice("the idempotency key must be 1 to 200 characters")
+    key = dict(user=seller_id, key=idempotency_key)
     for _attempt in range(3):
-        hit = await _idempotent_hit(engine, seller_id, idempotency_key, request_hash)
-        if hit is not None:
-            return hit, True
-        # The key row is written in the invoice's transaction: a concurrent twin waits on the
-        # key's unique index, then finds it taken and rolls its own invoice back.
-        try:
-            async with transaction(engine) as conn:
-                created = await create_invoice(conn, seller_id=seller_id, **invoice)
-                row = await fetch_one(
-                    conn,
-                    """
-                    INSERT INTO api_idempotency (user_id, key, request_hash, invoice_id)
-                    VALUES (:user, :key, :hash, :invoice)
-                    ON CONFLICT (user_id, key) DO NOTHING RETURNING invoice_id
-                    """,
-                    user=seller_id, key=idempotency_key, hash=request_hash, invoice=created.id,
-                )
-                if row is None:
-                    raise _KeyTaken
+        claimed = await fetch_one(
+            engine,
+            "INSERT INTO api_idempotency (user_id, key, request_hash, public_id) "
+            "VALUES (:user, :key, :hash, :public_id) "
+            "ON CONFLICT (user_id, key) DO NOTHING RETURNING public_id",
+            hash=request_hash, public_id=new_invoice_id(), **key,
+        )
+        if claimed is not None:
+            try:
+                created = await create_invoice(engine, seller_id=seller_id,
+                                               public_id=claimed["public_id"], **invoice)
+            except LedgerError:  # refused before writing: free the key for a corrected request
+                await fetch_one(engine, "DELETE FROM api_idempotency WHERE user_id = :user "
+                                        "AND key = :key RETURNING 1", **key)
+                raise
             return created, False
-        except _KeyTaken:
-            continue
+        row = await fetch_one(
+            engine,
+            """
+            SELECT k.request_hash AS _request_hash, k.public_id AS _claimed, i.*
+              FROM api_idempotency k LEFT JOIN invoices i ON i.public_id = k.public_id
+             WHERE k.user_id = :user AND k.key = :key
+            """,
+            **key,
+        )
+        if row is None:
+            continue  # the first request was refused and freed the key just now
+        if bytes(row["_request_hash"]) != request_hash:
+            raise IdempotencyKeyReused(idempotency_key[:40])
+        if row["id"] is not None:
+            return Invoice.from_row(row), True
+        # Claimed but not created: the first request is creating it now, or died in between.
+        # Create it under the claimed id; if the first one wins, the id is taken: read it.
+        try:
+            return await create_invoice(engine, seller_id=seller_id, public_id=row["_claimed"],
+                                        **invoice), True
+        except IntegrityError as exc:
+            if "invoices_public_id_key" not in str(exc):
+                raise
+            return await get_invoice(engine, row["_claimed"]), True
     raise RuntimeError("idempotent invoice creation did not settle")  # pragma: no cover
-
-
-async def _idempotent_hit(
-    db: Executor, seller_id: int, key: str, request_hash: bytes
-) -> Invoice | None:
-    row = await fetch_one(
-        db,
-        """
-        SELECT k.request_hash AS _request_hash, i.* FROM api_idempotency k
-          JOIN invoices i ON i.id = k.invoice_id
-         WHERE k.user_id = :user AND k.key = :key
-        """,
-        user=seller_id, key=key,
-    )
-    if row is None:
-        return None
-    if bytes(row["_request_hash"]) != request_hash:
-        raise IdempotencyKeyReused(key[:40])
-    return Invoice.from_row(row)
 
 
 async def list_seller_invoices(

@@ -41,7 +41,7 @@ async def test_payment_moves_money_marks_invoice_grants_item_and_queues_notices(
                  "callback_url": "https://shop.example/paid"},
     )
     result = await pay_from_balance(engine, inv.public_id, buyer.id, "tap-1")
-    assert not result.replayed
+    assert result.replayed is False
     assert result.invoice_status == "paid"
     assert result.buyer_balance == 3750
     assert await balance(engine, buyer.id) == 3750
@@ -183,3 +183,20 @@ async def test_money_received_can_be_spent_at_once(engine, make_user) -> None:
     assert [(r["amount"], r["balance_before"], r["balance_after"]) for r in rows] == [
         (1000, 0, 1000), (-600, 1000, 400)
     ]
+
+
+async def test_inside_a_callers_transaction_the_same_rules_hold(engine, make_user) -> None:
+    """Without the batcher (a connection in a transaction) the SQL is the same, errors too."""
+    from ledger.db import transaction
+
+    seller, buyer = await make_user(), await make_user(balance=100)
+    inv = await create_invoice(engine, seller_id=seller.id, title="Tea", amount=100)
+    async with transaction(engine) as conn:
+        result = await pay_from_balance(conn, inv.public_id, buyer.id, "k")
+        assert result.invoice_status == "paid" and result.buyer_balance == 0
+        again = await pay_from_balance(conn, inv.public_id, buyer.id, "k")
+        assert again.replayed and again.payment_id == result.payment_id
+    with pytest.raises(InvoiceAlreadyPaid):
+        async with transaction(engine) as conn:
+            await pay_from_balance(conn, inv.public_id, buyer.id, "k2")
+    assert await balance(engine, buyer.id) == 0

@@ -143,12 +143,53 @@ LANGUAGE sql AS $$
     INSERT INTO grants (user_id, item_id) VALUES (p_user, p_item) RETURNING id
 $$;
 
+-- The notices one payment sends: Telegram to the seller and to the buyer (if known), and the
+-- seller's callback when the invoice names one.
+CREATE FUNCTION paybot_paid_events(p_invoice text, p_payment bigint, p_payer bigint,
+                                   p_seller bigint, p_method text, p_grant bigint,
+                                   p_callback text)
+RETURNS TABLE (topic text, event_type text, payload jsonb)
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT 'telegram', 'invoice.paid', e || jsonb_build_object('recipient', r.user_id, 'role', r.role)
+      FROM (SELECT jsonb_build_object('invoice', p_invoice, 'payment_id', p_payment,
+                                      'payer_id', p_payer, 'seller_id', p_seller,
+                                      'method', p_method, 'grant_id', p_grant) AS e) ev,
+           (VALUES (p_seller, 'seller'), (p_payer, 'buyer')) AS r (user_id, role)
+     WHERE r.user_id IS NOT NULL
+    UNION ALL
+    SELECT 'callback', 'invoice_paid', e || jsonb_build_object('url', p_callback)
+      FROM (SELECT jsonb_build_object('invoice', p_invoice, 'payment_id', p_payment,
+                                      'payer_id', p_payer, 'seller_id', p_seller,
+                                      'method', p_method, 'grant_id', p_grant) AS e) ev
+     WHERE p_callback IS NOT NULL
+$$;
+
+-- Raise the typed error (SQLSTATE class PB) for an error code.
+CREATE FUNCTION paybot_raise(p_code text, p_detail text) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION '%', p_code USING DETAIL = coalesce(p_detail, ''), ERRCODE = CASE p_code
+        WHEN 'invoice_not_found' THEN 'PB001' WHEN 'invoice_already_paid' THEN 'PB002'
+        WHEN 'invoice_cancelled' THEN 'PB003' WHEN 'invoice_expired' THEN 'PB004'
+        WHEN 'own_invoice' THEN 'PB005' WHEN 'insufficient_funds' THEN 'PB006'
+        WHEN 'idempotency_key_reused' THEN 'PB007' WHEN 'user_not_found' THEN 'PB008'
+        ELSE 'PB999' END;
+END $$;
+
+-- One request of a payment batch, as it moves through process_invoice_payments.
+CREATE TYPE paybot_pay_item AS (
+    idx int, invoice_id bigint, public_id text, buyer bigint, key text, seller_id bigint,
+    currency text, amount bigint, kind text, buyer_account bigint, seller_account bigint,
+    balance bigint, payload jsonb, outcome text, prev_payment bigint, status_after text,
+    tx_id bigint, pay_id bigint, grant_id bigint
+);
+
 -- Fulfilment of one payment: the grant record (item, achievement, or a claim for a guest)
 -- and the outbox events. Runs inside the paying transaction.
 CREATE FUNCTION paybot_fulfil(p_inv invoices, p_payment bigint, p_payer bigint, p_claim_token text,
                               p_method text)
 RETURNS bigint LANGUAGE plpgsql AS $$
-DECLARE v_grant bigint; v_ach text; v_callback text; v_event jsonb;
+DECLARE v_grant bigint; v_ach text; v_callback text;
 BEGIN
     v_ach := p_inv.payload ->> 'achievement_id';
     v_callback := p_inv.payload ->> 'callback_url';
@@ -161,92 +202,189 @@ BEGIN
         INSERT INTO achievements (user_id, achievement_id, grant_id)
             VALUES (p_payer, v_ach, v_grant) ON CONFLICT DO NOTHING;
     END IF;
-    v_event := jsonb_build_object('invoice', p_inv.public_id, 'payment_id', p_payment,
-                                  'payer_id', p_payer, 'seller_id', p_inv.seller_id,
-                                  'method', p_method, 'grant_id', v_grant);
     INSERT INTO outbox (topic, event_type, payload)
-    SELECT 'telegram', 'invoice.paid', v_event || jsonb_build_object('recipient', r.user_id, 'role', r.role)
-      FROM (VALUES (p_inv.seller_id, 'seller'), (p_payer, 'buyer')) AS r (user_id, role)
-     WHERE r.user_id IS NOT NULL
-    UNION ALL
-    SELECT 'callback', 'invoice_paid', v_event || jsonb_build_object('url', v_callback)
-     WHERE v_callback IS NOT NULL;
+    SELECT * FROM paybot_paid_events(p_inv.public_id, p_payment, p_payer, p_inv.seller_id,
+                                     p_method, v_grant, v_callback);
     RETURN v_grant;
 END $$;
 
--- The first result for a buyer's idempotency key, if the key was used; an error if it was used
--- for another invoice. (A concurrent first use is caught by the unique index on commit; the
--- caller retries and lands here.)
-CREATE FUNCTION paybot_replay(p_invoice bigint, p_buyer bigint, p_key text)
-RETURNS TABLE (payment_id bigint, replayed boolean, buyer_balance bigint, grant_id bigint,
-               invoice_status text)
+-- Pay invoices from buyers' internal balances: a batch of independent requests in one
+-- transaction and one round trip (ledger/batcher.py gathers concurrent requests). Each request
+-- succeeds or fails on its own; a failed one changes nothing. Set-based: every statement below
+-- handles the whole batch, so a payment costs its rows, not a dozen statement round trips.
+-- Lock order: invoice rows by id, then buyer account rows by id. Seller credits are written
+-- pending (no lock), so many buyers paying one seller never queue on the seller's row.
+-- A request whose invoice or buyer already appears earlier in the batch comes back as
+-- 'batch_conflict' untouched; the caller sends it again in the next batch.
+CREATE FUNCTION process_invoice_payments(p_invoices text[], p_buyers bigint[], p_keys text[])
+RETURNS TABLE (idx int, payment_id bigint, replayed boolean, buyer_balance bigint,
+               grant_id bigint, invoice_status text, error text, error_detail text)
 LANGUAGE plpgsql AS $$
-DECLARE v_prev payments%ROWTYPE;
+#variable_conflict use_column
+DECLARE
+    items paybot_pay_item[];
+    v_missing bigint[];
 BEGIN
-    IF p_key IS NULL THEN
-        RETURN;
+    -- Lock the invoices in id order, then read them (a fresh snapshot after the wait).
+    PERFORM 1 FROM invoices WHERE public_id = ANY (SELECT upper(x) FROM unnest(p_invoices) x)
+     ORDER BY id FOR UPDATE;
+    -- Buyers' and sellers' accounts must exist before they can be locked or credited.
+    SELECT array_agg(DISTINCT u.id) INTO v_missing
+      FROM (SELECT b AS id, i.currency FROM unnest(p_invoices, p_buyers) r (pub, b)
+              JOIN invoices i ON i.public_id = upper(r.pub)
+            UNION
+            SELECT i.seller_id, i.currency FROM invoices i
+             WHERE i.public_id = ANY (SELECT upper(x) FROM unnest(p_invoices) x)) u
+      JOIN users ON users.id = u.id
+     WHERE NOT EXISTS (SELECT 1 FROM accounts a WHERE a.user_id = u.id AND a.currency = u.currency);
+    IF v_missing IS NOT NULL THEN
+        PERFORM paybot_user_account(u.id, u.currency)
+           FROM (SELECT b AS id, i.currency FROM unnest(p_invoices, p_buyers) r (pub, b)
+                   JOIN invoices i ON i.public_id = upper(r.pub)
+                 UNION
+                 SELECT i.seller_id, i.currency FROM invoices i
+                  WHERE i.public_id = ANY (SELECT upper(x) FROM unnest(p_invoices) x)) u
+          WHERE u.id = ANY (v_missing);
     END IF;
-    SELECT * INTO v_prev FROM payments p WHERE p.payer_id = p_buyer AND p.idempotency_key = p_key;
-    IF v_prev.id IS NULL THEN
-        RETURN;
-    ELSIF v_prev.invoice_id <> p_invoice THEN
-        RAISE EXCEPTION 'idempotency_key_reused' USING ERRCODE = 'PB007', DETAIL = p_key;
+    PERFORM 1 FROM accounts a
+      JOIN (SELECT b, i.currency FROM unnest(p_invoices, p_buyers) r (pub, b)
+              JOIN invoices i ON i.public_id = upper(r.pub)) q
+        ON a.user_id = q.b AND a.currency = q.currency
+     ORDER BY a.id FOR UPDATE OF a;
+
+    -- Everything is locked: decide each request, in the order a single request would check.
+    SELECT array_agg(ROW(t.*)::paybot_pay_item ORDER BY t.idx) INTO items FROM (
+        SELECT r.idx::int, i.id AS invoice_id, i.public_id, r.buyer, r.key, i.seller_id,
+               i.currency, i.amount, i.kind, ba.id AS buyer_account, sa.id AS seller_account,
+               ba.balance AS balance, i.payload,
+               CASE
+                 WHEN count(*) OVER (PARTITION BY coalesce(i.id, -r.idx) ORDER BY r.idx) > 1
+                   OR count(*) OVER (PARTITION BY r.buyer ORDER BY r.idx) > 1 THEN 'batch_conflict'
+                 WHEN i.id IS NULL THEN 'invoice_not_found'
+                 WHEN prev.id IS NOT NULL AND prev.invoice_id <> i.id THEN 'idempotency_key_reused'
+                 WHEN prev.id IS NOT NULL THEN 'replay'
+                 WHEN i.seller_id = r.buyer THEN 'own_invoice'
+                 WHEN i.status = 'cancelled' THEN 'invoice_cancelled'
+                 WHEN i.status = 'expired' OR (i.status = 'pending' AND i.expires_at <= now())
+                   THEN 'invoice_expired'
+                 WHEN i.status <> 'pending' OR i.uses >= coalesce(i.max_uses, i.uses + 1)
+                   THEN 'invoice_already_paid'
+                 WHEN ba.id IS NULL THEN 'user_not_found'
+                 WHEN ba.balance < i.amount THEN 'insufficient_funds'
+               END AS outcome,
+               prev.id AS prev_payment,
+               CASE WHEN i.kind = 'one_time' OR i.uses + 1 = i.max_uses THEN 'paid'
+                    ELSE i.status END AS status_after,
+               NULL::bigint AS tx_id, NULL::bigint AS pay_id, NULL::bigint AS grant_id
+          FROM unnest(p_invoices, p_buyers, p_keys) WITH ORDINALITY r (pub, buyer, key, idx)
+          LEFT JOIN invoices i ON i.public_id = upper(r.pub)
+          LEFT JOIN payments prev ON prev.payer_id = r.buyer AND prev.idempotency_key = r.key
+          LEFT JOIN accounts ba ON ba.user_id = r.buyer AND ba.currency = i.currency
+          LEFT JOIN accounts sa ON sa.user_id = i.seller_id AND sa.currency = i.currency
+    ) t;
+
+    -- Short of money: fold in credits not yet applied to those accounts, then decide again.
+    IF EXISTS (SELECT 1 FROM unnest(items) x WHERE x.outcome = 'insufficient_funds'
+                  AND EXISTS (SELECT 1 FROM entries e WHERE e.account_id = x.buyer_account
+                                 AND e.balance_after IS NULL)) THEN
+        SELECT array_agg(ROW(t.*)::paybot_pay_item ORDER BY t.idx) INTO items FROM (
+            SELECT x.idx, x.invoice_id, x.public_id, x.buyer, x.key, x.seller_id,
+                   x.currency, x.amount, x.kind, x.buyer_account, x.seller_account,
+                   nb.balance, x.payload,
+                   CASE WHEN x.outcome = 'insufficient_funds' AND nb.balance >= x.amount
+                        THEN NULL ELSE x.outcome END,
+                   x.prev_payment, x.status_after, x.tx_id, x.pay_id, x.grant_id
+              FROM unnest(items) x
+              CROSS JOIN LATERAL (
+                  SELECT CASE WHEN x.outcome = 'insufficient_funds'
+                              THEN apply_pending_credits(x.buyer_account)
+                              ELSE x.balance END AS balance) nb
+        ) t;
     END IF;
-    RETURN QUERY SELECT v_prev.id, true,
-        (SELECT (a.balance + coalesce((SELECT sum(e.amount) FROM entries e
-                                        WHERE e.account_id = a.id AND e.balance_after IS NULL),
-                                       0))::bigint
-           FROM accounts a WHERE a.user_id = p_buyer AND a.currency = v_prev.currency),
-        (SELECT g.id FROM grants g WHERE g.payment_id = v_prev.id),
-        (SELECT i.status FROM invoices i WHERE i.id = p_invoice);
+
+    -- Ids for the rows about to be written, so the statements below can refer to each other.
+    SELECT array_agg(ROW(t.*)::paybot_pay_item ORDER BY t.idx) INTO items FROM (
+        SELECT x.idx, x.invoice_id, x.public_id, x.buyer, x.key, x.seller_id,
+               x.currency, x.amount, x.kind, x.buyer_account, x.seller_account,
+               x.balance, x.payload, x.outcome, x.prev_payment, x.status_after,
+               CASE WHEN x.outcome IS NULL THEN nextval('ledger_transactions_id_seq') END,
+               CASE WHEN x.outcome IS NULL THEN nextval('payments_id_seq') END,
+               CASE WHEN x.outcome IS NULL THEN nextval('grants_id_seq') END
+          FROM unnest(items) x
+    ) t;
+
+    IF EXISTS (SELECT 1 FROM unnest(items) x WHERE x.outcome IS NULL) THEN
+        UPDATE invoices i
+           SET uses = i.uses + 1, status = x.status_after,
+               paid_at = CASE WHEN x.status_after = 'paid' THEN now() ELSE i.paid_at END
+          FROM unnest(items) x
+         WHERE x.outcome IS NULL AND i.id = x.invoice_id;
+        UPDATE accounts a SET balance = a.balance - x.amount
+          FROM unnest(items) x
+         WHERE x.outcome IS NULL AND a.id = x.buyer_account;
+        INSERT INTO ledger_transactions (id, kind) OVERRIDING SYSTEM VALUE
+        SELECT x.tx_id, 'invoice_payment' FROM unnest(items) x WHERE x.outcome IS NULL;
+        INSERT INTO entries (tx_id, account_id, currency, amount, balance_before, balance_after)
+        SELECT x.tx_id, x.buyer_account, x.currency, -x.amount, x.balance, x.balance - x.amount
+          FROM unnest(items) x WHERE x.outcome IS NULL
+        UNION ALL
+        SELECT x.tx_id, x.seller_account, x.currency, x.amount, NULL, NULL
+          FROM unnest(items) x WHERE x.outcome IS NULL;
+        INSERT INTO payments (id, invoice_id, payer_id, method, currency, amount, idempotency_key,
+                              ledger_tx_id) OVERRIDING SYSTEM VALUE
+        SELECT x.pay_id, x.invoice_id, x.buyer, 'internal', x.currency, x.amount, x.key, x.tx_id
+          FROM unnest(items) x WHERE x.outcome IS NULL;
+        -- Fulfilment: the grant is the item in the buyer's inventory; then the notices.
+        INSERT INTO grants (id, payment_id, invoice_id, user_id, item_id, achievement_id)
+            OVERRIDING SYSTEM VALUE
+        SELECT x.grant_id, x.pay_id, x.invoice_id, x.buyer, x.payload ->> 'item_id',
+               x.payload ->> 'achievement_id'
+          FROM unnest(items) x WHERE x.outcome IS NULL;
+        INSERT INTO achievements (user_id, achievement_id, grant_id)
+        SELECT x.buyer, x.payload ->> 'achievement_id', x.grant_id
+          FROM unnest(items) x WHERE x.outcome IS NULL AND x.payload ? 'achievement_id'
+        ON CONFLICT DO NOTHING;
+        INSERT INTO outbox (topic, event_type, payload)
+        SELECT o.topic, o.event_type, o.payload FROM unnest(items) x
+         CROSS JOIN LATERAL paybot_paid_events(x.public_id, x.pay_id, x.buyer, x.seller_id,
+                                               'internal', x.grant_id,
+                                               x.payload ->> 'callback_url') o
+         WHERE x.outcome IS NULL;
+    END IF;
+
+    RETURN QUERY
+    SELECT x.idx,
+           coalesce(x.pay_id, x.prev_payment),
+           x.outcome IS NOT DISTINCT FROM 'replay',
+           CASE WHEN x.outcome IS NULL THEN x.balance - x.amount
+                WHEN x.outcome = 'replay' THEN x.balance END,
+           CASE WHEN x.outcome IS NULL THEN x.grant_id
+                WHEN x.outcome = 'replay' THEN (SELECT g.id FROM grants g
+                                                 WHERE g.payment_id = x.prev_payment) END,
+           CASE WHEN x.outcome IS NULL THEN x.status_after
+                ELSE (SELECT i.status FROM invoices i WHERE i.id = x.invoice_id) END,
+           CASE WHEN x.outcome = 'replay' THEN NULL ELSE x.outcome END,
+           CASE WHEN x.outcome = 'insufficient_funds'
+                THEN json_build_object('needed', x.amount, 'available', x.balance,
+                                       'currency', x.currency)::text
+                ELSE coalesce(x.public_id, p_invoices[x.idx]) END
+      FROM unnest(items) x;
 END $$;
 
--- Pay an invoice from the buyer's internal balance. All or nothing, one round trip.
--- Lock order: invoice row, then the buyer's account row. The seller's credit is written pending
--- (no lock), so many buyers paying one seller never queue on the seller's row.
+-- One request: the SQL face of the seed's process_invoice_payment(invoice, buyer), raising
+-- the typed error a failed request gets.
 CREATE FUNCTION process_invoice_payment(p_invoice text, p_buyer bigint, p_idempotency_key text)
 RETURNS TABLE (payment_id bigint, replayed boolean, buyer_balance bigint, grant_id bigint,
                invoice_status text)
 LANGUAGE plpgsql AS $$
-DECLARE
-    v invoices%ROWTYPE;
-    v_id bigint; v_tx bigint; v_pay bigint; v_grant bigint; v_bal bigint;
+DECLARE r record;
 BEGIN
-    SELECT * INTO v FROM invoices WHERE public_id = upper(p_invoice);
-    IF v.id IS NULL THEN
-        RAISE EXCEPTION 'invoice_not_found' USING ERRCODE = 'PB001', DETAIL = p_invoice;
+    SELECT * INTO r FROM process_invoice_payments(ARRAY[p_invoice], ARRAY[p_buyer],
+                                                  ARRAY[p_idempotency_key]);
+    IF r.error IS NOT NULL THEN
+        PERFORM paybot_raise(r.error, r.error_detail);
     END IF;
-    v_id := v.id;
-    RETURN QUERY SELECT * FROM paybot_replay(v_id, p_buyer, p_idempotency_key);
-    IF FOUND THEN
-        RETURN;
-    END IF;
-    IF v.seller_id = p_buyer THEN
-        RAISE EXCEPTION 'own_invoice' USING ERRCODE = 'PB005', DETAIL = v.public_id;
-    END IF;
-    UPDATE invoices
-       SET uses = uses + 1,
-           status = CASE WHEN kind = 'one_time' OR uses + 1 = max_uses THEN 'paid' ELSE status END,
-           paid_at = CASE WHEN kind = 'one_time' OR uses + 1 = max_uses THEN now() ELSE paid_at END
-     WHERE id = v_id AND status = 'pending' AND expires_at > now()
-       AND (max_uses IS NULL OR uses < max_uses)
-    RETURNING * INTO v;
-    IF NOT FOUND THEN
-        -- A concurrent request with the same key may have just paid it: that is a replay.
-        RETURN QUERY SELECT * FROM paybot_replay(v_id, p_buyer, p_idempotency_key);
-        IF FOUND THEN
-            RETURN;
-        END IF;
-        PERFORM paybot_raise_not_payable(v_id);
-    END IF;
-    INSERT INTO ledger_transactions (kind) VALUES ('invoice_payment') RETURNING id INTO v_tx;
-    v_bal := paybot_debit_user(v_tx, p_buyer, v.currency, v.amount);
-    PERFORM paybot_credit_user(v_tx, v.seller_id, v.currency, v.amount);
-    INSERT INTO payments (invoice_id, payer_id, method, currency, amount, idempotency_key, ledger_tx_id)
-        VALUES (v.id, p_buyer, 'internal', v.currency, v.amount, p_idempotency_key, v_tx)
-        RETURNING id INTO v_pay;
-    v_grant := paybot_fulfil(v, v_pay, p_buyer, NULL, 'internal');
-    RETURN QUERY SELECT v_pay, false, v_bal, v_grant, v.status;
+    RETURN QUERY SELECT r.payment_id, r.replayed, r.buyer_balance, r.grant_id, r.invoice_status;
 END $$;
 
 -- Settle an invoice paid outside the internal balance (TON transfer seen by the watcher,
@@ -403,7 +541,10 @@ DROP FUNCTION claim_grant(text, bigint);
 DROP FUNCTION paybot_move(text, bigint, text, text, bigint, text, text);
 DROP FUNCTION settle_external_payment(text, text, text, bigint, text);
 DROP FUNCTION process_invoice_payment(text, bigint, text);
-DROP FUNCTION paybot_replay(bigint, bigint, text);
+DROP FUNCTION process_invoice_payments(text[], bigint[], text[]);
+DROP TYPE paybot_pay_item;
+DROP FUNCTION paybot_raise(text, text);
+DROP FUNCTION paybot_paid_events(text, bigint, bigint, bigint, text, bigint, text);
 DROP FUNCTION paybot_fulfil(invoices, bigint, bigint, text, text);
 DROP FUNCTION grant_item_to_user(bigint, text);
 DROP FUNCTION paybot_take_invoice(bigint);

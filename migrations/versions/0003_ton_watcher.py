@@ -428,7 +428,8 @@ BEGIN
         v_susp := v_susp - v_partials + v_held;
     ELSIF p_action = 'credit' THEN
         c := paybot_ton_credit_user('adjustment', p_user, h.amount_nano, p_currency, p_rate,
-                                    coalesce(p_note, 'ton transfer credited'), v_ref, t.tx_hash);
+                                    coalesce(p_note, 'ton transfer credited'),
+                                    'ton-credit:' || h.id, t.tx_hash);
         IF c.o_credited <= 0 THEN
             RAISE EXCEPTION 'invalid_amount' USING ERRCODE = 'PB009',
                 DETAIL = 'too small to credit: ' || h.amount_nano || ' nanoton';

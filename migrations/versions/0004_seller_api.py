@@ -44,12 +44,15 @@ CREATE TABLE seller_webhooks (
     updated_at  timestamptz NOT NULL DEFAULT now()
 );
 
--- POST /invoices with an Idempotency-Key: the first request's invoice, per seller and key.
+-- POST /invoices with an Idempotency-Key: the key claims an invoice id first (its own short
+-- statement), then the invoice is created under that id. Whoever finds a claimed id with no
+-- invoice yet (the first request died in between) creates it: same key, same request.
+-- No foreign key on purpose: for that moment the invoice does not exist.
 CREATE TABLE api_idempotency (
     user_id       bigint NOT NULL REFERENCES users (id),
     key           text NOT NULL CHECK (length(key) BETWEEN 1 AND 200),
     request_hash  bytea NOT NULL,
-    invoice_id    bigint NOT NULL REFERENCES invoices (id),
+    public_id     text NOT NULL CHECK (public_id ~ '^[0-9A-HJKMNP-TV-Z]{13}$'),
     created_at    timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (user_id, key)
 );

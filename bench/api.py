@@ -1,0 +1,250 @@
+"""Seller API benchmark: requests per second against an aiohttp hello-world, and callbacks.
+
+    python -m bench.api [--database-url URL] [--seconds 5] [--concurrency 32] [--callbacks 2000]
+
+A server process runs the seller API (bot.api, over the real ledger on PostgreSQL) and, on the
+same aiohttp app, a hello-world route; a client process (this one) drives each for `seconds`
+with `concurrency` keep-alive connections: GET /hello, POST /api/v1/invoices (each with its own
+Idempotency-Key), GET /api/v1/invoices/{id}. The ratios compare like with like: same server
+process, same client, same machine, same run. Then `callbacks` paid invoices with a callback_url
+are delivered by the callback worker (watchers/callbacks.py) to a receiver in the server process;
+callbacks_per_s counts signed POSTs answered 200 and marked delivered. Prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import time
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from bench.common import percentile, scratch_database, server
+from bot.api import ApiConfig, mount_api
+from ledger.accounts import adjust_balance
+from ledger.invoices import create_invoice
+from ledger.migrate import upgrade
+from ledger.payments import pay_from_balance
+from ledger.postgres import make_engine
+from ledger.sellers import Links, issue_token
+from ledger.users import ensure_user
+from watchers.callbacks import CallbackSender, deliver_all_due
+
+LINKS = Links("https://pay.example.test", "paybot_bench")
+TARGETS = {"post_ratio": 0.4, "get_ratio": 0.6}
+
+
+# --- the server process -----------------------------------------------------------------------
+
+async def hello(request: web.Request) -> web.Response:
+    return web.Response(text="Hello, world")
+
+
+async def serve(database_url: str) -> None:
+    engine = make_engine(database_url, pool_size=20)
+    app = web.Application()
+    app.router.add_get("/hello", hello)
+    mount_api(app, engine, ApiConfig(LINKS, Decimal("5.00"), timedelta(days=7), True, 300))
+    received = 0
+
+    async def receive(request: web.Request) -> web.Response:
+        nonlocal received
+        await request.read()
+        received += 1
+        return web.Response(text="ok")
+
+    receiver = web.Application()
+    receiver.router.add_post("/callback", receive)
+    runners = [web.AppRunner(app, access_log=None), web.AppRunner(receiver, access_log=None)]
+    ports = []
+    for runner in runners:
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        ports.append(site._server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
+    print("READY", *ports, flush=True)
+    try:
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)  # until closed
+    finally:
+        for runner in runners:
+            await runner.cleanup()
+        await engine.dispose()
+
+
+# --- the client process -----------------------------------------------------------------------
+
+async def drive(
+    session: aiohttp.ClientSession, concurrency: int, seconds: float, request: Any
+) -> dict[str, Any]:
+    """Run `request(session, n)` from `concurrency` workers for `seconds` (after a short
+    warm-up); returns the rate, latency percentiles and the count of non-2xx answers."""
+    latencies: list[float] = []
+    errors = 0
+    counter = iter(range(10**9))
+
+    async def worker(deadline: float, record: bool) -> None:
+        nonlocal errors
+        while time.perf_counter() < deadline:
+            t0 = time.perf_counter()
+            status = await request(session, next(counter))
+            if record:
+                latencies.append((time.perf_counter() - t0) * 1000)
+                errors += not 200 <= status < 300
+
+    warm = time.perf_counter() + min(1.0, seconds / 5)
+    await asyncio.gather(*(worker(warm, False) for _ in range(concurrency)))
+    start = time.perf_counter()
+    await asyncio.gather(*(worker(start + seconds, True) for _ in range(concurrency)))
+    elapsed = time.perf_counter() - start
+    latencies.sort()
+    return {"rps": round(len(latencies) / elapsed, 1),
+            "p50_ms": round(percentile(latencies, 0.5), 2),
+            "p99_ms": round(percentile(latencies, 0.99), 2), "errors": errors}
+
+
+async def http_phases(api_port: int, token: str, args: argparse.Namespace) -> dict[str, Any]:
+    base = f"http://127.0.0.1:{api_port}"
+    auth = {"Authorization": f"Bearer {token}"}
+    created: list[str] = []
+
+    async def get_hello(session: aiohttp.ClientSession, n: int) -> int:
+        async with session.get(f"{base}/hello") as resp:
+            await resp.read()
+            return resp.status
+
+    async def post_invoice(session: aiohttp.ClientSession, n: int) -> int:
+        body = {"title": f"Bench item {n}", "amount": "1.00", "item_id": "bench"}
+        headers = {**auth, "Idempotency-Key": f"bench-{n}"}
+        async with session.post(f"{base}/api/v1/invoices", json=body, headers=headers) as resp:
+            data = await resp.json()
+            if resp.status == 201:
+                created.append(data["id"])
+            return resp.status
+
+    async def get_invoice(session: aiohttp.ClientSession, n: int) -> int:
+        invoice = created[n % len(created)]
+        async with session.get(f"{base}/api/v1/invoices/{invoice}", headers=auth) as resp:
+            await resp.read()
+            return resp.status
+
+    connector = aiohttp.TCPConnector(limit=args.concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        hello_stats = await drive(session, args.concurrency, args.seconds, get_hello)
+        post_stats = await drive(session, args.concurrency, args.seconds, post_invoice)
+        get_stats = await drive(session, args.concurrency, args.seconds, get_invoice)
+    return {"hello": hello_stats, "post": post_stats, "get": get_stats,
+            "invoices_created": len(created)}
+
+
+async def callback_phase(url: str, receiver_port: int, seller_id: int,
+                         args: argparse.Namespace) -> dict[str, Any]:
+    """Queue `args.callbacks` paid-invoice callbacks (not timed), then time their delivery."""
+    engine = make_engine(url, pool_size=20)
+    target = f"http://127.0.0.1:{receiver_port}/callback"
+    try:
+        buyer = await ensure_user(engine, 9_000_000_002, "bench-buyer")
+        await adjust_balance(engine, buyer.id, 100 * args.callbacks, "LIQ", reason="bench")
+        pending = iter(range(args.callbacks))
+
+        async def pay_some() -> None:
+            for n in pending:
+                inv = await create_invoice(engine, seller_id=seller_id, title="Callback bench",
+                                           amount=100, payload={"callback_url": target})
+                await pay_from_balance(engine, inv.public_id, buyer.id, f"cb-{n}")
+
+        await asyncio.gather(*(pay_some() for _ in range(16)))
+        sender = CallbackSender(allow_private=True, timeout=10.0, concurrency=50)
+        delivered = failed = 0
+        start = time.perf_counter()
+        try:
+            while delivered + failed < args.callbacks:
+                stats = await deliver_all_due(engine, sender, LINKS, batch=100)
+                delivered += stats.delivered
+                failed += stats.failed + stats.retried
+                if stats.claimed == 0:
+                    break
+        finally:
+            elapsed = time.perf_counter() - start
+            await sender.close()
+    finally:
+        await engine.dispose()
+    return {"callbacks": args.callbacks, "delivered": delivered, "not_delivered": failed,
+            "callbacks_per_s": round(delivered / elapsed, 1) if elapsed else None}
+
+
+async def bench(args: argparse.Namespace, server_url: str) -> dict[str, Any]:
+    async with scratch_database(server_url, "paybot_bench_api") as url:
+        await upgrade(url)
+        engine = make_engine(url, pool_size=2)
+        try:
+            seller = await ensure_user(engine, 9_000_000_001, "bench-seller")
+            token, _ = await issue_token(engine, seller.id)
+        finally:
+            await engine.dispose()
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bench.api", "--serve", url,
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        )
+        try:
+            assert proc.stdout is not None and proc.stdin is not None
+            line = (await asyncio.wait_for(proc.stdout.readline(), 60)).decode().split()
+            if not line or line[0] != "READY":
+                raise RuntimeError("the benchmark server did not start")
+            api_port, receiver_port = int(line[1]), int(line[2])
+            http = await http_phases(api_port, token, args)
+            callbacks = await callback_phase(url, receiver_port, seller.id, args)
+        finally:
+            if proc.stdin is not None:
+                proc.stdin.close()
+            try:
+                await asyncio.wait_for(proc.wait(), 10)
+            except TimeoutError:
+                proc.kill()
+    hello_rps = http["hello"]["rps"]
+    result: dict[str, Any] = {
+        "benchmark": "api",
+        "concurrency": args.concurrency,
+        "seconds": args.seconds,
+        "hello_world_rps": hello_rps,
+        "post_invoices_rps": http["post"]["rps"],
+        "post_ratio": round(http["post"]["rps"] / hello_rps, 3) if hello_rps else None,
+        "get_invoice_rps": http["get"]["rps"],
+        "get_ratio": round(http["get"]["rps"] / hello_rps, 3) if hello_rps else None,
+        "targets": TARGETS,
+        "latency_ms": {k: {"p50": http[k]["p50_ms"], "p99": http[k]["p99_ms"]}
+                       for k in ("hello", "post", "get")},
+        "http_errors": sum(http[k]["errors"] for k in ("hello", "post", "get")),
+        **callbacks,
+        "cpus": os.cpu_count(),
+        "note": "server, client and PostgreSQL share this machine's CPUs",
+    }
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--database-url", default=os.environ.get("DATABASE_URL"))
+    p.add_argument("--seconds", type=float, default=5.0)
+    p.add_argument("--concurrency", type=int, default=32)
+    p.add_argument("--callbacks", type=int, default=2000)
+    p.add_argument("--serve", metavar="DATABASE_URL", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.serve:
+        asyncio.run(serve(args.serve))
+        return 0
+    with server(args.database_url) as server_url:
+        result = asyncio.run(bench(args, server_url))
+    print(json.dumps(result))
+    ok = result["http_errors"] == 0 and result["delivered"] == result["callbacks"]
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,197 @@
+"""Pay page benchmark: GET /pay/<id> per second against an aiohttp hello-world handler served by
+the same app in the same run, and QR render time (uncached vs cached).
+
+    python -m bench.web [--database-url URL] [--seconds 4] [--concurrency 16]
+
+Prints one JSON object. bench/bot.py calls `measure_pay_page(engine)` with its own database.
+The server runs in this process; the load comes from a separate process (`--load`), so the
+client's own cost does not eat into the server's event loop. Every page request is a real one:
+invoice and seller read from PostgreSQL, HTML rendered, a guest cookie signed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import secrets
+import socket
+import sys
+import time
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bench.common import percentile, scratch_database, server
+from bot import qr
+from bot.settings import Settings, TelegramSettings, TonSettings, WebSettings
+from bot.web import setup_pay_pages
+from ledger.invoices import create_invoice
+from ledger.migrate import upgrade
+from ledger.postgres import make_engine
+from ledger.users import ensure_user
+from watchers.ton_links import ton_transfer_link
+
+TARGET_RATIO = 0.5
+# A valid mainnet address (the TON fixtures' destination), so pages carry real wallet links.
+ADDRESS = "0:175ff594b2dfe1477c71b79d12547040db4fe810cf9ca7e54ed53972a88ace42"
+
+
+def _settings(base: str) -> Settings:
+    settings = Settings()
+    settings.telegram = TelegramSettings(bot_token="1:bench-token", bot_username="paybot")
+    settings.web = WebSettings(public_url=base, cookie_secret="bench")
+    settings.ton = TonSettings(destination_address=ADDRESS)
+    return settings
+
+
+async def hello(request: web.Request) -> web.Response:
+    return web.Response(text="Hello, world")
+
+
+async def _load(url: str, seconds: float, concurrency: int) -> dict[str, Any]:
+    """Closed-loop load: `concurrency` clients, each sending the next request on an answer."""
+    latencies: list[float] = []
+    errors = 0
+    deadline = time.perf_counter() + seconds
+    connector = aiohttp.TCPConnector(limit=concurrency, force_close=False)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def client() -> None:
+            nonlocal errors
+            while time.perf_counter() < deadline:
+                start = time.perf_counter()
+                async with session.get(url) as resp:
+                    await resp.read()
+                    if resp.status != 200:
+                        errors += 1
+                latencies.append(time.perf_counter() - start)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(client() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    latencies.sort()
+    return {"requests": len(latencies), "errors": errors, "rps": round(len(latencies) / elapsed, 1),
+            "p50_ms": round(percentile(latencies, 0.5) * 1000, 2),
+            "p99_ms": round(percentile(latencies, 0.99) * 1000, 2)}
+
+
+async def _load_in_subprocess(url: str, seconds: float, concurrency: int) -> dict[str, Any]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.web", "--load", url, "--seconds", str(seconds),
+        "--concurrency", str(concurrency), stdout=asyncio.subprocess.PIPE,
+    )
+    out, _ = await proc.communicate()
+    if proc.returncode != 0:
+        raise RuntimeError(f"load generator failed ({proc.returncode})")
+    return json.loads(out)
+
+
+def measure_qr(samples: int = 40) -> dict[str, Any]:
+    """Milliseconds per QR image for a fresh wallet link, and microseconds from the cache."""
+    links = [ton_transfer_link(ADDRESS, 2_500_000_000 + i, f"INV-{secrets.token_hex(7)}")
+             for i in range(samples)]
+    result: dict[str, Any] = {"samples": samples, "text_length": len(links[0])}
+    for name, render in (("png", qr.qr_png), ("svg", qr.qr_svg)):
+        qr.clear_cache()
+        start = time.perf_counter()
+        for link in links:
+            render(link)
+        uncached = (time.perf_counter() - start) / samples
+        rounds = 20_000
+        start = time.perf_counter()
+        for i in range(rounds):
+            render(links[i % samples])
+        cached = (time.perf_counter() - start) / rounds
+        result[name] = {"uncached_ms": round(uncached * 1000, 3),
+                        "cached_us": round(cached * 1e6, 3),
+                        "speedup": round(uncached / cached)}
+    qr.clear_cache()
+    return result
+
+
+async def measure_pay_page(
+    engine: AsyncEngine, *, seconds: float = 4.0, concurrency: int = 16, rounds: int = 2
+) -> dict[str, Any]:
+    """Pay page vs hello world requests per second (best of `rounds` alternating runs of
+    `seconds` each, after a warm-up), plus QR render times. About 4 * rounds * seconds."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    base = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    seller = await ensure_user(engine, 9_000_000_000 + secrets.randbelow(10**9), "bench_seller")
+    invoice = await create_invoice(
+        engine, seller_id=seller.id, title="Benchmark coffee", amount=1250,
+        ton_rate=Decimal("5.00"), expires_in=timedelta(days=1),
+    )
+    app = web.Application()
+    app.router.add_get("/hello", hello)
+    setup_pay_pages(app, engine, _settings(base))
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.SockSite(runner, sock).start()
+    try:
+        targets = {"hello_world": f"{base}/hello",
+                   "pay_page": f"{base}/pay/{invoice.public_id}"}
+        async with aiohttp.ClientSession() as session:  # warm up both, check they answer
+            for url in targets.values():
+                async with session.get(url) as resp:
+                    assert resp.status == 200, (url, resp.status)
+        for url in targets.values():
+            await _load_in_subprocess(url, min(1.0, seconds), concurrency)
+        best: dict[str, dict[str, Any]] = {}
+        for _ in range(rounds):
+            for name, url in targets.items():
+                cpu = time.process_time()
+                run = await _load_in_subprocess(url, seconds, concurrency)
+                # CPU the server (this process) spent per request: the part the page controls.
+                run["server_cpu_us"] = round(
+                    (time.process_time() - cpu) / max(1, run["requests"]) * 1e6, 1)
+                if name not in best or run["rps"] > best[name]["rps"]:
+                    best[name] = run
+    finally:
+        await runner.cleanup()
+    ratio = best["pay_page"]["rps"] / best["hello_world"]["rps"]
+    return {
+        "pay_page": best["pay_page"],
+        "hello_world": best["hello_world"],
+        "ratio": round(ratio, 3),
+        "target_ratio": TARGET_RATIO,
+        "meets_target": ratio >= TARGET_RATIO,
+        "seconds_per_run": seconds,
+        "concurrency": concurrency,
+        "qr": measure_qr(),
+    }
+
+
+async def _standalone(args: argparse.Namespace) -> dict[str, Any]:
+    with server(args.database_url) as server_url:
+        async with scratch_database(server_url, "paybot_bench_web") as url:
+            await upgrade(url)
+            engine = make_engine(url, pool_size=max(4, args.concurrency))
+            try:
+                return await measure_pay_page(engine, seconds=args.seconds,
+                                              concurrency=args.concurrency)
+            finally:
+                await engine.dispose()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(prog="python -m bench.web", description=__doc__.split("\n")[0])
+    p.add_argument("--database-url", help="a PostgreSQL server (default: embedded)")
+    p.add_argument("--seconds", type=float, default=4.0)
+    p.add_argument("--concurrency", type=int, default=16)
+    p.add_argument("--load", metavar="URL", help=argparse.SUPPRESS)  # the load generator
+    args = p.parse_args()
+    if args.load:
+        result = asyncio.run(_load(args.load, args.seconds, args.concurrency))
+    else:
+        result = asyncio.run(_standalone(args))
+    print(json.dumps(result, indent=None if args.load else 2))
+
+
+if __name__ == "__main__":
+    main()

@@ -63,17 +63,16 @@ async def balance(db: Executor, user_id: int, currency: str = "LIQ") -> int:
 
 
 async def apply_pending_credits(db: Executor, limit: int = 1000) -> int:
-    """Fold pending credits into balances (a scheduled job). Returns accounts touched."""
-    row = await fetch_one(
+    """Fold pending credits into balances (a scheduled job), one account per transaction so
+    no account stays locked longer than its own fold. Returns the accounts touched."""
+    rows = await fetch_all(
         db,
-        """
-        SELECT count(apply_pending_credits(account_id)) AS n FROM (
-            SELECT DISTINCT account_id FROM entries WHERE balance_after IS NULL LIMIT :limit
-        ) pending
-        """,
+        "SELECT DISTINCT account_id FROM entries WHERE balance_after IS NULL LIMIT :limit",
         limit=limit,
     )
-    return int(row["n"]) if row else 0
+    for row in rows:
+        await fetch_one(db, "SELECT apply_pending_credits(:a)", a=row["account_id"])
+    return len(rows)
 
 
 async def statement(

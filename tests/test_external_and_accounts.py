@@ -137,3 +137,26 @@ async def test_outbox_events_are_leased_retried_failed_and_redelivered(engine, m
     assert again
     await mark_delivered(engine, event.id)
     assert not await redeliver(engine, event.id)
+
+
+async def test_pending_credits_fold_in_order_with_audit_balances(engine, make_user) -> None:
+    from ledger.accounts import apply_pending_credits
+
+    seller = await make_user()
+    buyers = [await make_user(balance=amount) for amount in (100, 250, 40)]
+    for b, amount in zip(buyers, (100, 250, 40), strict=True):
+        inv = await create_invoice(engine, seller_id=seller.id, title="x", amount=amount)
+        await settle_external_payment(engine, inv.public_id, method="manual",
+                                      reference=f"fold-{inv.public_id}", payer_id=b.id)
+    assert await balance(engine, seller.id) == 390  # counted before folding
+    while await apply_pending_credits(engine):
+        pass
+    rows = await run_sql(
+        engine,
+        "SELECT e.amount, e.balance_before, e.balance_after FROM entries e JOIN accounts a "
+        "ON a.id = e.account_id WHERE a.user_id = :u ORDER BY e.id", u=seller.id,
+    )
+    assert [(r["amount"], r["balance_before"], r["balance_after"]) for r in rows] == [
+        (100, 0, 100), (250, 100, 350), (40, 350, 390)
+    ]
+    assert await check_invariants(engine) == []

@@ -53,16 +53,21 @@ END $$;
 -- order, filling each entry's balance_before/after once. Returns the balance after.
 CREATE FUNCTION apply_pending_credits(p_account bigint) RETURNS bigint
 LANGUAGE plpgsql AS $$
-DECLARE v_bal bigint; v_start bigint; r record;
+DECLARE v_bal bigint; v_added bigint;
 BEGIN
     SELECT balance INTO v_bal FROM accounts WHERE id = p_account FOR UPDATE;
-    v_start := v_bal;
-    FOR r IN SELECT id, amount FROM entries
-             WHERE account_id = p_account AND balance_after IS NULL ORDER BY id LOOP
-        UPDATE entries SET balance_before = v_bal, balance_after = v_bal + r.amount WHERE id = r.id;
-        v_bal := v_bal + r.amount;
-    END LOOP;
-    IF v_bal <> v_start THEN
+    WITH pending AS (
+        SELECT id, amount, sum(amount) OVER (ORDER BY id) AS running
+          FROM entries WHERE account_id = p_account AND balance_after IS NULL
+    ), applied AS (
+        UPDATE entries e
+           SET balance_before = v_bal + p.running - p.amount, balance_after = v_bal + p.running
+          FROM pending p WHERE e.id = p.id
+        RETURNING e.amount
+    )
+    SELECT sum(amount) INTO v_added FROM applied;
+    IF v_added IS NOT NULL THEN
+        v_bal := v_bal + v_added;
         UPDATE accounts SET balance = v_bal WHERE id = p_account;
     END IF;
     RETURN v_bal;

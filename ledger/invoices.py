@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 from sqlalchemy.exc import IntegrityError
 
 from ledger.db import Executor, fetch_all, fetch_one
-from ledger.errors import InvalidInvoice, InvoiceNotFound
+from ledger.errors import InvalidAmount, InvalidInvoice, InvoiceNotFound
 from ledger.ids import new_invoice_id, parse_invoice_id
 from ledger.models import Invoice
 from ledger.money import DECIMALS, check_amount, quote_ton
@@ -22,6 +22,7 @@ DESCRIPTION_MAX = 1024
 DEFAULT_EXPIRY = timedelta(days=7)
 MAX_EXPIRY = timedelta(days=366)
 PAYLOAD_KEYS = {"item_id", "achievement_id", "callback_url"}
+MAX_TON_QUOTE = 10**18  # nanotons; bigint holds 9.2e18
 
 
 def _clean_payload(payload: Mapping[str, Any] | None) -> dict[str, str]:
@@ -81,6 +82,8 @@ async def create_invoice(
     ton_amount = quote_ton(amount, currency, ton_rate) if ton_rate is not None else None
     if currency == "TON":
         ton_amount = amount
+    if ton_amount is not None and ton_amount > MAX_TON_QUOTE:
+        raise InvalidAmount("the amount is too large to quote in TON")
     now = datetime.now(UTC)
     params = dict(
         seller=seller_id,

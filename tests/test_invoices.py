@@ -82,6 +82,13 @@ async def test_ton_quote_is_locked_at_issue(engine, make_user) -> None:
     assert (await get_invoice(engine, inv.public_id)).ton_amount == 2_000_000_000
 
 
+async def test_an_amount_too_large_to_quote_in_ton_is_refused(engine, make_user) -> None:
+    seller = await make_user()
+    with pytest.raises(InvalidAmount):
+        await create_invoice(engine, seller_id=seller.id, title="Island", amount=10**15,
+                             ton_rate=Decimal("0.0001"))
+
+
 async def test_only_the_seller_cancels_and_a_cancelled_invoice_cannot_be_paid(
     engine, make_user
 ) -> None:

@@ -2,9 +2,11 @@
 
 The watcher (watchers/ton_watcher.py) reads and decodes the chain and parses the comment; here
 each transaction becomes one call of the SQL function `paybot_ton_receive` = one database
-transaction that advances the cursor (compare-and-set on the previous transaction), records the
-transfer with its outcome, and moves the money through balanced entries — settling invoices
-through `settle_external_payment`. The SQL is in migrations/versions/0003_ton_watcher.py.
+transaction that records the transfer (unique hash) with its outcome and its predecessor —
+which advances the cursor — and moves the money through balanced entries, settling invoices
+through `settle_external_payment`. The cursor is a base row followed along those records, so
+it never passes a transaction that is not recorded (get_cursor). The SQL is in
+migrations/versions/0003_ton_watcher.py.
 
 Outcomes: paid | excess (paid, more than the quote arrived) | partial | late_or_duplicate |
 unmatched | deposit | ignored (not a customer payment: bounced, aborted, outgoing...).
@@ -35,8 +37,8 @@ from ledger.invoices import get_invoice
 from ledger.money import DECIMALS
 
 __all__ = [
+    "BelowCursor",
     "ChainTransfer",
-    "CursorMoved",
     "InvalidContact",
     "InvalidResolution",
     "InvoiceContact",
@@ -56,6 +58,7 @@ __all__ = [
     "record_invoice_contact",
     "record_transfer",
     "resolve_transfer",
+    "start_cursor",
     "transfers_for_invoice",
 ]
 
@@ -66,9 +69,9 @@ _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 _TELEGRAM = re.compile(r"[A-Za-z0-9_]{5,32}")
 
 
-class CursorMoved(LedgerError):
-    code = "cursor_moved"
-    message = "The chain cursor is not where this watcher expected it (another watcher, or a gap)."
+class BelowCursor(LedgerError):
+    code = "below_cursor"
+    message = "This transaction is at or before the chain cursor but was never settled."
 
 
 class TransferNotFound(LedgerError):
@@ -115,7 +118,7 @@ class InvalidContact(LedgerError):
 
 
 _OWN_CODES: dict[str, type[LedgerError]] = {
-    "PB101": CursorMoved,
+    "PB101": BelowCursor,
     "PB110": TransferNotFound,
     "PB111": NothingHeld,
     "PB112": InvoiceNotTon,
@@ -153,7 +156,7 @@ class ChainTransfer:
     tx_hash: str  # 64 lowercase hex
     lt: int
     utime: int
-    prev_lt: int  # the account's previous transaction: the cursor must be exactly there
+    prev_lt: int  # the account's previous transaction: what the cursor follows
     prev_hash: str
     incoming: bool
     source: str | None
@@ -195,11 +198,13 @@ def _check_rate(currency: str, ton_rate: Decimal) -> None:
 async def record_transfer(
     db: Executor, t: ChainTransfer, *, currency: str, ton_rate: Decimal
 ) -> TransferResult:
-    """Settle one chain transaction exactly once, together with the cursor advance.
+    """Settle one chain transaction exactly once, recording it after its predecessor (the
+    cursor advance) in the same database transaction.
 
     `currency`/`ton_rate`: the internal balance currency and its rate (units per TON) for
     deposits and excess credits. The same transaction again returns the first outcome
-    (`replayed`); a transaction whose predecessor is not the cursor raises CursorMoved.
+    (`replayed`), also when two calls race. A transaction at or before the cursor's base that
+    was never recorded raises BelowCursor (start the cursor first: `start_cursor`).
     """
     _check_rate(currency, ton_rate)
     if not _HEX64.fullmatch(t.tx_hash) or not _HEX64.fullmatch(t.prev_hash):
@@ -229,9 +234,23 @@ async def record_transfer(
 
 
 async def get_cursor(db: Executor, address: str) -> tuple[int, str] | None:
-    """(lt, hash) of the last transaction settled on `address`, or None before the first."""
-    row = await fetch_one(db, "SELECT lt, hash FROM ton_cursors WHERE address = :a", a=address)
-    return None if row is None else (int(row["lt"]), str(row["hash"]))
+    """(lt, hash) of the newest transaction of `address` up to which every transaction is
+    settled, or None when the watcher never started there. Moves the base row up to it."""
+    row = await fetch_one(db, "SELECT * FROM paybot_ton_cursor(:a, true)", a=address)
+    return None if row is None else (int(row["cursor_lt"]), str(row["cursor_hash"]))
+
+
+async def start_cursor(db: Executor, address: str, lt: int, tx_hash: str) -> None:
+    """Where settling starts on `address`: after transaction (lt, hash) — (0, "0"*64) for the
+    account's first. Does nothing when the address already has a cursor."""
+    if not _HEX64.fullmatch(tx_hash) or lt < 0:
+        raise ValueError("a cursor is a non-negative lt and a 64-hex transaction hash")
+    await fetch_one(
+        db,
+        "INSERT INTO ton_cursors (address, lt, hash) VALUES (:a, :lt, :h) "
+        "ON CONFLICT (address) DO NOTHING RETURNING address",
+        a=address, lt=lt, h=tx_hash,
+    )
 
 
 # --- reading ----------------------------------------------------------------------------------

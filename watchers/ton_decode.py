@@ -63,6 +63,7 @@ class DecodedTransaction:
     comment: str | None  # decoded text comment when body_kind == "text"
     prev_lt: int  # previous transaction of the account (for paging back)
     prev_hash_hex: str
+    account_hex: str = ""  # the account's address hash (64 hex); the workchain is not in a tx
 
     @property
     def is_payment(self) -> bool:
@@ -176,6 +177,7 @@ def decode_transaction_cell(cell: Cell | Transaction) -> DecodedTransaction:
         comment=comment,
         prev_lt=int(tx.prev_trans_lt),
         prev_hash_hex=bytes(tx.prev_trans_hash).hex(),
+        account_hex=bytes(tx.account_addr).hex(),
     )
 
 

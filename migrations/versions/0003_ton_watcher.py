@@ -8,7 +8,7 @@ Money arriving on chain, as balanced entries (all pending credits, folded in by 
   comes from `chain_inflow` (LIQ), exactly as settle_external_payment and credit_deposit do.
 - releasing a hold moves it out of `suspense` again (applied, credited, refunded on chain).
 
-Error codes: PB101 cursor moved (another watcher, or a gap)   PB110 transfer not found
+Error codes: PB101 below the cursor (never settled there)     PB110 transfer not found
              PB111 nothing held for this transfer             PB112 invoice has no TON price
              PB113 not enough to pay the invoice              PB114 hold belongs to that invoice
 
@@ -25,22 +25,28 @@ branch_labels = None
 depends_on = None
 
 UPGRADE = r"""
--- Where the watcher stands on each followed address: the last chain transaction it settled.
+-- Where the watcher stands on each followed address. The row is a base: the account's
+-- transaction (lt, hash) and all before it are settled (or before the configured start; the
+-- account's first transaction follows (0, 0…0)). The live cursor is the base followed along
+-- ton_transfers, each recorded transfer naming its predecessor (paybot_ton_cursor): recording
+-- a transfer IS the cursor advance, in the same database transaction as its settlement, and
+-- the cursor can never move past a transaction that is not recorded.
 CREATE TABLE ton_cursors (
-    address       text PRIMARY KEY CHECK (address ~ '^-?[0-9]+:[0-9a-f]{64}$'),
-    lt            bigint NOT NULL CHECK (lt > 0),
-    hash          text NOT NULL CHECK (hash ~ '^[0-9a-f]{64}$'),
-    transactions  bigint NOT NULL DEFAULT 0,
-    updated_at    timestamptz NOT NULL DEFAULT now()
+    address     text PRIMARY KEY CHECK (address ~ '^-?[0-9]+:[0-9a-f]{64}$'),
+    lt          bigint NOT NULL CHECK (lt >= 0),
+    hash        text NOT NULL CHECK (hash ~ '^[0-9a-f]{64}$'),
+    updated_at  timestamptz NOT NULL DEFAULT now()
 );
 
--- Every transaction of a followed account, once (unique hash), with what it did.
--- Append-only: nothing here is updated or deleted.
+-- Every transaction of a followed account, once (unique hash), with what it did and the
+-- transaction before it (the chain the cursor follows). Append-only.
 CREATE TABLE ton_transfers (
     id                 bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     address            text NOT NULL,
     tx_hash            text NOT NULL UNIQUE CHECK (tx_hash ~ '^[0-9a-f]{64}$'),
     lt                 bigint NOT NULL,
+    prev_lt            bigint NOT NULL,
+    prev_hash          text NOT NULL CHECK (prev_hash ~ '^[0-9a-f]{64}$'),
     utime              timestamptz NOT NULL,
     incoming           boolean NOT NULL,
     source             text,
@@ -60,10 +66,12 @@ CREATE TABLE ton_transfers (
     credited           bigint,                             -- minor units put on user_id's balance
     credited_currency  text REFERENCES currencies (code),
     ledger_tx_id       bigint REFERENCES ledger_transactions (id),  -- the TON-side entries
-    created_at         timestamptz NOT NULL DEFAULT now()
+    created_at         timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT chain_goes_forward CHECK (prev_lt < lt),
+    -- an account's history has no forks: one successor per transaction (the cursor's index)
+    CONSTRAINT one_successor UNIQUE (address, prev_lt, prev_hash)
 );
 CREATE INDEX ton_transfers_invoice ON ton_transfers (invoice_id) WHERE invoice_id IS NOT NULL;
-CREATE INDEX ton_transfers_address_lt ON ton_transfers (address, lt DESC);
 
 -- TON sitting in `suspense`, one row per holding. Released at most once (applied to an
 -- invoice, credited to a user, refunded on chain, or completed by a later transfer).
@@ -247,8 +255,32 @@ BEGIN
     END IF;
 END $$;
 
--- One chain transaction of the followed account, settled in this one database transaction
--- together with the cursor advance (compare-and-set on the previous transaction).
+-- The live cursor of an address: its base followed along the recorded transfers, each the
+-- successor of the last. With p_compact the base row moves up to it (keeps the walk short).
+CREATE FUNCTION paybot_ton_cursor(p_address text, p_compact boolean)
+RETURNS TABLE (cursor_lt bigint, cursor_hash text)
+LANGUAGE plpgsql AS $$
+DECLARE v_lt bigint; v_hash text;
+BEGIN
+    WITH RECURSIVE chain (c_lt, c_hash) AS (
+        SELECT k.lt, k.hash FROM ton_cursors k WHERE k.address = p_address
+        UNION ALL
+        SELECT t.lt, t.tx_hash FROM chain c JOIN ton_transfers t
+            ON t.address = p_address AND t.prev_lt = c.c_lt AND t.prev_hash = c.c_hash
+    )
+    SELECT c.c_lt, c.c_hash INTO v_lt, v_hash FROM chain c ORDER BY c.c_lt DESC LIMIT 1;
+    IF v_lt IS NULL THEN
+        RETURN;  -- not started on this address
+    END IF;
+    IF p_compact THEN
+        UPDATE ton_cursors k SET lt = v_lt, hash = v_hash, updated_at = now()
+         WHERE k.address = p_address AND k.lt < v_lt;
+    END IF;
+    RETURN QUERY SELECT v_lt, v_hash;
+END $$;
+
+-- One chain transaction of the followed account, settled exactly once in this one database
+-- transaction, which also records it as the successor of its predecessor: the cursor advance.
 CREATE FUNCTION paybot_ton_receive(
     p_address text, p_hash text, p_lt bigint, p_utime bigint, p_prev_lt bigint, p_prev_hash text,
     p_incoming boolean, p_source text, p_value bigint, p_body_kind text, p_comment text,
@@ -261,26 +293,23 @@ DECLARE
     v_outcome text; v_note text; v_invoice bigint; v_user bigint; v_payment bigint;
     v_claim text; v_status text; v_excess bigint := 0; v_held bigint := 0; v_hold_reason text;
     v_credited bigint; v_ccy text; v_partials bigint := 0; v_ton_debit bigint := 0;
-    v_converted bigint := 0; v_counted bigint := 0; v_tx bigint; v_id bigint;
+    v_converted bigint := 0; v_counted bigint := 0; v_tx bigint; v_id bigint; v_base bigint;
 BEGIN
-    UPDATE ton_cursors SET lt = p_lt, hash = p_hash, transactions = transactions + 1,
-                           updated_at = now()
-     WHERE address = p_address AND lt = p_prev_lt AND hash = p_prev_hash;
-    IF NOT FOUND THEN
-        IF EXISTS (SELECT 1 FROM ton_transfers t WHERE t.tx_hash = p_hash) THEN
-            RETURN QUERY SELECT t.id, t.outcome, true, i.status, t.payment_id, t.claim_token,
-                                t.held_nano, t.credited
-                FROM ton_transfers t LEFT JOIN invoices i ON i.id = t.invoice_id
-               WHERE t.tx_hash = p_hash;
-            RETURN;
-        END IF;
-        -- No cursor yet: this is the first transaction the watcher settles on this address.
-        INSERT INTO ton_cursors (address, lt, hash, transactions) VALUES (p_address, p_lt, p_hash, 1)
-            ON CONFLICT (address) DO NOTHING;
-        IF NOT FOUND THEN
-            RAISE EXCEPTION 'cursor_moved' USING ERRCODE = 'PB101',
-                DETAIL = (SELECT k.lt || ':' || k.hash FROM ton_cursors k WHERE k.address = p_address);
-        END IF;
+    -- Two settlements of one transaction (a second watcher, a retry) queue here; the later
+    -- one finds the first one's record and returns it.
+    PERFORM pg_advisory_xact_lock(hashtextextended('paybot.ton:' || p_hash, 0));
+    IF EXISTS (SELECT 1 FROM ton_transfers t WHERE t.tx_hash = p_hash) THEN
+        RETURN QUERY SELECT t.id, t.outcome, true, i.status, t.payment_id, t.claim_token,
+                            t.held_nano, t.credited
+            FROM ton_transfers t LEFT JOIN invoices i ON i.id = t.invoice_id
+           WHERE t.tx_hash = p_hash;
+        RETURN;
+    END IF;
+    SELECT k.lt INTO v_base FROM ton_cursors k WHERE k.address = p_address;
+    IF v_base IS NULL OR p_lt <= v_base THEN
+        -- At or before the base, and not recorded: before the start, or a broken history.
+        RAISE EXCEPTION 'below_cursor' USING ERRCODE = 'PB101',
+            DETAIL = p_lt || ' <= ' || coalesce(v_base::text, 'no cursor');
     END IF;
 
     IF p_ignore IS NOT NULL THEN
@@ -354,11 +383,12 @@ BEGIN
         'ton ' || v_outcome, 'ton-receipt:' || p_hash,
         v_ton_debit - v_counted, v_held - v_partials, v_converted);
 
-    INSERT INTO ton_transfers (address, tx_hash, lt, utime, incoming, source, value_nano,
-                               body_kind, comment, outcome, note, invoice_id, user_id, payment_id,
-                               claim_token, excess_nano, held_nano, credited, credited_currency,
-                               ledger_tx_id)
-    VALUES (p_address, p_hash, p_lt, to_timestamp(p_utime), p_incoming, p_source, p_value,
+    INSERT INTO ton_transfers (address, tx_hash, lt, prev_lt, prev_hash, utime, incoming, source,
+                               value_nano, body_kind, comment, outcome, note, invoice_id, user_id,
+                               payment_id, claim_token, excess_nano, held_nano, credited,
+                               credited_currency, ledger_tx_id)
+    VALUES (p_address, p_hash, p_lt, p_prev_lt, p_prev_hash, to_timestamp(p_utime), p_incoming,
+            p_source, p_value,
             p_body_kind, p_comment, v_outcome, v_note, v_invoice, v_user, v_payment, v_claim,
             v_excess, v_held, v_credited, v_ccy, v_tx)
     RETURNING id INTO v_id;
@@ -495,6 +525,7 @@ DROP FUNCTION paybot_ton_resolve(text, text, text, bigint, text, text, numeric, 
 DROP FUNCTION paybot_ton_release(bigint, text, text, bigint, text, text, numeric, text);
 DROP FUNCTION paybot_ton_receive(text, text, bigint, bigint, bigint, text, boolean, text, bigint,
                                  text, text, text, text, text, text, numeric, text);
+DROP FUNCTION paybot_ton_cursor(text, boolean);
 DROP FUNCTION paybot_ton_pay_invoice(invoices, bigint, bigint, text, text, text, numeric, text);
 DROP FUNCTION paybot_ton_credit_user(text, bigint, bigint, text, numeric, text, text, text);
 DROP FUNCTION paybot_ton_legs(text, text, text, bigint, bigint, bigint);

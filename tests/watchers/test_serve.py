@@ -1,0 +1,71 @@
+"""`paybot run` (bot.app.serve) runs the watcher when TON_DESTINATION_ADDRESS is set: it
+settles the chain's transfers with no help, and a chain that cannot be reached changes nothing
+for the rest of the service."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import aiohttp
+
+from bot.app import serve
+from bot.settings import Settings, TelegramSettings, TonSettings, WebSettings
+from tests.watchers.conftest import EXPECTED, Toncenter, World
+from tests.watchers.standins import DATA
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def settings_for(api_url: str) -> tuple[Settings, int]:
+    port = free_port()
+    settings = Settings()
+    settings.web = WebSettings(host="127.0.0.1", port=port, public_url=f"http://127.0.0.1:{port}")
+    settings.telegram = TelegramSettings(bot_token=None)
+    settings.ton = TonSettings(destination_address=DATA["destination"]["bounceable"],
+                               source="http", api_url=api_url, poll_seconds=0.2)
+    return settings, port
+
+
+async def test_run_settles_the_chain(world: World, toncenter: Toncenter) -> None:
+    settings, _ = settings_for(toncenter.url)
+    stop = asyncio.Event()
+    app = asyncio.create_task(serve(settings, world.url, stop))
+    try:
+        async with asyncio.timeout(60):
+            while await world.outcomes() != EXPECTED:
+                assert not app.done(), app.exception()
+                await asyncio.sleep(0.1)
+    finally:
+        stop.set()
+        await asyncio.wait_for(app, 30)
+    assert await world.invariants() == []
+
+
+async def test_run_keeps_serving_when_the_chain_is_unreachable(world: World) -> None:
+    settings, port = settings_for(f"http://127.0.0.1:{free_port()}/api/v2")
+    stop = asyncio.Event()
+    app = asyncio.create_task(serve(settings, world.url, stop))
+    try:
+        async with aiohttp.ClientSession() as http, asyncio.timeout(60):
+            while True:
+                try:
+                    async with http.get(f"http://127.0.0.1:{port}/healthz") as resp:
+                        if resp.status == 200:
+                            break
+                except aiohttp.ClientConnectionError:
+                    pass
+                assert not app.done(), app.exception()
+                await asyncio.sleep(0.1)
+            await asyncio.sleep(1)  # a few failing polls
+            async with http.get(f"http://127.0.0.1:{port}/healthz") as resp:
+                assert resp.status == 200
+        assert not app.done()
+    finally:
+        stop.set()
+        await asyncio.wait_for(app, 30)
+    assert await world.outcomes() == {}

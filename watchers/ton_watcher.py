@@ -1,0 +1,397 @@
+"""The TON watcher: follows the receiving address and settles every transfer exactly once.
+
+Each poll (APScheduler, every few seconds):
+1. holds a PostgreSQL advisory lock for the address on its own connection — a second watcher
+   (another process or replica) stands by until the first one goes away;
+2. reads the cursor from the database: the newest transaction up to which every transaction
+   of the account is settled;
+3. walks back from the account's newest transaction to the cursor, page by page, following
+   each transaction's link to its predecessor, so a burst larger than a page is read whole
+   and a gap is noticed instead of skipped;
+4. settles the new transactions oldest first, each in one database transaction that also
+   records it as its predecessor's successor — the cursor advance
+   (ledger.transfers.record_transfer). Transactions naming different invoices/depositors are
+   settled a few at a time, so their commits share disk flushes; those naming the same one
+   go strictly in chain order. A hash is settled once, and the cursor never passes a
+   transaction that is not recorded: killed at any point, the watcher resumes where the
+   database says, nothing lost or counted twice.
+
+Network trouble (refused, timeouts, liteserver 651, HTTP 429/5xx) is retried with backoff and
+logged; after a failed poll the next ones back off further. Nothing here raises into the
+scheduler, so `paybot run` keeps serving whatever the chain does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING, Final
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from ledger.transfers import (
+    ChainTransfer,
+    TransferResult,
+    get_cursor,
+    record_transfer,
+    start_cursor,
+)
+from watchers.ton_decode import DecodedTransaction
+from watchers.ton_links import friendly_address, normalize_address
+from watchers.ton_match import match_comment
+from watchers.ton_sources import (
+    TONCENTER_URLS,
+    HttpApiSource,
+    LiteserverSource,
+    SourceError,
+    TransactionSource,
+    liteserver_connector,
+)
+
+if TYPE_CHECKING:
+    from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+    from bot.settings import Settings, TonSettings
+
+log = logging.getLogger(__name__)
+
+__all__ = ["ChainGap", "TonWatcher", "make_source", "start_ton_watcher", "to_chain_transfer"]
+
+_BIGINT_MAX: Final = 2**63 - 1
+_ZERO_HASH: Final = "0" * 64
+OnSettled = Callable[[ChainTransfer, TransferResult], Awaitable[None]]
+
+
+class ChainGap(SourceError):
+    """The walk back did not arrive at the cursor (a source returned an incomplete history)."""
+
+
+class _Stopped(Exception):
+    """Not started because the watcher is closing."""
+
+
+def to_chain_transfer(tx: DecodedTransaction, address: str) -> ChainTransfer:
+    """What the ledger needs of one decoded transaction: the facts, why it is not a customer
+    payment (if so), and which invoice or deposit its comment names."""
+    ignore = None
+    if not tx.incoming:
+        ignore = "no incoming transfer (outgoing or external message)"
+    elif tx.bounced:
+        ignore = "bounced: our own transfer came back"
+    elif tx.aborted:
+        ignore = "aborted transaction"
+    elif tx.value_nano <= 0:
+        ignore = "zero value"
+    elif tx.value_nano > _BIGINT_MAX:
+        ignore = "value out of range"
+    match = match_comment(tx.comment) if ignore is None else None
+    return ChainTransfer(
+        address=address, tx_hash=tx.hash_hex, lt=tx.lt, utime=tx.utime, prev_lt=tx.prev_lt,
+        prev_hash=tx.prev_hash_hex, incoming=tx.incoming, source=tx.source,
+        value_nano=min(tx.value_nano, _BIGINT_MAX), body_kind=tx.body_kind, comment=tx.comment,
+        ignore_reason=ignore,
+        invoice_id=match.code if match and match.kind == "invoice" else None,
+        deposit_code=match.code if match and match.kind == "deposit" else None,
+    )
+
+
+def _lock_key(address: str) -> int:
+    digest = hashlib.sha256(b"paybot.ton-watcher:" + address.encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+class TonWatcher:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        source: TransactionSource,
+        address: str,
+        *,
+        currency: str,
+        ton_rate: Decimal,
+        start_lt: int = 0,
+        page_size: int | None = None,
+        retry_attempts: int = 5,
+        retry_base: float = 0.5,
+        retry_max: float = 60.0,
+        concurrency: int = 4,
+        on_settled: OnSettled | None = None,
+    ) -> None:
+        self.address = normalize_address(address)  # ValueError for a bad address
+        self.source = source
+        self.currency = currency
+        self.ton_rate = ton_rate
+        self.start_lt = start_lt  # with no cursor yet: settle only transactions after this lt
+        self.page_size = page_size or source.page_size
+        self._engine = engine
+        self._key = _lock_key(self.address)
+        self._account_hex = self.address.split(":")[1]
+        # Attempts per page request, and the backoff between them (and between failed polls).
+        self.retry_attempts = retry_attempts
+        self.retry_base = retry_base
+        self.retry_max = retry_max
+        # Database transactions in flight at once (each its own connection): lets commits
+        # share a disk flush. 1 settles strictly one after the other.
+        self.concurrency = max(1, concurrency)
+        self._on_settled = on_settled
+        self._conn: AsyncConnection | None = None
+        self._tick_lock = asyncio.Lock()
+        self._stop = asyncio.Event()
+        self._failures = 0
+        self._resume_at = 0.0
+        self._standby_logged = False
+
+    @property
+    def active(self) -> bool:
+        """True while this watcher holds the address's advisory lock."""
+        return self._conn is not None
+
+    # --- the scheduled entry point -----------------------------------------------------
+
+    async def tick(self) -> None:
+        """One scheduled poll; logs and backs off on any failure, never raises."""
+        loop = asyncio.get_running_loop()
+        if self._stop.is_set() or loop.time() < self._resume_at:
+            return
+        try:
+            await self.poll_once()
+        except SourceError as e:
+            self._failed(f"reading the chain failed: {e}")
+        except Exception as e:  # the database or a bug: log it loudly, keep the process up
+            log.exception("TON watcher poll failed")
+            await self._drop_conn()
+            self._failed(f"poll failed: {e!r}")
+        else:
+            self._failures = 0
+
+    def _failed(self, what: str) -> None:
+        self._failures += 1
+        delay = min(self.retry_max, self.retry_base * 2 ** min(self._failures, 16))
+        self._resume_at = asyncio.get_running_loop().time() + delay
+        log.warning("TON watcher: %s; next attempt in %.1fs", what, delay)
+
+    # --- one poll ------------------------------------------------------------------------
+
+    async def poll_once(self) -> int:
+        """Settle every new transaction, oldest first. Returns how many were settled now
+        (0 when there was nothing new, or when another watcher holds the address)."""
+        async with self._tick_lock:
+            conn = await self._acquire()
+            if conn is None:
+                return 0
+            cursor = await get_cursor(conn, self.address)
+            txs = await self._collect(cursor)
+            if not txs:
+                return 0
+            if cursor is None:  # the first run on this address: settle from here on
+                await start_cursor(conn, self.address, txs[0].prev_lt, txs[0].prev_hash_hex)
+            return await self._settle([to_chain_transfer(tx, self.address) for tx in txs])
+
+    async def _settle(self, transfers: list[ChainTransfer]) -> int:
+        """Settle oldest first; transfers naming the same invoice or depositor strictly in
+        order, the others up to `concurrency` at a time. Raises the first failure once every
+        started settlement has ended (the ones behind a failed one of the same key do not
+        start: the next poll takes them, in order)."""
+        gate = asyncio.Semaphore(self.concurrency)
+        last_of_key: dict[str, asyncio.Task[TransferResult]] = {}
+
+        async def settle(t: ChainTransfer,
+                         after: asyncio.Task[TransferResult] | None) -> TransferResult:
+            if after is not None:
+                await after  # its failure is this one's too: never overtake it
+            async with gate:
+                if self._stop.is_set():
+                    raise _Stopped
+                async with self._engine.connect() as conn:
+                    result = await record_transfer(conn, t, currency=self.currency,
+                                                   ton_rate=self.ton_rate)
+                log.info("TON %s lt=%d %d nanoton -> %s%s", t.tx_hash[:16], t.lt,
+                         t.value_nano, result.outcome, f" ({t.invoice_id or t.deposit_code})"
+                         if t.invoice_id or t.deposit_code else "")
+                if self._on_settled is not None:
+                    await self._on_settled(t, result)
+            return result
+
+        tasks = []
+        for t in transfers:
+            key = f"inv:{t.invoice_id}" if t.invoice_id else \
+                f"dep:{t.deposit_code}" if t.deposit_code else None
+            task = asyncio.ensure_future(settle(t, last_of_key.get(key) if key else None))
+            if key:
+                last_of_key[key] = task
+            tasks.append(task)
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        for r in results:
+            if isinstance(r, BaseException) and not isinstance(r, _Stopped):
+                raise r
+        return sum(1 for r in results if isinstance(r, TransferResult) and not r.replayed)
+
+    async def _collect(self, cursor: tuple[int, str] | None) -> list[DecodedTransaction]:
+        """New transactions since the cursor, oldest first, verified to chain up to it."""
+        stop_lt = cursor[0] if cursor else self.start_lt
+        newest_first: list[DecodedTransaction] = []
+        from_lt: int | None = None
+        from_hash: str | None = None
+        while True:
+            if self._stop.is_set():
+                return []  # closing: settle nothing of a half-read history
+            page = await self._fetch(from_lt, from_hash, stop_lt)
+            reached = False
+            for tx in page:
+                if tx.account_hex != self._account_hex:
+                    raise ChainGap(f"transaction {tx.lt} belongs to another account")
+                if tx.lt <= stop_lt:
+                    reached = True
+                    break
+                if newest_first and (newest_first[-1].prev_lt, newest_first[-1].prev_hash_hex) \
+                        != (tx.lt, tx.hash_hex):
+                    raise ChainGap(f"transaction {tx.lt} does not link to the next one")
+                newest_first.append(tx)
+            if not page or reached or not newest_first:
+                break
+            oldest = newest_first[-1]
+            if oldest.prev_lt == 0 or oldest.prev_lt <= stop_lt:
+                break
+            from_lt, from_hash = oldest.prev_lt, oldest.prev_hash_hex
+        newest_first.reverse()
+        oldest_first = newest_first
+        if oldest_first:
+            first = oldest_first[0]
+            if cursor is not None and (first.prev_lt, first.prev_hash_hex) != cursor:
+                raise ChainGap(f"the walk back did not reach the cursor at lt {cursor[0]} "
+                               f"(stopped at lt {first.lt}, which follows {first.prev_lt})")
+            if cursor is None and (first.prev_lt > self.start_lt or (
+                    self.start_lt == 0 and first.prev_hash_hex != _ZERO_HASH)):
+                raise ChainGap(f"the walk back did not reach the start (lt {self.start_lt}; "
+                               f"stopped at lt {first.lt}, which follows {first.prev_lt})")
+        return oldest_first
+
+    async def _fetch(self, from_lt: int | None, from_hash: str | None,
+                     to_lt: int) -> list[DecodedTransaction]:
+        """One page from the source, retried with backoff on network errors."""
+        attempt = 0
+        while True:
+            try:
+                return await self.source.get_transactions(self.address, self.page_size, from_lt,
+                                                          from_hash, to_lt)
+            except SourceError as e:
+                attempt += 1
+                if attempt >= self.retry_attempts or self._stop.is_set():
+                    raise
+                delay = min(self.retry_max, e.retry_after if e.retry_after is not None
+                            else self.retry_base * 2 ** (attempt - 1))
+                delay *= random.uniform(0.8, 1.2)  # spread replicas apart
+                log.warning("TON %s source: %s; retry %d/%d in %.1fs", self.source.name, e,
+                            attempt, self.retry_attempts - 1, delay)
+                await self._sleep(delay)
+
+    async def _sleep(self, seconds: float) -> None:
+        try:
+            await asyncio.wait_for(self._stop.wait(), seconds)
+        except TimeoutError:
+            pass
+
+    # --- the advisory lock ---------------------------------------------------------------
+
+    async def _acquire(self) -> AsyncConnection | None:
+        """This watcher's own connection, holding the address's advisory lock; None while
+        another watcher holds it."""
+        if self._conn is not None:
+            try:
+                await self._conn.exec_driver_sql("SELECT 1")
+            except Exception:
+                log.warning("TON watcher lost its database connection; reconnecting")
+                await self._drop_conn()
+        if self._conn is None:
+            conn = await self._engine.connect()
+            try:
+                got = (await conn.execute(text("SELECT pg_try_advisory_lock(:k)"),
+                                          {"k": self._key})).scalar()
+            except BaseException:
+                await conn.invalidate()
+                await conn.close()
+                raise
+            if not got:
+                await conn.close()
+                if not self._standby_logged:
+                    log.info("another TON watcher is active on %s; standing by", self.address)
+                    self._standby_logged = True
+                return None
+            self._conn, self._standby_logged = conn, False
+            log.info("TON watcher active on %s (%s source)", friendly_address(self.address),
+                     self.source.name)
+        return self._conn
+
+    async def _drop_conn(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                # Discard the session rather than pool it: that is what releases the lock.
+                await conn.invalidate()
+                await conn.close()
+            except Exception:
+                log.debug("closing the watcher connection failed", exc_info=True)
+
+    async def close(self, wait_seconds: float = 10.0) -> None:
+        """Finish the transaction in flight, release the lock, close the source."""
+        self._stop.set()
+        try:
+            await asyncio.wait_for(self._tick_lock.acquire(), wait_seconds)
+        except TimeoutError:
+            log.warning("TON watcher did not stop within %.0fs", wait_seconds)
+        else:
+            self._tick_lock.release()
+        await self._drop_conn()
+        await self.source.close()
+
+
+# --- composition --------------------------------------------------------------------------
+
+
+def make_source(ton: TonSettings, data_dir: Path | None) -> TransactionSource:
+    """The source the settings ask for (no network I/O here)."""
+    if ton.source == "http":
+        url = ton.api_url or TONCENTER_URLS.get(ton.network)
+        if url is None:
+            raise ValueError(f"no TON API URL for network {ton.network!r}: set TON_API_URL")
+        key = ton.api_key.get_secret_value() if ton.api_key else None
+        return HttpApiSource(url, key)
+    if ton.source == "liteserver":
+        return LiteserverSource(liteserver_connector(
+            ton.global_config, ton.network, data_dir,
+            trust_level=ton.liteserver_trust_level,
+        ))
+    raise ValueError(f"unknown TON_SOURCE {ton.source!r} (liteserver or http)")
+
+
+def start_ton_watcher(
+    scheduler: AsyncIOScheduler, engine: AsyncEngine, settings: Settings
+) -> TonWatcher | None:
+    """Schedule the watcher when TON_DESTINATION_ADDRESS is set. Never raises and never waits
+    on the network: a bad setting is logged and the rest of paybot starts anyway."""
+    ton = settings.ton
+    if not ton.destination_address:
+        return None
+    try:
+        watcher = TonWatcher(
+            engine, make_source(ton, settings.database.data_dir), ton.destination_address,
+            currency=settings.ledger.currency, ton_rate=settings.ledger.ton_rate,
+            start_lt=ton.start_lt,
+        )
+    except Exception as e:
+        log.error("TON watcher not started: %s", e)
+        return None
+    scheduler.add_job(
+        watcher.tick, "interval", seconds=ton.poll_seconds, id="ton_watcher", coalesce=True,
+        max_instances=1, next_run_time=datetime.now(UTC),
+    )
+    log.info("TON watcher scheduled every %.0fs for %s via %s", ton.poll_seconds,
+             friendly_address(watcher.address), watcher.source.name)
+    return watcher

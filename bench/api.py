@@ -1,14 +1,18 @@
 """Seller API benchmark: requests per second against an aiohttp hello-world, and callbacks.
 
-    python -m bench.api [--database-url URL] [--seconds 5] [--concurrency 32] [--callbacks 2000]
+    python -m bench.api [--database-url URL] [--seconds 5] [--concurrency 32]
+                        [--sellers 16] [--callbacks 2000]
 
-A server process runs the seller API (bot.api, over the real ledger on PostgreSQL) and, on the
-same aiohttp app, a hello-world route; a client process (this one) drives each for `seconds`
-with `concurrency` keep-alive connections: GET /hello, POST /api/v1/invoices (each with its own
-Idempotency-Key), GET /api/v1/invoices/{id}. The ratios compare like with like: same server
-process, same client, same machine, same run. Then `callbacks` paid invoices with a callback_url
-are delivered by the callback worker (watchers/callbacks.py) to a receiver in the server process;
-callbacks_per_s counts signed POSTs answered 200 and marked delivered. Prints one JSON object.
+A server process runs the seller API (bot.api over the real ledger on PostgreSQL, production
+defaults) and, on the same aiohttp app, a hello-world route; this process drives each for
+`seconds` with `concurrency` keep-alive connections: GET /hello, POST /api/v1/invoices for one
+seller (each with its own Idempotency-Key), the same spread over `sellers` shops, and
+GET /api/v1/invoices/{id}. Ratios compare like with like: same server process, same client,
+same run. ledger_create_invoice_per_s is ledger.invoices.create_invoice called directly for one
+seller: one seller's invoices are numbered in order (a counter row), so that is the ceiling of
+single-seller POST. Finally `callbacks` paid invoices with a callback_url are delivered by the
+callback worker (watchers/callbacks.py) to a receiver in the server process; callbacks_per_s
+counts signed POSTs answered 200 and marked delivered. Prints one JSON object.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from aiohttp import web
 
 from bench.common import percentile, scratch_database, server
 from bot.api import ApiConfig, mount_api
+from bot.settings import ApiSettings
 from ledger.accounts import adjust_balance
 from ledger.invoices import create_invoice
 from ledger.migrate import upgrade
@@ -51,7 +56,10 @@ async def serve(database_url: str) -> None:
     engine = make_engine(database_url, pool_size=20)
     app = web.Application()
     app.router.add_get("/hello", hello)
-    mount_api(app, engine, ApiConfig(LINKS, Decimal("5.00"), timedelta(days=7), True, 300))
+    defaults = ApiSettings()  # the production defaults (token cache included)
+    mount_api(app, engine, ApiConfig(LINKS, Decimal("5.00"), timedelta(days=7), True,
+                                     defaults.replay_window_seconds,
+                                     defaults.token_cache_seconds))
     received = 0
 
     async def receive(request: web.Request) -> web.Response:
@@ -109,9 +117,10 @@ async def drive(
             "p99_ms": round(percentile(latencies, 0.99), 2), "errors": errors}
 
 
-async def http_phases(api_port: int, token: str, args: argparse.Namespace) -> dict[str, Any]:
+async def http_phases(api_port: int, tokens: list[str], args: argparse.Namespace
+                      ) -> dict[str, Any]:
     base = f"http://127.0.0.1:{api_port}"
-    auth = {"Authorization": f"Bearer {token}"}
+    auth = {"Authorization": f"Bearer {tokens[0]}"}
     created: list[str] = []
 
     async def get_hello(session: aiohttp.ClientSession, n: int) -> int:
@@ -128,6 +137,14 @@ async def http_phases(api_port: int, token: str, args: argparse.Namespace) -> di
                 created.append(data["id"])
             return resp.status
 
+    async def post_invoice_many(session: aiohttp.ClientSession, n: int) -> int:
+        body = {"title": f"Bench item {n}", "amount": "1.00", "item_id": "bench"}
+        headers = {"Authorization": f"Bearer {tokens[n % len(tokens)]}",
+                   "Idempotency-Key": f"bench-many-{n}"}
+        async with session.post(f"{base}/api/v1/invoices", json=body, headers=headers) as resp:
+            await resp.read()
+            return resp.status
+
     async def get_invoice(session: aiohttp.ClientSession, n: int) -> int:
         invoice = created[n % len(created)]
         async with session.get(f"{base}/api/v1/invoices/{invoice}", headers=auth) as resp:
@@ -138,9 +155,25 @@ async def http_phases(api_port: int, token: str, args: argparse.Namespace) -> di
     async with aiohttp.ClientSession(connector=connector) as session:
         hello_stats = await drive(session, args.concurrency, args.seconds, get_hello)
         post_stats = await drive(session, args.concurrency, args.seconds, post_invoice)
+        many_stats = await drive(session, args.concurrency, args.seconds, post_invoice_many)
         get_stats = await drive(session, args.concurrency, args.seconds, get_invoice)
-    return {"hello": hello_stats, "post": post_stats, "get": get_stats,
-            "invoices_created": len(created)}
+    return {"hello": hello_stats, "post": post_stats, "post_many": many_stats,
+            "get": get_stats, "invoices_created": len(created)}
+
+
+async def ledger_phase(url: str, seller_id: int, args: argparse.Namespace) -> float:
+    """create_invoice called directly (no HTTP) for one seller: the floor under POST."""
+    engine = make_engine(url, pool_size=args.concurrency)
+    try:
+        async def one(session: None, n: int) -> int:
+            await create_invoice(engine, seller_id=seller_id, title=f"Direct {n}", amount=100,
+                                 payload={"item_id": "bench"}, ton_rate=Decimal("5.00"))
+            return 200
+
+        stats = await drive(None, args.concurrency, args.seconds, one)  # type: ignore[arg-type]
+    finally:
+        await engine.dispose()
+    return float(stats["rps"])
 
 
 async def callback_phase(url: str, receiver_port: int, seller_id: int,
@@ -185,7 +218,10 @@ async def bench(args: argparse.Namespace, server_url: str) -> dict[str, Any]:
         engine = make_engine(url, pool_size=2)
         try:
             seller = await ensure_user(engine, 9_000_000_001, "bench-seller")
-            token, _ = await issue_token(engine, seller.id)
+            tokens = [(await issue_token(engine, seller.id))[0]]
+            for n in range(1, args.sellers):  # more shops, for the many-sellers figure
+                other = await ensure_user(engine, 9_000_000_100 + n, f"bench-seller-{n}")
+                tokens.append((await issue_token(engine, other.id))[0])
         finally:
             await engine.dispose()
         proc = await asyncio.create_subprocess_exec(
@@ -198,7 +234,8 @@ async def bench(args: argparse.Namespace, server_url: str) -> dict[str, Any]:
             if not line or line[0] != "READY":
                 raise RuntimeError("the benchmark server did not start")
             api_port, receiver_port = int(line[1]), int(line[2])
-            http = await http_phases(api_port, token, args)
+            http = await http_phases(api_port, tokens, args)
+            ledger_rps = await ledger_phase(url, seller.id, args)
             callbacks = await callback_phase(url, receiver_port, seller.id, args)
         finally:
             if proc.stdin is not None:
@@ -212,15 +249,20 @@ async def bench(args: argparse.Namespace, server_url: str) -> dict[str, Any]:
         "benchmark": "api",
         "concurrency": args.concurrency,
         "seconds": args.seconds,
+        "sellers": args.sellers,
         "hello_world_rps": hello_rps,
         "post_invoices_rps": http["post"]["rps"],
         "post_ratio": round(http["post"]["rps"] / hello_rps, 3) if hello_rps else None,
+        "post_invoices_rps_many_sellers": http["post_many"]["rps"],
+        "post_many_ratio": (round(http["post_many"]["rps"] / hello_rps, 3)
+                            if hello_rps else None),
+        "ledger_create_invoice_per_s": ledger_rps,
         "get_invoice_rps": http["get"]["rps"],
         "get_ratio": round(http["get"]["rps"] / hello_rps, 3) if hello_rps else None,
         "targets": TARGETS,
         "latency_ms": {k: {"p50": http[k]["p50_ms"], "p99": http[k]["p99_ms"]}
-                       for k in ("hello", "post", "get")},
-        "http_errors": sum(http[k]["errors"] for k in ("hello", "post", "get")),
+                       for k in ("hello", "post", "post_many", "get")},
+        "http_errors": sum(http[k]["errors"] for k in ("hello", "post", "post_many", "get")),
         **callbacks,
         "cpus": os.cpu_count(),
         "note": "server, client and PostgreSQL share this machine's CPUs",
@@ -234,6 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=5.0)
     p.add_argument("--concurrency", type=int, default=32)
     p.add_argument("--callbacks", type=int, default=2000)
+    p.add_argument("--sellers", type=int, default=16, help="shops in the many-sellers POST run")
     p.add_argument("--serve", metavar="DATABASE_URL", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.serve:

@@ -1,10 +1,10 @@
 """Seller API: tokens (hashed, revocable), webhook settings, idempotent invoice creation,
 callback events for the seller's default webhook URL.
 
-0002 queues a 'callback' event only for invoices whose payload has a callback_url. For the
-others, the triggers below queue the same event (url NULL: the delivery worker uses the
-seller's default URL at delivery time) in the same transaction, when the seller has a default
-webhook URL set.
+0002 queues a 'callback' event only for invoices whose payload has a callback_url (in
+paybot_paid_events and paybot_close_event). For the others, the triggers below queue the same
+event in the same transaction when the seller has a default webhook URL set (url NULL: the
+delivery worker uses the seller's default URL as it is at delivery time).
 
 Revision ID: 0004
 Revises: 0002
@@ -62,36 +62,34 @@ CREATE INDEX outbox_callback_seller ON outbox ((payload ->> 'seller_id'), id)
     WHERE topic = 'callback';
 CREATE INDEX outbox_callback_failed ON outbox (id) WHERE topic = 'callback' AND failed_at IS NOT NULL;
 
-CREATE FUNCTION paybot_seller_has_webhook(p_seller bigint) RETURNS boolean
-LANGUAGE sql STABLE AS $$
-    SELECT EXISTS (SELECT 1 FROM seller_webhooks WHERE user_id = p_seller AND url IS NOT NULL)
-$$;
-
 -- One grant per payment: the payment's 'invoice_paid' event for the default webhook URL.
 -- Mirrors paybot_fulfil's callback event (which covers invoices with a callback_url).
+-- Statement-level with a transition table: one set-based insert per payment batch.
 CREATE FUNCTION paybot_default_webhook_paid() RETURNS trigger
 LANGUAGE plpgsql AS $$
-DECLARE v invoices%ROWTYPE; p payments%ROWTYPE;
 BEGIN
-    SELECT * INTO v FROM invoices WHERE id = NEW.invoice_id;
-    IF v.payload ->> 'callback_url' IS NOT NULL OR NOT paybot_seller_has_webhook(v.seller_id) THEN
-        RETURN NULL;
-    END IF;
-    SELECT * INTO p FROM payments WHERE id = NEW.payment_id;
-    INSERT INTO outbox (topic, event_type, payload) VALUES ('callback', 'invoice_paid',
-        jsonb_build_object('invoice', v.public_id, 'payment_id', p.id, 'payer_id', p.payer_id,
-                           'seller_id', v.seller_id, 'method', p.method, 'grant_id', NEW.id,
-                           'url', NULL));
+    INSERT INTO outbox (topic, event_type, payload)
+    SELECT 'callback', 'invoice_paid',
+           jsonb_build_object('invoice', v.public_id, 'payment_id', p.id, 'payer_id', p.payer_id,
+                              'seller_id', v.seller_id, 'method', p.method, 'grant_id', g.id,
+                              'url', NULL)
+      FROM new_grants g
+      JOIN invoices v ON v.id = g.invoice_id
+      JOIN payments p ON p.id = g.payment_id
+      JOIN seller_webhooks w ON w.user_id = v.seller_id AND w.url IS NOT NULL
+     WHERE g.payment_id IS NOT NULL AND NOT (v.payload ? 'callback_url');
     RETURN NULL;
 END $$;
 CREATE TRIGGER grants_default_webhook AFTER INSERT ON grants
-    FOR EACH ROW EXECUTE FUNCTION paybot_default_webhook_paid();
+    REFERENCING NEW TABLE AS new_grants
+    FOR EACH STATEMENT EXECUTE FUNCTION paybot_default_webhook_paid();
 
 -- Cancelled or expired: mirrors paybot_close_event for invoices without a callback_url.
 CREATE FUNCTION paybot_default_webhook_closed() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    IF NOT (NEW.payload ? 'callback_url') AND paybot_seller_has_webhook(NEW.seller_id) THEN
+    IF NOT (NEW.payload ? 'callback_url') AND EXISTS (
+        SELECT 1 FROM seller_webhooks WHERE user_id = NEW.seller_id AND url IS NOT NULL) THEN
         INSERT INTO outbox (topic, event_type, payload) VALUES ('callback', 'invoice_' || NEW.status,
             jsonb_build_object('invoice', NEW.public_id, 'url', NULL, 'seller_id', NEW.seller_id));
     END IF;
@@ -107,7 +105,6 @@ DROP TRIGGER invoices_default_webhook ON invoices;
 DROP TRIGGER grants_default_webhook ON grants;
 DROP FUNCTION paybot_default_webhook_closed();
 DROP FUNCTION paybot_default_webhook_paid();
-DROP FUNCTION paybot_seller_has_webhook(bigint);
 DROP INDEX outbox_callback_failed;
 DROP INDEX outbox_callback_seller;
 DROP TABLE api_idempotency, seller_webhooks, api_tokens;

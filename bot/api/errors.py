@@ -1,0 +1,102 @@
+"""Every failure of the seller API as `{"error": {"code", "message"}}` with a 4xx status.
+
+Ledger errors keep their stable codes; HTTP-level ones (no route, wrong method, bad JSON) get
+their own. Anything unexpected is logged and answered 500 `internal_error` — the OpenAPI
+fuzz test (tests/api) checks that no input gets there.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from ledger.errors import (
+    IdempotencyKeyReused,
+    InsufficientFunds,
+    InvalidAmount,
+    InvalidInvoice,
+    InvoiceNotFound,
+    InvoiceNotPayable,
+    LedgerError,
+    NotInvoiceSeller,
+    OwnInvoice,
+)
+from ledger.sellers import InvalidWebhookUrl, TooManyTokens
+
+log = logging.getLogger(__name__)
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
+        super().__init__(f"{status} {code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+        self.extra = extra
+
+
+def invalid(message: str) -> ApiError:
+    """A request that does not match the documented schema."""
+    return ApiError(422, "invalid_request", message)
+
+
+# Most specific class first: the first isinstance match wins.
+_STATUS: list[tuple[type[LedgerError], int]] = [
+    (InvoiceNotFound, 404),
+    (NotInvoiceSeller, 404),  # another seller's invoice looks exactly like a missing one
+    (InvoiceNotPayable, 409),  # already paid, cancelled, expired
+    (IdempotencyKeyReused, 422),
+    (InvalidAmount, 422),
+    (InvalidInvoice, 422),
+    (InvalidWebhookUrl, 422),
+    (TooManyTokens, 409),
+    (OwnInvoice, 409),
+    (InsufficientFunds, 409),
+]
+
+
+def from_ledger(exc: LedgerError) -> ApiError:
+    status = next((s for cls, s in _STATUS if isinstance(exc, cls)), 400)
+    if isinstance(exc, NotInvoiceSeller):
+        exc = InvoiceNotFound(exc.detail)
+    message = exc.message
+    if exc.detail and isinstance(exc, InvalidInvoice | InvalidAmount | InvalidWebhookUrl):
+        message = f"{message} {exc.detail[:300]}"
+    return ApiError(status, exc.code, message)
+
+
+def error_response(err: ApiError, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response(
+        {"error": {"code": err.code, "message": err.message, **err.extra}},
+        status=err.status, headers={"Cache-Control": "no-store", **(headers or {})},
+    )
+
+
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large",
+               415: "unsupported_media_type"}
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ApiError as err:
+        headers = {"WWW-Authenticate": "Bearer"} if err.status == 401 else None
+        return error_response(err, headers)
+    except LedgerError as exc:
+        return error_response(from_ledger(exc))
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = _HTTP_CODES.get(exc.status, "bad_request" if exc.status < 500 else "server_error")
+        headers = {k: v for k, v in exc.headers.items() if k.lower() == "allow"}
+        return error_response(ApiError(exc.status, code, exc.reason), headers)
+    except Exception:
+        log.exception("seller API: unexpected error on %s %s", request.method, request.path)
+        return error_response(ApiError(500, "internal_error", "Something went wrong on our "
+                                                               "side; the request may be retried."))

@@ -1,0 +1,271 @@
+"""Seller HTTP API, /api/v1. Each handler parses and authenticates, calls one ledger use
+case (ledger/sellers.py, ledger/invoices.py) and renders JSON. The contract is openapi.json
+next to this file (served at /api/v1/openapi.json)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from importlib import resources
+from typing import Any
+
+from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.api.auth import PRINCIPAL, TokenCache, auth_middleware
+from bot.api.errors import ApiError, error_middleware, invalid
+from bot.api.schemas import (
+    InvoiceCreate,
+    WebhookUpdate,
+    dump,
+    idempotency_key,
+    path_uuid,
+    query_choice,
+    query_cursor,
+    query_datetime,
+    query_int,
+    read_body,
+)
+from bot.settings import Settings
+from ledger.errors import InvalidAmount, InvalidInvoice, InvoiceNotFound, NotInvoiceSeller
+from ledger.invoices import cancel_invoice
+from ledger.money import format_amount, parse_amount, quote_ton
+from ledger.sellers import (
+    CallbackRecord,
+    InvalidWebhookUrl,
+    Links,
+    WebhookSettings,
+    balances,
+    check_webhook_url,
+    create_invoice_once,
+    get_webhook,
+    invoice_view,
+    list_callbacks,
+    list_seller_invoices,
+    redeliver_callback,
+    rotate_webhook_secret,
+    seller_invoice,
+    seller_stats,
+    set_webhook_url,
+)
+from ledger.users import get_user
+from watchers.callbacks import SIGNATURE_HEADER, TIMESTAMP_HEADER, BlockedUrl, check_url
+
+PREFIX = "/api/v1"
+INVOICE_STATUSES = ("pending", "paid", "cancelled", "expired")
+CALLBACK_STATUSES = ("pending", "delivered", "failed")
+DEFAULT_STATS_PERIOD = timedelta(days=30)
+BIGINT_MAX = 2**63 - 1
+
+
+@dataclass(frozen=True, slots=True)
+class ApiConfig:
+    links: Links
+    ton_rate: Decimal
+    default_expiry: timedelta
+    allow_private_callbacks: bool
+    replay_window: int
+    token_cache_seconds: float = 0.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ApiConfig:
+        return cls(
+            links=Links(settings.web.public_url, settings.telegram.bot_username),
+            ton_rate=settings.ledger.ton_rate,
+            default_expiry=timedelta(hours=settings.ledger.invoice_expiry_hours),
+            allow_private_callbacks=settings.api.allow_private_callbacks,
+            replay_window=settings.api.replay_window_seconds,
+            token_cache_seconds=settings.api.token_cache_seconds,
+        )
+
+
+def openapi_document() -> dict[str, Any]:
+    text = resources.files("bot.api").joinpath("openapi.json").read_text(encoding="utf-8")
+    return json.loads(text)
+
+
+def _ok(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response(data, status=status,
+                             headers={"Cache-Control": "no-store", **(headers or {})})
+
+
+class SellerApi:
+    def __init__(self, engine: AsyncEngine, cfg: ApiConfig) -> None:
+        self.engine = engine
+        self.cfg = cfg
+        self._openapi = json.dumps(openapi_document()).encode()
+
+    def _callback_url_allowed(self, url: str, what: str) -> None:
+        try:
+            check_url(url, allow_private=self.cfg.allow_private_callbacks)
+        except BlockedUrl as exc:
+            raise InvalidWebhookUrl(f"{what}: {exc}") from None
+
+    # --- public -------------------------------------------------------------------------------
+
+    async def openapi(self, request: web.Request) -> web.Response:
+        return web.Response(body=self._openapi, content_type="application/json")
+
+    # --- account ------------------------------------------------------------------------------
+
+    async def me(self, request: web.Request) -> web.Response:
+        principal = request[PRINCIPAL]
+        user = await get_user(self.engine, principal.user_id)
+        return _ok({"seller": {"telegram_id": user.telegram_id, "username": user.username},
+                    "token_id": principal.token_id})
+
+    async def balance(self, request: web.Request) -> web.Response:
+        found = await balances(self.engine, request[PRINCIPAL].user_id)
+        return _ok({"balances": [
+            {"currency": c, "amount": format_amount(a, c), "amount_minor": a}
+            for c, a in found.items()
+        ]})
+
+    async def stats(self, request: web.Request) -> web.Response:
+        until = query_datetime(request, "to") or datetime.now(UTC)
+        since = query_datetime(request, "from")
+        if since is None:
+            try:
+                since = until - DEFAULT_STATS_PERIOD
+            except OverflowError:
+                raise invalid("to is too early for the default 30-day period") from None
+        if since >= until:
+            raise invalid("from must be earlier than to")
+        s = await seller_stats(self.engine, request[PRINCIPAL].user_id, since, until)
+        return _ok({
+            "from": dump(s.since), "to": dump(s.until), "created": s.created, "paid": s.paid,
+            "conversion": s.conversion, "by_status": s.by_status,
+            "volume": [{"currency": v.currency, "amount": format_amount(v.amount, v.currency),
+                        "amount_minor": v.amount, "payments": v.payments} for v in s.volume],
+        })
+
+    # --- invoices -----------------------------------------------------------------------------
+
+    async def create_invoice(self, request: web.Request) -> web.Response:
+        seller = request[PRINCIPAL].user_id
+        key = idempotency_key(request)
+        req = await read_body(request, InvoiceCreate)
+        amount = parse_amount(req.amount, req.currency)
+        # create_invoice does not bound the TON quote; past bigint the database would refuse it.
+        if quote_ton(amount, req.currency, self.cfg.ton_rate) > BIGINT_MAX:
+            raise InvalidAmount("the amount is too large to quote in TON")
+        if req.callback_url:
+            try:
+                self._callback_url_allowed(req.callback_url.strip(), "callback_url")
+            except InvalidWebhookUrl as exc:
+                raise InvalidInvoice(exc.detail) from None
+        payload = {"item_id": req.item_id, "achievement_id": req.achievement_id,
+                   "callback_url": req.callback_url}
+        expires_in = (timedelta(seconds=req.expires_in) if req.expires_in is not None
+                      else self.cfg.default_expiry)
+        invoice, replayed = await create_invoice_once(
+            self.engine, seller_id=seller, idempotency_key=key, request_hash=req.fingerprint(),
+            title=req.title, amount=amount, currency=req.currency, description=req.description,
+            kind=req.kind, max_uses=req.max_uses, expires_in=expires_in, payload=payload,
+            ton_rate=self.cfg.ton_rate,
+        )
+        headers = {"Idempotent-Replayed": "true"} if replayed else {}
+        return _ok(invoice_view(invoice, self.cfg.links), status=201, headers=headers)
+
+    async def list_invoices(self, request: web.Request) -> web.Response:
+        page, cursor = await list_seller_invoices(
+            self.engine, request[PRINCIPAL].user_id,
+            status=query_choice(request, "status", INVOICE_STATUSES),
+            created_from=query_datetime(request, "created_from"),
+            created_to=query_datetime(request, "created_to"),
+            limit=query_int(request, "limit", 20, 1, 100),
+            before_id=query_cursor(request),
+        )
+        return _ok({"items": [invoice_view(i, self.cfg.links) for i in page],
+                    "next_cursor": None if cursor is None else str(cursor)})
+
+    async def get_invoice(self, request: web.Request) -> web.Response:
+        invoice = await seller_invoice(self.engine, request[PRINCIPAL].user_id,
+                                       request.match_info["invoice_id"])
+        return _ok(invoice_view(invoice, self.cfg.links))
+
+    async def cancel_invoice(self, request: web.Request) -> web.Response:
+        public_id = request.match_info["invoice_id"]
+        try:
+            invoice = await cancel_invoice(self.engine, public_id, request[PRINCIPAL].user_id)
+        except NotInvoiceSeller:
+            raise InvoiceNotFound(public_id[:40]) from None
+        return _ok(invoice_view(invoice, self.cfg.links))
+
+    # --- webhook and callbacks ----------------------------------------------------------------
+
+    def _webhook(self, w: WebhookSettings) -> web.Response:
+        return _ok({"url": w.url, "secret": w.secret, "signature_header": SIGNATURE_HEADER,
+                    "timestamp_header": TIMESTAMP_HEADER,
+                    "replay_window_seconds": self.cfg.replay_window})
+
+    async def get_webhook(self, request: web.Request) -> web.Response:
+        return self._webhook(await get_webhook(self.engine, request[PRINCIPAL].user_id))
+
+    async def put_webhook(self, request: web.Request) -> web.Response:
+        req = await read_body(request, WebhookUpdate)
+        url = req.url.strip() if req.url and req.url.strip() else None
+        if url is not None:
+            url = check_webhook_url(url)
+            self._callback_url_allowed(url, "url")
+        w = await set_webhook_url(self.engine, request[PRINCIPAL].user_id, url)
+        return self._webhook(w)
+
+    async def rotate_secret(self, request: web.Request) -> web.Response:
+        return self._webhook(await rotate_webhook_secret(self.engine, request[PRINCIPAL].user_id))
+
+    @staticmethod
+    def _callback(c: CallbackRecord) -> dict[str, Any]:
+        return {
+            "id": str(c.event_id), "type": c.event_type, "invoice": c.invoice, "url": c.url,
+            "status": c.status, "attempts": c.attempts, "last_error": c.last_error,
+            "created_at": dump(c.created_at), "next_attempt_at": dump(c.next_attempt_at),
+            "delivered_at": dump(c.delivered_at), "failed_at": dump(c.failed_at),
+        }
+
+    async def list_callbacks(self, request: web.Request) -> web.Response:
+        page, cursor = await list_callbacks(
+            self.engine, seller_id=request[PRINCIPAL].user_id,
+            status=query_choice(request, "status", CALLBACK_STATUSES),
+            limit=query_int(request, "limit", 20, 1, 100), before_id=query_cursor(request),
+        )
+        return _ok({"items": [self._callback(c) for c in page],
+                    "next_cursor": None if cursor is None else str(cursor)})
+
+    async def redeliver(self, request: web.Request) -> web.Response:
+        not_found = ApiError(404, "callback_not_found", "No callback with this id.")
+        event_id = path_uuid(request, "event_id", not_found)
+        record = await redeliver_callback(self.engine, event_id,
+                                          seller_id=request[PRINCIPAL].user_id)
+        if record is None:
+            raise not_found
+        return _ok(self._callback(record), status=202)
+
+
+def setup_api(app: web.Application, engine: AsyncEngine, settings: Settings) -> SellerApi:
+    """Mount the seller API under /api/v1 on `app` (the same app as the pay page)."""
+    return mount_api(app, engine, ApiConfig.from_settings(settings))
+
+
+def mount_api(app: web.Application, engine: AsyncEngine, cfg: ApiConfig) -> SellerApi:
+    api = SellerApi(engine, cfg)
+    tokens = TokenCache(cfg.token_cache_seconds)
+    sub = web.Application(middlewares=[error_middleware, auth_middleware(engine, tokens)])
+    r = sub.router
+    r.add_get("/openapi.json", api.openapi, name="openapi")
+    r.add_get("/me", api.me)
+    r.add_get("/balance", api.balance)
+    r.add_get("/stats", api.stats)
+    r.add_post("/invoices", api.create_invoice)
+    r.add_get("/invoices", api.list_invoices)
+    r.add_get("/invoices/{invoice_id}", api.get_invoice)
+    r.add_post("/invoices/{invoice_id}/cancel", api.cancel_invoice)
+    r.add_get("/webhook", api.get_webhook)
+    r.add_put("/webhook", api.put_webhook)
+    r.add_post("/webhook/secret", api.rotate_secret)
+    r.add_get("/callbacks", api.list_callbacks)
+    r.add_post("/callbacks/{event_id}/redeliver", api.redeliver)
+    app.add_subapp(PREFIX, sub)
+    return api

@@ -1,0 +1,165 @@
+"""Request parsing for the seller API: strict, schema-shaped, never trusting the client.
+
+Bodies are pydantic models in strict mode (no "5" for 5) that forbid unknown fields; query
+strings are parsed by hand. Text must be valid UTF-8 without NUL (PostgreSQL refuses both).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal, TypeVar
+from uuid import UUID
+
+from aiohttp import web
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+
+from bot.api.errors import ApiError, invalid
+
+
+def _clean_text(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode text") from None
+    return value
+
+
+Text = Annotated[str, AfterValidator(_clean_text)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+
+URL_PATTERN = r"^https?://[^\s/?#]+"  # the rest is checked by check_webhook_url / check_url
+
+
+class InvoiceCreate(_Strict):
+    title: Annotated[Text, Field(min_length=1, max_length=128)]
+    amount: Annotated[Text, Field(pattern=r"^[0-9]{1,16}(\.[0-9]{1,9})?$")]
+    currency: Literal["LIQ", "TON"] = "LIQ"
+    description: Annotated[Text, Field(max_length=1024)] | None = None
+    kind: Literal["one_time", "multi_use"] = "one_time"
+    max_uses: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
+    expires_in: Annotated[int, Field(ge=60, le=366 * 24 * 3600)] | None = None
+    item_id: Annotated[Text, Field(max_length=512)] | None = None
+    achievement_id: Annotated[Text, Field(max_length=512)] | None = None
+    callback_url: Annotated[Text, Field(max_length=512, pattern=URL_PATTERN)] | None = None
+
+    def fingerprint(self) -> bytes:
+        """What makes two requests "the same" for an Idempotency-Key."""
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(canonical.encode()).digest()
+
+
+class WebhookUpdate(_Strict):
+    url: Annotated[Text, Field(max_length=512, pattern=URL_PATTERN)] | None
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:3]:
+        where = ".".join(str(p) for p in err["loc"]) or "body"
+        parts.append(f"{where}: {err['msg']}")
+    return "; ".join(parts)
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+async def read_body(request: web.Request, model: type[M]) -> M:
+    raw = await request.read()
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(400, "invalid_json", "The body is not valid JSON.") from None
+    if not isinstance(data, dict):
+        raise invalid("The body must be a JSON object.")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise invalid(_describe(exc)) from None
+
+
+# --- query strings and headers ----------------------------------------------------------------
+
+_DIGITS = re.compile(r"[0-9]{1,18}")  # used with fullmatch: "$" would allow a final "\n"
+
+
+def query_int(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    if not _DIGITS.fullmatch(raw) or not lo <= int(raw) <= hi:
+        raise invalid(f"{name} must be an integer from {lo} to {hi}")
+    return int(raw)
+
+
+def query_choice(request: web.Request, name: str, choices: tuple[str, ...]) -> str | None:
+    raw = request.query.get(name)
+    if raw is None:
+        return None
+    if raw not in choices:
+        raise invalid(f"{name} must be one of: {', '.join(choices)}")
+    return raw
+
+
+def query_cursor(request: web.Request) -> int | None:
+    raw = request.query.get("cursor")
+    if raw is None:
+        return None
+    if not _DIGITS.fullmatch(raw):
+        raise invalid("cursor must be a value of next_cursor from an earlier page")
+    return int(raw)
+
+
+def parse_datetime(raw: str) -> datetime:
+    """RFC 3339 date-time (a naive one is taken as UTC)."""
+    try:
+        at = datetime.fromisoformat(raw.strip().upper().replace("Z", "+00:00"))
+    except ValueError:
+        raise invalid(f"{raw[:40]!r} is not an RFC 3339 date-time") from None
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    try:
+        return at.astimezone(UTC)
+    except OverflowError:
+        raise invalid(f"{raw[:40]!r} is out of range") from None
+
+
+def query_datetime(request: web.Request, name: str) -> datetime | None:
+    raw = request.query.get(name)
+    return None if raw is None else parse_datetime(raw)
+
+
+_KEY = re.compile(r"[\x21-\x7e]{1,200}")  # visible ASCII, as a header value safely is
+
+
+def idempotency_key(request: web.Request) -> str | None:
+    raw = request.headers.get("Idempotency-Key")
+    if raw is None:
+        return None
+    if not _KEY.fullmatch(raw):
+        raise invalid("Idempotency-Key must be 1 to 200 visible ASCII characters")
+    return raw
+
+
+def path_uuid(request: web.Request, name: str, not_found: ApiError) -> UUID:
+    try:
+        return UUID(request.match_info[name])
+    except ValueError:
+        raise not_found from None
+
+
+def dump(value: Any) -> Any:
+    """JSON-safe form of ledger values (UUIDs and datetimes as text)."""
+    if isinstance(value, UUID):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return value

@@ -1,0 +1,318 @@
+/* Pay page script: live status, Mini App payment, copy buttons. No build step, no libraries.
+ *
+ * The page is fully rendered by the server; this script only improves it:
+ *  - polls /pay/<id>/status so the status flips without a reload (and shows a guest's claim);
+ *  - inside Telegram (init data in Telegram.WebApp or in the URL fragment), shows the balance
+ *    and "Pay from balance", authenticated by `Authorization: tma <initData>`;
+ *  - telegram-web-app.js is loaded only inside Telegram, and nothing depends on it loading.
+ */
+(function () {
+  "use strict";
+
+  var dataEl = document.getElementById("pay-data");
+  if (!dataEl) return;
+  var DATA = JSON.parse(dataEl.textContent);
+  DATA.texts = window.PAYBOT_TEXTS;
+  if (!DATA.texts) return; // texts.js did not load: the server-rendered page stays as it is
+  var inv = DATA.invoice;
+  var lang = DATA.lang;
+  var INIT_KEY = "paybot.tgInitData";
+  var FINAL = { paid: true, cancelled: true, expired: true };
+
+  function $(id) { return document.getElementById(id); }
+  function show(el, on) { if (el) el.hidden = !on; }
+  function T(key, params) {
+    var table = DATA.texts[lang] || DATA.texts.en;
+    var text = table[key] || DATA.texts.en[key] || key;
+    if (params) {
+      Object.keys(params).forEach(function (k) { text = text.split("{" + k + "}").join(params[k]); });
+    }
+    return text;
+  }
+
+  // --- Telegram Mini App -------------------------------------------------------------------
+
+  function hashParam(name) {
+    var hash = window.location.hash.slice(1);
+    if (!hash) return null;
+    try { return new URLSearchParams(hash).get(name); } catch (e) { return null; }
+  }
+  function stored() { try { return sessionStorage.getItem(INIT_KEY); } catch (e) { return null; } }
+  function store(value) { try { sessionStorage.setItem(INIT_KEY, value); } catch (e) { /* private mode */ } }
+
+  function tg() { return (window.Telegram && window.Telegram.WebApp) || null; }
+
+  function readInitData() {
+    var app = tg();
+    var data = (app && app.initData) || hashParam("tgWebAppData") || stored();
+    if (data) store(data);
+    return data || null;
+  }
+
+  function inTelegram() {
+    return !!(hashParam("tgWebAppData") || hashParam("tgWebAppVersion") || stored() ||
+      window.TelegramWebviewProxy || (window.external && "notify" in window.external));
+  }
+
+  function telegramLanguage(initData) {
+    try {
+      var user = JSON.parse(new URLSearchParams(initData).get("user") || "{}");
+      return (user.language_code || "").split("-")[0].toLowerCase();
+    } catch (e) { return ""; }
+  }
+
+  var initData = null;
+
+  function loadTelegramScript() {
+    // Only inside Telegram: a guest's browser never contacts telegram.org.
+    var s = document.createElement("script");
+    s.src = "https://telegram.org/js/telegram-web-app.js";
+    s.async = true;
+    s.onload = function () {
+      var app = tg();
+      if (!app) return;
+      try { app.ready(); app.expand(); } catch (e) { /* older clients */ }
+      if (!initData && app.initData) startMiniApp(app.initData);
+    };
+    document.head.appendChild(s);
+  }
+
+  function openLink(url, event) {
+    var app = tg();
+    if (!app) return; // plain browser: the <a href> does it
+    try {
+      if (/^https:\/\/t\.me\//.test(url)) app.openTelegramLink(url);
+      else if (/^https:/.test(url)) app.openLink(url);
+      else return;
+      if (event) event.preventDefault();
+    } catch (e) { /* fall back to the link */ }
+  }
+
+  function haptic(kind) {
+    var app = tg();
+    try { if (app && app.HapticFeedback) app.HapticFeedback.notificationOccurred(kind); } catch (e) { /* ignore */ }
+  }
+
+  // --- texts -------------------------------------------------------------------------------
+
+  function applyTexts() {
+    document.documentElement.lang = lang;
+    document.title = T("page_title", { title: inv.title });
+    var nodes = document.querySelectorAll("[data-t]");
+    for (var i = 0; i < nodes.length; i++) nodes[i].textContent = T(nodes[i].getAttribute("data-t"));
+    var qr = $("qr");
+    if (qr) qr.alt = T("qr_alt");
+  }
+
+  function localTime() {
+    var el = $("expires");
+    if (!el) return;
+    try {
+      el.textContent = new Date(el.getAttribute("datetime")).toLocaleString(lang, {
+        dateStyle: "medium", timeStyle: "short"
+      });
+    } catch (e) { /* keep the server's UTC text */ }
+  }
+
+  // --- rendering the state -----------------------------------------------------------------
+
+  var viewer = null; // {balance, is_seller} when signed in through the Mini App
+  var claim = DATA.claim;
+
+  function render() {
+    var status = inv.status;
+    var pending = status === "pending";
+    document.body.setAttribute("data-status", status);
+    var badge = $("status");
+    badge.className = "badge status-" + status;
+    badge.textContent = T("status_" + status);
+    if (inv.kind === "multi_use") $("uses").textContent = T("uses", { uses: inv.uses });
+    var received = $("received");
+    show(received, !!inv.ton_received);
+    if (inv.ton_received) received.textContent = T("received", { amount: inv.ton_received.display });
+
+    show($("paid"), status === "paid");
+    show($("expires-row"), pending);
+    show($("login"), pending && !viewer);
+    var canTon = pending && !!inv.pay_ton;
+    show($("ton-unavailable"), pending && !inv.pay_ton);
+    // In the Mini App the TON block opens from its button; guests see it at once.
+    show($("ton"), canTon && (!viewer || tonOpen));
+    show($("pay-ton-toggle"), canTon && !!viewer && !tonOpen);
+
+    show($("miniapp"), !!viewer);
+    if (viewer) {
+      var own = !!viewer.is_seller;
+      $("balance").textContent = T("your_balance", { amount: viewer.balance.display });
+      show($("own-invoice"), own && pending);
+      show($("pay-balance"), pending && !own);
+      if (own) show($("pay-ton-toggle"), false);
+    }
+
+    var claimBox = $("claim");
+    show(claimBox, !!claim);
+    if (claim) {
+      var link = $("claim-link");
+      show(link, !!claim.url);
+      show($("claimed"), !!claim.claimed);
+      if (claim.url) link.href = claim.url;
+    }
+  }
+
+  // --- polling -----------------------------------------------------------------------------
+
+  var pollTimer = null;
+  var pollStarted = Date.now();
+
+  function authHeaders() {
+    return initData ? { Authorization: "tma " + initData } : {};
+  }
+
+  function sessionExpired() {
+    // Stale or rejected init data: fall back to the guest view and say why.
+    initData = null;
+    viewer = null;
+    try { sessionStorage.removeItem(INIT_KEY); } catch (e) { /* ignore */ }
+    render();
+    message(T("session_expired"), "error");
+  }
+
+  function applyState(body) {
+    if (body.invoice) inv = body.invoice;
+    if ("claim" in body) claim = body.claim;
+    if (body.viewer) viewer = body.viewer;
+    render();
+  }
+
+  function refresh() {
+    return fetch(inv.links.status, {
+      headers: authHeaders(), cache: "no-store", credentials: "same-origin"
+    }).then(function (r) {
+      if (r.status === 401) { sessionExpired(); return null; }
+      return r.ok ? r.json() : null;
+    }).then(function (body) { if (body) applyState(body); })
+      .catch(function () { /* offline for a moment: the next poll retries */ });
+  }
+
+  function schedulePoll() {
+    clearTimeout(pollTimer);
+    // A guest's claim is written in the same transaction as "paid": nothing more will come.
+    if (FINAL[inv.status]) return;
+    var elapsed = Date.now() - pollStarted;
+    var delay = DATA.poll_ms;
+    if (document.hidden) delay *= 5;
+    if (elapsed > 10 * 60 * 1000) delay = Math.max(delay, 30000);
+    pollTimer = setTimeout(function () { refresh().then(schedulePoll); }, delay);
+  }
+
+  document.addEventListener("visibilitychange", function () {
+    if (!document.hidden) refresh().then(schedulePoll);
+  });
+
+  // --- paying from the balance -------------------------------------------------------------
+
+  var attemptKey = null; // one key per payment attempt: a double tap or a retry pays once
+  var busy = false;
+  var tonOpen = false;
+
+  function newKey() {
+    var bytes = new Uint8Array(16);
+    window.crypto.getRandomValues(bytes);
+    return "web-" + Array.prototype.map.call(bytes, function (b) {
+      return ("0" + b.toString(16)).slice(-2);
+    }).join("");
+  }
+
+  function message(text, kind) {
+    var el = $("pay-message");
+    el.textContent = text || "";
+    el.className = "message" + (kind ? " " + kind : "");
+  }
+
+  function pay() {
+    if (busy || !initData) return;
+    busy = true;
+    var button = $("pay-balance");
+    button.disabled = true;
+    show($("topup-link"), false);
+    message(T("paying"));
+    if (!attemptKey) attemptKey = newKey();
+    fetch(inv.links.pay, {
+      method: "POST",
+      headers: Object.assign({ "Content-Type": "application/json" }, authHeaders()),
+      body: JSON.stringify({ idempotency_key: attemptKey }),
+      credentials: "same-origin"
+    }).then(function (r) {
+      return r.json().catch(function () { return {}; }).then(function (body) {
+        // Any answer from the server ends this attempt; the next tap is a new payment.
+        attemptKey = null;
+        if (r.ok) {
+          applyState(body);
+          message(T("paid_ok"), "ok");
+          haptic("success");
+          return;
+        }
+        if (r.status === 401) { sessionExpired(); return; }
+        var err = body.error || {};
+        message(err.message || T("err_generic"), "error");
+        haptic("error");
+        if (err.code === "insufficient_funds") show($("topup-link"), true);
+        if (r.status === 409 || r.status === 410 || r.status === 403) refresh();
+      });
+    }).catch(function () {
+      // No answer: the payment may or may not have happened. Keep the key, so tapping
+      // again asks about the same attempt instead of paying twice.
+      message(T("err_generic"), "error");
+    }).then(function () {
+      busy = false;
+      button.disabled = false;
+    });
+  }
+
+  function startMiniApp(data) {
+    initData = data;
+    var tgLang = telegramLanguage(data);
+    if (tgLang && DATA.texts[tgLang] && tgLang !== lang) { lang = tgLang; applyTexts(); localTime(); }
+    refresh().then(schedulePoll);
+  }
+
+  // --- wiring ------------------------------------------------------------------------------
+
+  function copy(id, button) {
+    var text = $(id).textContent;
+    var done = function () {
+      button.textContent = T("copied");
+      setTimeout(function () { button.textContent = T("copy"); }, 1500);
+    };
+    if (navigator.clipboard && window.isSecureContext) {
+      navigator.clipboard.writeText(text).then(done, function () { legacyCopy(id); done(); });
+    } else { legacyCopy(id); done(); }
+  }
+  function legacyCopy(id) {
+    var range = document.createRange();
+    range.selectNodeContents($(id));
+    var sel = window.getSelection();
+    sel.removeAllRanges();
+    sel.addRange(range);
+    try { document.execCommand("copy"); } catch (e) { /* the text stays selected */ }
+  }
+
+  var copyButtons = document.querySelectorAll("[data-copy]");
+  for (var i = 0; i < copyButtons.length; i++) {
+    copyButtons[i].addEventListener("click", function (ev) {
+      copy(ev.currentTarget.getAttribute("data-copy"), ev.currentTarget);
+    });
+  }
+  $("pay-balance").addEventListener("click", pay);
+  $("pay-ton-toggle").addEventListener("click", function () { tonOpen = true; render(); });
+  ["login-link", "claim-link", "tonkeeper-link", "topup-link"].forEach(function (id) {
+    var el = $(id);
+    if (el) el.addEventListener("click", function (ev) { openLink(el.href, ev); });
+  });
+
+  localTime();
+  if (inTelegram()) loadTelegramScript();
+  var found = readInitData();
+  if (found) startMiniApp(found);
+  else { render(); schedulePoll(); }
+})();

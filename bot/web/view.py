@@ -1,0 +1,213 @@
+"""What the pay page shows, as plain data: the same dict renders the HTML and answers the JSON
+API, so the page and its live updates can never disagree."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.settings import Settings
+from bot.web.auth import CookieSigner
+from ledger.db import Executor, fetch_one
+from ledger.errors import InvoiceNotFound
+from ledger.ids import parse_invoice_id
+from ledger.models import Invoice
+from ledger.money import SYMBOLS, format_amount
+from watchers.ton_links import friendly_address, ton_transfer_link, tonkeeper_link
+
+
+@dataclass(frozen=True, slots=True)
+class PayConfig:
+    """Everything the pay pages need from the settings, read once at start-up."""
+
+    public_url: str
+    bot_username: str
+    bot_token: str | None
+    init_data_max_age: int
+    page_cache_seconds: float
+    ton_address: str | None  # friendly form, or None when TON payments are not configured
+    signer: CookieSigner
+    secure_cookies: bool
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> PayConfig:
+        token = settings.telegram.bot_token
+        token_text = token.get_secret_value() if token is not None else None
+        address = settings.ton.destination_address
+        if address:
+            try:
+                address = friendly_address(address)
+            except ValueError as exc:
+                raise ValueError(f"TON_DESTINATION_ADDRESS is not valid: {exc}") from None
+        if settings.web.cookie_secret is not None:
+            secret = settings.web.cookie_secret.get_secret_value().encode()
+        elif token_text:
+            secret = hashlib.sha256(b"paybot cookie key\0" + token_text.encode()).digest()
+        else:  # nothing stable to derive from: cookies last as long as the process
+            secret = secrets.token_bytes(32)
+        public_url = settings.web.public_url.rstrip("/")
+        return cls(
+            public_url=public_url,
+            bot_username=settings.telegram.bot_username.lstrip("@"),
+            bot_token=token_text,
+            init_data_max_age=settings.web.init_data_max_age,
+            page_cache_seconds=settings.web.page_cache_seconds,
+            ton_address=address or None,
+            signer=CookieSigner(secret),
+            secure_cookies=public_url.startswith("https://"),
+        )
+
+
+# One round trip for the invoice and its seller's name (read-only). The pay page is the most
+# requested URL, so this read skips SQLAlchemy's result machinery (about half of the page's
+# CPU time) and asks asyncpg directly, on a connection of the same engine pool.
+_INVOICE_WITH_SELLER = """
+SELECT i.*, u.username AS seller_username
+  FROM invoices i JOIN users u ON u.id = i.seller_id
+ WHERE i.public_id = $1
+"""
+
+
+async def load_invoice(db: Executor, public_id: str) -> tuple[Invoice, str | None]:
+    """The invoice and its seller's username; InvoiceNotFound for unknown or malformed ids."""
+    canonical = parse_invoice_id(public_id)
+    row: Any = None
+    if canonical is not None:
+        if isinstance(db, AsyncEngine):
+            async with db.connect() as conn:
+                raw = await conn.get_raw_connection()
+                row = await raw.driver_connection.fetchrow(_INVOICE_WITH_SELLER, canonical)
+        else:
+            row = await fetch_one(db, _INVOICE_WITH_SELLER.replace("$1", ":id"), id=canonical)
+    if row is None:
+        raise InvoiceNotFound(public_id[:40])
+    return Invoice.from_row(row), row["seller_username"]
+
+
+@dataclass(slots=True)
+class Snapshot:
+    """One read of an invoice, and the pages rendered from it (by language)."""
+
+    at: float
+    invoice: Invoice
+    seller: str | None
+    pages: dict[str, str]
+
+
+class RecentInvoices:
+    """Invoices read in the last `ttl` seconds, for the pay page and its QR images only.
+
+    A multi-use invoice shared in a big channel is opened by many people at once; with this,
+    that costs one query (and one render per language) per `ttl` instead of one per visitor,
+    as a one-second proxy cache would. The status API and payments never use it, and the
+    page's script asks the status API, so a stale page corrects itself. Bounded; unknown ids
+    are not remembered.
+    """
+
+    def __init__(self, engine: AsyncEngine, ttl: float, size: int = 10_000,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.engine = engine
+        self.ttl = ttl
+        self.size = size
+        self.clock = clock
+        self._items: OrderedDict[str, Snapshot] = OrderedDict()
+
+    async def get(self, public_id: str) -> Snapshot:
+        canonical = parse_invoice_id(public_id)
+        if self.ttl <= 0 or canonical is None:
+            invoice, seller = await load_invoice(self.engine, public_id)
+            return Snapshot(0.0, invoice, seller, {})
+        now = self.clock()
+        hit = self._items.get(canonical)
+        if hit is not None and now - hit.at < self.ttl:
+            return hit
+        invoice, seller = await load_invoice(self.engine, canonical)
+        snap = self._items[canonical] = Snapshot(now, invoice, seller, {})
+        self._items.move_to_end(canonical)
+        while len(self._items) > self.size:
+            self._items.popitem(last=False)
+        return snap
+
+    def forget(self, public_id: str) -> None:
+        self._items.pop(public_id, None)
+
+
+def effective_status(invoice: Invoice, now: datetime | None = None) -> str:
+    """A pending invoice past its expiry is expired, even before the expiry job marks it."""
+    if invoice.status == "pending" and invoice.expires_at <= (now or datetime.now(UTC)):
+        return "expired"
+    return invoice.status
+
+
+def money(minor: int, currency: str) -> dict[str, Any]:
+    text = format_amount(minor, currency)
+    return {"minor": minor, "currency": currency, "text": text,
+            "display": f"{text} {SYMBOLS.get(currency, currency)}"}
+
+
+def ton_links(invoice: Invoice, cfg: PayConfig) -> dict[str, str] | None:
+    """Wallet links for paying `invoice` in TON, or None when that is not possible."""
+    if cfg.ton_address is None or not invoice.ton_amount:
+        return None
+    return dict(_wallet_links(cfg.ton_address, invoice.ton_amount, invoice.comment))
+
+
+@lru_cache(maxsize=4096)
+def _wallet_links(address: str, nano: int, comment: str) -> tuple[tuple[str, str], ...]:
+    # Each link re-parses and checksums the address: worth remembering on the hot page.
+    return (("address", address), ("ton", ton_transfer_link(address, nano, comment)),
+            ("tonkeeper", tonkeeper_link(address, nano, comment)))
+
+
+def page_url(invoice: Invoice, cfg: PayConfig) -> str:
+    return f"{cfg.public_url}/pay/{invoice.public_id}"
+
+
+def qr_text(invoice: Invoice, cfg: PayConfig) -> str:
+    """The wallet link while the invoice can be paid in TON; the page link otherwise (so an
+    old QR of a paid invoice never sends money)."""
+    links = ton_links(invoice, cfg)
+    if links is not None and effective_status(invoice) == "pending":
+        return links["ton"]
+    return page_url(invoice, cfg)
+
+
+def invoice_view(invoice: Invoice, seller_username: str | None, cfg: PayConfig) -> dict[str, Any]:
+    status = effective_status(invoice)
+    base = f"/pay/{invoice.public_id}"
+    return {
+        "id": invoice.public_id,
+        "number": invoice.number,
+        "title": invoice.title,
+        "description": invoice.description,
+        "status": status,
+        "kind": invoice.kind,
+        "uses": invoice.uses,
+        "max_uses": invoice.max_uses,
+        "amount": money(invoice.amount, invoice.currency),
+        "ton": money(invoice.ton_amount, "TON") if invoice.ton_amount else None,
+        "ton_received": money(invoice.ton_received, "TON") if invoice.ton_received else None,
+        "seller": {"username": seller_username},
+        "comment": invoice.comment,
+        "created_at": invoice.created_at.isoformat(),
+        "expires_at": invoice.expires_at.isoformat(),
+        "paid_at": invoice.paid_at.isoformat() if invoice.paid_at else None,
+        "pay_ton": ton_links(invoice, cfg) if status == "pending" else None,
+        "links": {
+            "page": page_url(invoice, cfg),
+            "login": f"https://t.me/{cfg.bot_username}?start=pay_{invoice.public_id}",
+            "qr_png": f"{base}/qr.png",
+            "qr_svg": f"{base}/qr.svg",
+            "status": f"{base}/status",
+            "pay": f"{base}/pay",
+        },
+    }

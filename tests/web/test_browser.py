@@ -1,0 +1,173 @@
+"""The pay page in a real browser: Debian's headless chromium at phone size.
+
+Guest view: amount, QR and comment are visible, the page fits the phone's width, and the
+status flips to paid (with the guest's claim link) without a reload. Mini App view: signed
+init data in the URL fragment (as Telegram passes it), a double tap on "Pay from balance"
+pays once. Screenshots go to $PAYBOT_SCREENSHOTS or a temporary directory (printed).
+
+chromium comes from scripts/install-chromium.sh; without it the test is skipped locally and
+fails in CI (CI=true), so a missing browser can never pass silently there."""
+
+from __future__ import annotations
+
+import os
+import socket
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.web import setup_pay_pages
+from ledger.accounts import balance
+from ledger.payments import settle_external_payment
+from tests.conftest import run_sql
+from tests.web.cdp import chromium_page, find_chromium
+from tests.web.conftest import make_settings, sign_init_data, tg_user
+
+BLOCK = ("*telegram.org*",)  # unreachable here; the page must work without its script
+
+VISIBLE_JS = """
+(() => {
+  const report = {};
+  for (const id of %s) {
+    const el = document.getElementById(id);
+    if (!el) { report[id] = null; continue; }
+    const r = el.getBoundingClientRect(), cs = getComputedStyle(el);
+    report[id] = {
+      visible: r.width > 0 && r.height > 0 && cs.display !== "none"
+               && cs.visibility !== "hidden" && parseFloat(cs.opacity) > 0,
+      inside: r.left >= 0 && r.right <= window.innerWidth + 1,
+      text: el.textContent.trim(),
+      width: r.width, height: r.height,
+    };
+  }
+  report.viewport = [window.innerWidth, window.innerHeight];
+  report.scrollWidth = document.documentElement.scrollWidth;
+  const qr = document.getElementById("qr");
+  report.qrDecoded = !!qr && qr.complete && qr.naturalWidth > 0;
+  return report;
+})()
+"""
+
+
+@pytest.fixture
+def chromium() -> str:
+    binary = find_chromium()
+    if binary is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("chromium is missing: run scripts/install-chromium.sh", pytrace=False)
+        pytest.skip("chromium not installed (scripts/install-chromium.sh)")
+    return binary
+
+
+def shots_dir() -> Path:
+    path = Path(os.environ.get("PAYBOT_SCREENSHOTS") or tempfile.mkdtemp(prefix="paybot-shots-"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture
+async def served(engine: AsyncEngine) -> AsyncIterator[tuple[str, list[str]]]:
+    """The pay pages on a real TCP port of 127.0.0.1; yields (base URL, paths requested)."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    base = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    requested: list[str] = []
+
+    @web.middleware
+    async def record(request: web.Request, handler):  # type: ignore[no-untyped-def]
+        response = await handler(request)
+        requested.append(f"{response.status} {request.path}")
+        return response
+
+    app = web.Application(middlewares=[record])
+    setup_pay_pages(app, engine, make_settings(public_url=base), poll_ms=300)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.SockSite(runner, sock).start()
+    try:
+        yield base, requested
+    finally:
+        await runner.cleanup()
+
+
+async def test_guest_sees_amount_qr_and_comment_then_paid(
+    chromium, served, make_invoice, engine
+):
+    base, requested = served
+    invoice = await make_invoice(payload={"item_id": "beans-1kg"})
+    shots = shots_dir()
+    async with chromium_page(chromium, block=BLOCK) as page:
+        await page.goto(f"{base}/pay/{invoice.public_id}")
+        await page.wait_for("(() => { const q = document.getElementById('qr');"
+                            " return q && q.complete && q.naturalWidth > 0; })()")
+        ids = ["amount", "amount-ton", "status", "qr", "comment", "address", "ton-link",
+               "login-link", "miniapp", "claim"]
+        seen = await page.evaluate(VISIBLE_JS % ids)
+        await page.screenshot(shots / "guest.png")
+        await page.screenshot(shots / "guest-full.png", full_page=True)
+        print(f"\nscreenshots: {shots}")
+
+        for element in ("amount", "amount-ton", "status", "qr", "comment", "address",
+                        "ton-link", "login-link"):
+            assert seen[element]["visible"], (element, seen[element])
+            assert seen[element]["inside"], (element, seen[element])
+        assert seen["amount"]["text"] == "12.50 Liquid $"
+        assert seen["amount-ton"]["text"] == "≈ 2.5 TON"
+        assert seen["comment"]["text"] == f"INV-{invoice.public_id}"
+        assert seen["status"]["text"] == "Awaiting payment"
+        assert seen["qrDecoded"] and seen["qr"]["width"] >= 200  # big enough to scan
+        assert not seen["miniapp"]["visible"] and not seen["claim"]["visible"]
+        assert seen["scrollWidth"] <= seen["viewport"][0]  # no sideways scrolling on a phone
+        assert f"200 /pay/{invoice.public_id}/qr.svg" in requested
+
+        # The TON transfer is seen: the open page flips to paid and offers the claim link.
+        result = await settle_external_payment(engine, invoice.public_id, method="ton",
+                                               reference=f"browser-{invoice.public_id}")
+        await page.wait_for("document.getElementById('status').textContent === 'Paid'")
+        await page.wait_for("!document.getElementById('claim').hidden")
+        href = await page.evaluate("document.getElementById('claim-link').href")
+        assert href == f"https://t.me/paybot_test?start=claim_{result.claim_token}"
+        seen = await page.evaluate(VISIBLE_JS % ["ton", "login", "paid", "claim-link"])
+        assert not seen["ton"]["visible"] and not seen["login"]["visible"]
+        assert seen["paid"]["visible"] and seen["claim-link"]["visible"]
+        await page.screenshot(shots / "guest-paid.png")
+    assert all(" /pay/" in line or "/static/pay/" in line for line in requested)
+
+
+async def test_mini_app_double_tap_pays_once(chromium, served, make_invoice, make_user, engine):
+    base, _requested = served
+    invoice = await make_invoice()
+    buyer = await make_user(balance=2000, username="mini_buyer")
+    init = sign_init_data(tg_user(buyer, "ru"))
+    fragment = f"tgWebAppData={quote(init, safe='')}&tgWebAppVersion=8.0&tgWebAppPlatform=ios"
+    shots = shots_dir()
+    async with chromium_page(chromium, block=BLOCK) as page:
+        await page.goto(f"{base}/pay/{invoice.public_id}#{fragment}")
+        await page.wait_for("!document.getElementById('miniapp').hidden")
+        # The Telegram user's language (ru) wins over the browser's.
+        await page.wait_for(
+            "document.getElementById('pay-balance').textContent === 'Оплатить с баланса'")
+        await page.wait_for("document.getElementById('balance').textContent.includes('20.00')")
+        seen = await page.evaluate(VISIBLE_JS % ["pay-balance", "login", "ton"])
+        assert seen["pay-balance"]["visible"]
+        assert not seen["login"]["visible"] and not seen["ton"]["visible"]
+        await page.screenshot(shots / "miniapp.png")
+
+        await page.evaluate("(() => { const b = document.getElementById('pay-balance');"
+                            " b.click(); b.click(); b.click(); return true; })()")
+        await page.wait_for(
+            "document.getElementById('pay-message').textContent === 'Оплата прошла. Спасибо!'")
+        await page.wait_for("document.getElementById('status').textContent === 'Оплачен'")
+        assert await page.evaluate("document.getElementById('pay-balance').hidden")
+        await page.screenshot(shots / "miniapp-paid.png")
+        print(f"\nscreenshots: {shots}")
+
+    rows = await run_sql(engine, "SELECT count(*) AS n FROM payments WHERE invoice_id = :id",
+                         id=invoice.id)
+    assert rows[0]["n"] == 1
+    assert await balance(engine, buyer.id) == 2000 - 1250

@@ -1,0 +1,87 @@
+"""/balance (with deposit instructions), /inventory, /history."""
+
+from __future__ import annotations
+
+from html import escape
+from typing import Final
+
+from aiogram import Bot, Router
+from aiogram.filters import Command
+from aiogram.types import BufferedInputFile, Message
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.qr import qr_png
+from bot.telegram.config import BotConfig
+from bot.telegram.i18n import Translator
+from bot.telegram.keyboards import wallet_keyboard
+from bot.telegram.links import deposit_links
+from bot.telegram.render import CAPTION_LIMIT, fit, granted_items, money, top_up_text
+from ledger.accounts import balance, statement
+from ledger.models import User
+from ledger.money import DECIMALS, SYMBOLS, format_amount
+from ledger.payments import grants_of_user
+
+router: Final[Router] = Router(name=__name__)
+
+LIST_LIMIT = 20
+
+
+async def send_balance(
+    bot: Bot, chat_id: int, user: User, tr: Translator, engine: AsyncEngine, cfg: BotConfig
+) -> None:
+    text = tr("balance", amount=money(await balance(engine, user.id, cfg.currency), cfg.currency))
+    for currency in sorted(set(DECIMALS) - {cfg.currency}):
+        other = await balance(engine, user.id, currency)
+        if other:
+            text += tr("balance.other", amount=money(other, currency))
+    text += "\n\n" + top_up_text(tr, cfg, user, cfg.ton_rate)
+    links = deposit_links(cfg, f"DEP-{user.deposit_code}")
+    if links is None:
+        await bot.send_message(chat_id, text)
+        return
+    await bot.send_photo(
+        chat_id, BufferedInputFile(qr_png(links[0]), "top-up.png"),
+        caption=fit(text, CAPTION_LIMIT), reply_markup=wallet_keyboard(tr, links[1]),
+    )
+
+
+@router.message(Command("balance"))
+async def cmd_balance(
+    message: Message, bot: Bot, user: User, tr: Translator, engine: AsyncEngine, cfg: BotConfig
+) -> None:
+    await send_balance(bot, message.chat.id, user, tr, engine, cfg)
+
+
+@router.message(Command("inventory"))
+async def cmd_inventory(message: Message, user: User, tr: Translator, engine: AsyncEngine) -> None:
+    grants = await grants_of_user(engine, user.id, limit=LIST_LIMIT)
+    if not grants:
+        await message.answer(tr("inventory.empty"))
+        return
+    lines = [tr("inventory.title")]
+    for g in grants:
+        items = granted_items(tr, {"item_id": g.item_id, "achievement_id": g.achievement_id})
+        what = ", ".join(items) or tr("inventory.paid_only", id=g.payment_id)
+        lines.append(tr("inventory.line", what=what, date=g.created_at.strftime("%Y-%m-%d")))
+    await message.answer(fit("\n".join(lines)))
+
+
+@router.message(Command("history"))
+async def cmd_history(
+    message: Message, user: User, tr: Translator, engine: AsyncEngine, cfg: BotConfig
+) -> None:
+    lines_ = await statement(engine, user.id, cfg.currency, limit=LIST_LIMIT)
+    symbol = SYMBOLS.get(cfg.currency, cfg.currency)
+    if not lines_:
+        await message.answer(tr("history.empty"))
+        return
+    out = [tr("history.title", symbol=symbol)]
+    for line in lines_:
+        sign = "+" if line.amount > 0 else "−"
+        amount = format_amount(abs(line.amount), cfg.currency)
+        kind = tr(f"kind.{line.kind}")
+        reason = f" · {escape(line.reason)}" if line.kind == "adjustment" and line.reason else ""
+        pending = tr("history.pending") if line.balance_after is None else ""
+        out.append(f"{line.at.strftime('%Y-%m-%d %H:%M')}  <b>{sign}{amount}</b> {kind}"
+                   f"{reason}{pending}")
+    await message.answer(fit("\n".join(out)))

@@ -1,0 +1,64 @@
+"""Every link the bot hands out: the pay page, t.me deep links, share links, wallet links."""
+
+from __future__ import annotations
+
+import ipaddress
+from urllib.parse import quote, urlencode, urlsplit
+
+from bot.telegram.config import BotConfig
+from ledger.models import Invoice
+from watchers.ton_links import ton_transfer_link, tonkeeper_link
+
+
+def pay_url(cfg: BotConfig, public_id: str) -> str:
+    return f"{cfg.public_url}/pay/{public_id}"
+
+
+def deep_link(cfg: BotConfig, payload: str) -> str:
+    # Start parameters allow [A-Za-z0-9_-] up to 64 characters: pay_<13> and claim_<32> fit.
+    return f"https://t.me/{cfg.bot_username}?start={payload}"
+
+
+def pay_deep_link(cfg: BotConfig, public_id: str) -> str:
+    return deep_link(cfg, f"pay_{public_id}")
+
+
+def share_url(url: str, text: str) -> str:
+    """Telegram's share sheet (works without inline mode being enabled for the bot)."""
+    return "https://t.me/share/url?" + urlencode({"url": url, "text": text}, quote_via=quote)
+
+
+def usable_in_button(url: str) -> bool:
+    """Telegram rejects a whole message whose URL or Web App button points at localhost or a
+    plain-http address, so such links go into the text only."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.scheme != "https" or not host or host == "localhost":
+        return False
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return "." in host
+    return False
+
+
+def invoice_ton_links(cfg: BotConfig, invoice: Invoice) -> tuple[str, str] | None:
+    """(ton://transfer link, Tonkeeper https link) for paying `invoice` with TON, or None when
+    TON is not configured or the invoice has no TON quote."""
+    if cfg.ton_destination is None or not invoice.ton_amount:
+        return None
+    return (
+        ton_transfer_link(cfg.ton_destination, invoice.ton_amount, invoice.comment),
+        tonkeeper_link(cfg.ton_destination, invoice.ton_amount, invoice.comment),
+    )
+
+
+def deposit_links(cfg: BotConfig, comment: str) -> tuple[str, str] | None:
+    """Wallet links for a top-up of any amount (the sender chooses it; only the comment is set)."""
+    if cfg.ton_destination is None:
+        return None
+    text = quote(comment, safe="")
+    return (
+        f"ton://transfer/{cfg.ton_destination}?text={text}",
+        f"https://app.tonkeeper.com/transfer/{cfg.ton_destination}?text={text}",
+    )

@@ -1,0 +1,182 @@
+"""Delivers the ledger's Telegram outbox: the seller hears the moment an invoice is paid and by
+whom, the buyer gets a receipt with what was granted.
+
+At least once, never lost silently. Each event ends delivered, or failed with the reason kept
+on the row (the recipient blocked the bot, the chat is gone, the text is refused), or goes back
+to the queue with a delay: Telegram's `retry_after` on 429, exponential backoff on network and
+server errors. A crash mid-send leaves the event leased; it is claimed again when the lease ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import logging
+import random
+import re
+from dataclasses import dataclass, field
+
+from aiogram import Bot
+from aiogram.exceptions import (
+    TelegramBadRequest,
+    TelegramForbiddenError,
+    TelegramNetworkError,
+    TelegramRetryAfter,
+    TelegramServerError,
+    TelegramUnauthorizedError,
+)
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.telegram.i18n import translator
+from bot.telegram.render import fit, granted_line, money, person
+from ledger.errors import InvoiceNotFound, UserNotFound
+from ledger.invoices import get_invoice
+from ledger.outbox import OutboxEvent, claim_due, mark_delivered, mark_failed, mark_retry
+from ledger.users import get_user
+
+log = logging.getLogger(__name__)
+
+TOPIC = "telegram"
+SHORT_LIMIT = 1000  # the plain-text fallback when Telegram says a message is too long
+
+
+class Undeliverable(Exception):
+    """Retrying cannot help (no such recipient, an event we cannot render)."""
+
+
+@dataclass
+class DeliveryReport:
+    delivered: int = 0
+    retried: int = 0
+    failed: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    base: float = 5.0
+    cap: float = 3600.0
+    max_unexpected: int = 12  # attempts before an event that keeps crashing us is parked
+
+    def delay(self, attempts: int) -> float:
+        raw = min(self.cap, self.base * 2 ** max(0, attempts - 1))
+        return raw * random.uniform(0.9, 1.1)  # spread retries of a burst apart
+
+
+class Notifier:
+    def __init__(
+        self, engine: AsyncEngine, bot: Bot, *, batch: int = 50, lease_seconds: float = 60.0,
+        backoff: Backoff | None = None,
+    ) -> None:
+        self.engine = engine
+        self.bot = bot
+        self.batch = batch
+        self.lease_seconds = lease_seconds
+        self.backoff = backoff or Backoff()
+        self._lock = asyncio.Lock()
+        self._again = False
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def kick(self) -> None:
+        """Deliver now (after a payment made here) instead of at the next scheduled run."""
+        if self._lock.locked():
+            self._again = True  # the running pass goes round once more
+            return
+        task = asyncio.create_task(self._kicked())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _kicked(self) -> None:
+        try:
+            await self.deliver_due()
+        except Exception:  # the scheduled run picks the events up again
+            log.exception("Telegram notification delivery failed")
+
+    async def close(self) -> None:
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def deliver_due(self) -> DeliveryReport:
+        """Deliver every due event (batch by batch) and report what happened."""
+        report = DeliveryReport()
+        async with self._lock:
+            while True:
+                self._again = False
+                events = await claim_due(self.engine, TOPIC, limit=self.batch,
+                                         lease_seconds=self.lease_seconds)
+                flood_wait = await self._deliver_batch(events, report)
+                if flood_wait or (len(events) < self.batch and not self._again):
+                    break
+        return report
+
+    async def _deliver_batch(self, events: list[OutboxEvent], report: DeliveryReport) -> bool:
+        for index, event in enumerate(events):
+            try:
+                await self._deliver(event)
+            except TelegramRetryAfter as exc:
+                # Flood control is per bot: everything still claimed waits as long.
+                for later in events[index:]:
+                    await mark_retry(self.engine, later.id, f"429: {exc.message}",
+                                     exc.retry_after)
+                report.retried += len(events) - index
+                report.errors.append(f"{event.id}: retry after {exc.retry_after}s")
+                log.warning("Telegram flood control: %d events wait %ss",
+                            len(events) - index, exc.retry_after)
+                return True
+            except Exception as exc:
+                await self._settle_failure(event, exc, report)
+            else:
+                await mark_delivered(self.engine, event.id)
+                report.delivered += 1
+        return False
+
+    async def _settle_failure(
+        self, event: OutboxEvent, exc: Exception, report: DeliveryReport
+    ) -> None:
+        reason = f"{type(exc).__name__}: {exc}"
+        report.errors.append(f"{event.id}: {reason}")
+        permanent = isinstance(exc, TelegramForbiddenError | TelegramBadRequest | Undeliverable)
+        transient = isinstance(exc, TelegramNetworkError | TelegramServerError
+                               | TelegramUnauthorizedError | TimeoutError)
+        if permanent or (not transient and event.attempts >= self.backoff.max_unexpected):
+            await mark_failed(self.engine, event.id, reason)
+            report.failed += 1
+            log.error("outbox event %s failed for good: %s", event.id, reason)
+            return
+        if not transient:
+            log.exception("outbox event %s crashed the notifier", event.id, exc_info=exc)
+        await mark_retry(self.engine, event.id, reason, self.backoff.delay(event.attempts))
+        report.retried += 1
+
+    async def _deliver(self, event: OutboxEvent) -> None:
+        if event.event_type != "invoice.paid":
+            raise Undeliverable(f"unknown telegram event type {event.event_type!r}")
+        p = event.payload
+        try:
+            recipient = await get_user(self.engine, int(p["recipient"]))
+            invoice = await get_invoice(self.engine, str(p["invoice"]))
+            payer = await get_user(self.engine, int(p["payer_id"])) if p.get("payer_id") else None
+        except (KeyError, TypeError, ValueError, UserNotFound, InvoiceNotFound) as exc:
+            raise Undeliverable(f"bad payload: {exc}") from exc
+        tr = translator(recipient.language)
+        values = dict(title=html.escape(invoice.title), number=invoice.number,
+                      amount=money(invoice.amount, invoice.currency),
+                      method=tr(f"method.{p.get('method', 'internal')}"))
+        if p.get("role") == "seller":
+            text = tr("notify.seller", **values,
+                      payer=person(payer) if payer else tr("notify.guest"))
+        else:
+            text = tr("notify.buyer", **values, granted=granted_line(tr, invoice.payload))
+        await self._send(recipient.telegram_id, text)
+
+    async def _send(self, chat_id: int, text: str) -> None:
+        try:
+            await self.bot.send_message(chat_id, fit(text))
+        except TelegramBadRequest as exc:
+            reason = exc.message.lower()
+            if "too long" not in reason and "parse entities" not in reason:
+                raise
+            # Plain text, cut short: the news itself must get through.
+            plain = html.unescape(re.sub(r"<[^>]+>", "", text))[:SHORT_LIMIT]
+            await self.bot.send_message(chat_id, plain, parse_mode=None)
+

@@ -1,0 +1,81 @@
+"""Seller input checked at the edge, so each mistake gets its own sentence in the user's
+language (the ledger checks everything again)."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from decimal import Decimal, InvalidOperation
+from html import escape
+
+from bot.telegram.i18n import Translator
+from ledger.errors import InvalidAmount
+from ledger.invoices import MAX_EXPIRY, MAX_TON_QUOTE, TITLE_MAX
+from ledger.money import decimals, parse_amount, quote_ton
+
+ITEM_MAX = 128
+_DURATION = re.compile(r"^\s*(\d{1,4})\s*([hdчд]?)\s*$", re.IGNORECASE)
+
+
+class InputProblem(ValueError):
+    """Bad input, with the message to show (already translated)."""
+
+
+def amount(text: str, currency: str, tr: Translator, ton_rate: Decimal | None = None) -> int:
+    """Minor units of `text`; with `ton_rate`, also small enough for the ledger to quote the
+    invoice in TON (checked here so the form says so at the amount step, not at the end)."""
+    try:
+        minor = parse_amount(text, currency)
+    except InvalidAmount:
+        raise InputProblem(_amount_problem(text, currency, tr)) from None
+    if ton_rate is not None and quote_ton(minor, currency, ton_rate) > MAX_TON_QUOTE:
+        raise InputProblem(tr("amount.too_large"))
+    return minor
+
+
+def _amount_problem(text: str, currency: str, tr: Translator) -> str:
+    cleaned = text.strip().replace(",", ".")
+    shown = cleaned[:20] + ("…" if len(cleaned) > 20 else "")
+    if cleaned.startswith("-"):
+        return tr("amount.not_positive")
+    try:
+        value = Decimal(cleaned)
+    except InvalidOperation:
+        value = None
+    # parse_amount takes plain digits only: exponents, infinities and words are not amounts.
+    if value is None or not value.is_finite() or not re.fullmatch(r"[\d.]+", cleaned):
+        return tr("amount.not_number", text=escape(shown))
+    if value <= 0:
+        return tr("amount.not_positive")
+    places = decimals(currency)
+    if value != value.quantize(Decimal(1).scaleb(-places)):
+        return tr("amount.decimals", currency=currency, places=places)
+    return tr("amount.too_large")
+
+
+def title(text: str, tr: Translator) -> str:
+    clean = " ".join(text.split())
+    if not clean:
+        raise InputProblem(tr("title.empty"))
+    if len(clean) > TITLE_MAX:
+        raise InputProblem(tr("title.too_long", length=len(clean), max=TITLE_MAX))
+    return clean
+
+
+def item_id(text: str, tr: Translator) -> str:
+    clean = text.strip()
+    if not clean or len(clean) > ITEM_MAX or any(c.isspace() for c in clean):
+        raise InputProblem(tr("item.bad", max=ITEM_MAX))
+    return clean
+
+
+def duration(text: str, tr: Translator) -> timedelta:
+    """'12h', '3d', '12' (hours); Russian 'ч'/'д' too. Between one hour and the ledger's max."""
+    m = _DURATION.match(text)
+    if m is None:
+        raise InputProblem(tr("form.expiry.bad"))
+    n, unit = int(m.group(1)), m.group(2).lower()
+    span = timedelta(days=n) if unit in ("d", "д") else timedelta(hours=n)
+    if not timedelta(hours=1) <= span <= MAX_EXPIRY:
+        raise InputProblem(tr("form.expiry.bad"))
+    return span

@@ -1,0 +1,124 @@
+"""A buyer pays an invoice from the bot: from the balance (one confirmation) or with TON.
+
+The confirmation's idempotency key is bound to the message the buttons are on, so a double
+tap, a retried update or an old copy of the same confirmation pays once; a fresh /start
+pay_<id> makes a new message and so (for multi-use invoices) a new purchase."""
+
+from __future__ import annotations
+
+from html import escape
+from typing import Final
+
+from aiogram import Bot, F, Router
+from aiogram.types import BufferedInputFile, CallbackQuery
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.qr import qr_png
+from bot.telegram.account import send_balance
+from bot.telegram.config import BotConfig
+from bot.telegram.i18n import Translator
+from bot.telegram.keyboards import PayCb, confirm_keyboard, short_keyboard, wallet_keyboard
+from bot.telegram.links import invoice_ton_links
+from bot.telegram.notifier import Notifier
+from bot.telegram.people import People, RecentInvoices
+from bot.telegram.render import CAPTION_LIMIT, fit, granted_line, money, top_up_text
+from bot.telegram.views import edit, invoice_card, refuse_unless_pending
+from ledger.accounts import balance
+from ledger.errors import OwnInvoice
+from ledger.invoices import get_invoice
+from ledger.models import Invoice, User
+from ledger.payments import pay_from_balance
+
+router: Final[Router] = Router(name=__name__)
+
+
+async def _payable(engine: AsyncEngine, public_id: str, user: User) -> Invoice:
+    invoice = await get_invoice(engine, public_id)
+    refuse_unless_pending(invoice)
+    if invoice.seller_id == user.id:
+        raise OwnInvoice(invoice.public_id)
+    return invoice
+
+
+def chat_of(cb: CallbackQuery, user: User) -> int:
+    return cb.message.chat.id if cb.message is not None else user.telegram_id
+
+
+@router.callback_query(PayCb.filter(F.action == "ask"))
+async def ask(
+    cb: CallbackQuery, callback_data: PayCb, user: User, tr: Translator, engine: AsyncEngine,
+    cfg: BotConfig,
+) -> None:
+    invoice = await _payable(engine, callback_data.invoice, user)
+    have = await balance(engine, user.id, invoice.currency)
+    values = dict(amount=money(invoice.amount, invoice.currency), title=escape(invoice.title),
+                  balance=money(have, invoice.currency))
+    if have < invoice.amount:
+        text = tr("pay.short", **values, top_up=top_up_text(tr, cfg, user, cfg.ton_rate))
+        await edit(cb, text, short_keyboard(tr, invoice.public_id))
+    else:
+        await edit(cb, tr("pay.confirm", **values), confirm_keyboard(tr, invoice.public_id))
+    await cb.answer()
+
+
+@router.callback_query(PayCb.filter(F.action == "confirm"))
+async def confirm(
+    cb: CallbackQuery, callback_data: PayCb, user: User, tr: Translator, engine: AsyncEngine,
+    cards: RecentInvoices, notifier: Notifier | None = None,
+) -> None:
+    invoice = await get_invoice(engine, callback_data.invoice)
+    # The message holding the buttons + the invoice + the payer: taps on one confirmation are
+    # one payment (the ledger also scopes keys per payer).
+    where = (f"{cb.message.chat.id}:{cb.message.message_id}" if cb.message
+             else f"i:{cb.inline_message_id or cb.id}")
+    key = f"tg:{where}:{invoice.public_id}:{user.id}"
+    result = await pay_from_balance(engine, invoice.public_id, user.id, key)
+    cards.forget(invoice.public_id)
+    if not result.replayed and notifier is not None:
+        notifier.kick()  # the seller hears about it now, not at the next scheduled run
+    # Answer first: whatever happens to the message below, the tap is told the outcome.
+    await cb.answer(tr("pay.replayed.alert") if result.replayed else tr("pay.done.alert"),
+                    show_alert=result.replayed)
+    text = tr("pay.done", amount=money(invoice.amount, invoice.currency),
+              title=escape(invoice.title), granted=granted_line(tr, invoice.payload),
+              balance=money(result.buyer_balance or 0, invoice.currency))
+    await edit(cb, text, None)
+
+
+@router.callback_query(PayCb.filter(F.action == "back"))
+async def back(
+    cb: CallbackQuery, callback_data: PayCb, user: User, tr: Translator, engine: AsyncEngine,
+    people: People, cfg: BotConfig,
+) -> None:
+    invoice = await get_invoice(engine, callback_data.invoice)
+    seller = await people.by_id(invoice.seller_id)
+    await edit(cb, *invoice_card(tr, cfg, invoice, seller, user))
+    await cb.answer()
+
+
+@router.callback_query(PayCb.filter(F.action == "ton"))
+async def pay_with_ton(
+    cb: CallbackQuery, callback_data: PayCb, bot: Bot, user: User, tr: Translator,
+    engine: AsyncEngine, cfg: BotConfig,
+) -> None:
+    invoice = await _payable(engine, callback_data.invoice, user)
+    links = invoice_ton_links(cfg, invoice)
+    if links is None or invoice.ton_amount is None:
+        await cb.answer(tr("pay.ton.unavailable"), show_alert=True)
+        return
+    ton_link, wallet_link = links
+    caption = tr("pay.ton", ton=money(invoice.ton_amount, "TON"), title=escape(invoice.title),
+                 address=cfg.ton_destination, comment=invoice.comment, link=escape(ton_link))
+    await cb.answer()
+    await bot.send_photo(
+        chat_of(cb, user), BufferedInputFile(qr_png(ton_link), f"{invoice.comment}.png"),
+        caption=fit(caption, CAPTION_LIMIT), reply_markup=wallet_keyboard(tr, wallet_link),
+    )
+
+
+@router.callback_query(PayCb.filter(F.action == "topup"))
+async def top_up(
+    cb: CallbackQuery, bot: Bot, user: User, tr: Translator, engine: AsyncEngine, cfg: BotConfig
+) -> None:
+    await cb.answer()
+    await send_balance(bot, chat_of(cb, user), user, tr, engine, cfg)

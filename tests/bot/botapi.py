@@ -1,0 +1,272 @@
+"""A local stand-in for the Telegram Bot API: `POST /bot<token>/<method>` answering
+`{"ok": true, "result": ...}` like api.telegram.org, keeping each chat's messages so tests can
+assert what a person would see, and able to fail on demand (403 bot blocked, 429 retry_after,
+400 message too long, a method the server lacks).
+
+Point a Bot at it with TelegramAPIServer.from_base(standin.url); push updates for getUpdates
+polling with `post_update`. Also used by bench/bot.py."""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import itertools
+import json
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+JSON_FIELDS = {
+    "reply_markup", "commands", "link_preview_options", "allowed_updates", "scope", "entities",
+    "caption_entities", "reply_parameters",
+}
+TRUE_METHODS = {
+    "setmycommands", "deletewebhook", "setwebhook", "answercallbackquery", "deletemessage",
+    "setchatmenubutton", "close", "logout",
+}
+BOT_USER = {"id": 4242, "is_bot": True, "first_name": "paybot", "username": "paybot_test_bot"}
+
+
+@dataclass
+class ApiCall:
+    method: str
+    params: dict[str, Any]
+    files: dict[str, bytes]
+
+
+@dataclass
+class ChatMessage:
+    """One message in a chat, as the person sees it now (edits applied)."""
+
+    chat_id: int
+    message_id: int
+    from_bot: bool
+    text: str | None = None  # HTML as sent
+    caption: str | None = None
+    photo: bytes | None = None
+    reply_markup: dict[str, Any] | None = None
+    edits: int = 0
+
+    @property
+    def plain(self) -> str:
+        """The text or caption without markup, as it reads on screen."""
+        raw = self.text if self.text is not None else (self.caption or "")
+        return html.unescape(re.sub(r"<[^>]+>", "", raw))
+
+    @property
+    def buttons(self) -> list[dict[str, Any]]:
+        rows = (self.reply_markup or {}).get("inline_keyboard", [])
+        return [b for row in rows for b in row]
+
+    @property
+    def button_texts(self) -> list[str]:
+        return [b["text"] for b in self.buttons]
+
+    def button(self, label: str) -> dict[str, Any]:
+        found = [b for b in self.buttons if label in b["text"]]
+        if len(found) != 1:
+            raise AssertionError(f"{len(found)} buttons match {label!r}: {self.button_texts}")
+        return found[0]
+
+    def to_api(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "message_id": self.message_id, "date": int(time.time()),
+            "chat": {"id": self.chat_id, "type": "private", "first_name": "Test"},
+        }
+        if self.from_bot:
+            out["from"] = BOT_USER
+        if self.text is not None:
+            out["text"] = self.text
+        if self.caption is not None:
+            out["caption"] = self.caption
+        if self.photo is not None:
+            out["photo"] = [{"file_id": f"photo{self.message_id}", "file_unique_id":
+                             f"u{self.message_id}", "width": 320, "height": 320}]
+        if self.reply_markup:
+            out["reply_markup"] = self.reply_markup
+        return out
+
+
+@dataclass
+class Failure:
+    status: int
+    description: str
+    method: str | None = None  # lower-case method name; None: any
+    chat_id: int | None = None  # None: any chat
+    retry_after: int | None = None
+    times: int | None = 1  # None: for ever
+
+    def matches(self, method: str, params: dict[str, Any]) -> bool:
+        if self.method is not None and self.method != method:
+            return False
+        return self.chat_id is None or str(params.get("chat_id")) == str(self.chat_id)
+
+
+@dataclass
+class BotApiStandIn:
+    token: str = "123456:TEST-token-for-the-stand-in"
+    calls: list[ApiCall] = field(default_factory=list)
+    chats: dict[int, dict[int, ChatMessage]] = field(default_factory=dict)
+    failures: list[Failure] = field(default_factory=list)
+    missing_methods: set[str] = field(default_factory=set)
+    url: str = ""
+
+    def __post_init__(self) -> None:
+        self._ids = itertools.count(1)
+        self._updates: list[dict[str, Any]] = []
+        self._update_ids = itertools.count(1)
+        self._new_update = asyncio.Event()
+        self._runner: web.AppRunner | None = None
+
+    # --- lifecycle ---------------------------------------------------------------------------
+    async def start(self) -> str:
+        app = web.Application(client_max_size=20 * 1024 * 1024)
+        app.router.add_post("/bot{token}/{method}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.url = f"http://127.0.0.1:{port}"
+        return self.url
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    def reset(self) -> None:
+        self.calls.clear()
+        self.failures.clear()
+        self.missing_methods.clear()
+
+    # --- test controls -----------------------------------------------------------------------
+    def fail(self, status: int, description: str, *, method: str | None = None,
+             chat_id: int | None = None, retry_after: int | None = None,
+             times: int | None = 1) -> None:
+        self.failures.append(Failure(status, description, method.lower() if method else None,
+                                     chat_id, retry_after, times))
+
+    def block(self, chat_id: int) -> None:
+        """The person blocked the bot: every send to them is refused from now on."""
+        self.fail(403, "Forbidden: bot was blocked by the user", chat_id=chat_id, times=None)
+
+    def user_message(self, chat_id: int, text: str) -> ChatMessage:
+        msg = ChatMessage(chat_id, next(self._ids), from_bot=False, text=text)
+        self.chats.setdefault(chat_id, {})[msg.message_id] = msg
+        return msg
+
+    def post_update(self, update: dict[str, Any]) -> int:
+        """Queue an update for getUpdates (polling tests); returns its update_id."""
+        update = {"update_id": next(self._update_ids), **update}
+        self._updates.append(update)
+        self._new_update.set()
+        return update["update_id"]
+
+    def messages(self, chat_id: int, *, from_bot: bool = True) -> list[ChatMessage]:
+        return [m for m in self.chats.get(chat_id, {}).values() if m.from_bot == from_bot]
+
+    def calls_of(self, method: str, since: int = 0) -> list[ApiCall]:
+        return [c for c in self.calls[since:] if c.method == method.lower()]
+
+    # --- the API -----------------------------------------------------------------------------
+    async def _handle(self, request: web.Request) -> web.Response:
+        if request.match_info["token"] != self.token:
+            return _error(401, "Unauthorized")
+        method = request.match_info["method"].lower()
+        params: dict[str, Any] = {}
+        files: dict[str, bytes] = {}
+        for key, value in (await request.post()).items():
+            if isinstance(value, web.FileField):
+                files[key] = value.file.read()
+            elif key in JSON_FIELDS:
+                params[key] = json.loads(value)
+            else:
+                params[key] = value
+        self.calls.append(ApiCall(method, params, files))
+        for rule in self.failures:
+            if rule.matches(method, params):
+                if rule.times is not None:
+                    rule.times -= 1
+                    if rule.times <= 0:
+                        self.failures.remove(rule)
+                return _error(rule.status, rule.description, rule.retry_after)
+        if method in self.missing_methods:
+            return _error(404, "Not Found: method not found")
+        if method == "getupdates":
+            return _ok(await self._get_updates(params))
+        if method == "getme":
+            return _ok(BOT_USER)
+        if method in TRUE_METHODS:
+            return _ok(True)
+        if method in ("sendmessage", "sendphoto"):
+            return _ok(self._send(method, params, files))
+        if method in ("editmessagetext", "editmessagereplymarkup", "editmessagecaption"):
+            return self._edit(method, params)
+        return _error(404, "Not Found: method not found")
+
+    def _send(self, method: str, params: dict[str, Any], files: dict[str, bytes]) -> dict:
+        chat_id = int(params["chat_id"])
+        msg = ChatMessage(chat_id, next(self._ids), from_bot=True,
+                          reply_markup=params.get("reply_markup"))
+        if method == "sendmessage":
+            msg.text = params["text"]
+        else:
+            photo = str(params.get("photo", ""))
+            # Uploads arrive as a form file named by `attach://<name>`.
+            msg.photo = files.get(photo.removeprefix("attach://")) if photo.startswith(
+                "attach://") else photo.encode()
+            msg.caption = params.get("caption")
+        self.chats.setdefault(chat_id, {})[msg.message_id] = msg
+        return msg.to_api()
+
+    def _edit(self, method: str, params: dict[str, Any]) -> web.Response:
+        chat = self.chats.get(int(params.get("chat_id", 0)), {})
+        msg = chat.get(int(params.get("message_id", 0)))
+        if msg is None:
+            return _error(400, "Bad Request: message to edit not found")
+        markup = params.get("reply_markup")
+        if method == "editmessagetext":
+            if msg.text is None:
+                return _error(400, "Bad Request: there is no text in the message to edit")
+            new = (params["text"], markup)
+            if new == (msg.text, msg.reply_markup):
+                return _error(400, "Bad Request: message is not modified: specified new "
+                                   "message content and reply markup are exactly the same")
+            msg.text, msg.reply_markup = new
+        elif method == "editmessagecaption":
+            msg.caption, msg.reply_markup = params.get("caption"), markup
+        else:
+            if markup == msg.reply_markup:
+                return _error(400, "Bad Request: message is not modified")
+            msg.reply_markup = markup
+        msg.edits += 1
+        return _ok(msg.to_api())
+
+    async def _get_updates(self, params: dict[str, Any]) -> list[dict[str, Any]]:
+        offset = int(params.get("offset", 0))
+        timeout = float(params.get("timeout", 0))
+        deadline = time.monotonic() + timeout
+        while True:
+            due = [u for u in self._updates if u["update_id"] >= offset]
+            self._updates = due  # confirmed updates are forgotten, as Telegram does
+            if due or time.monotonic() >= deadline:
+                return due[:100]
+            self._new_update.clear()
+            try:
+                await asyncio.wait_for(self._new_update.wait(), deadline - time.monotonic())
+            except TimeoutError:
+                pass
+
+
+def _ok(result: Any) -> web.Response:
+    return web.json_response({"ok": True, "result": result})
+
+
+def _error(status: int, description: str, retry_after: int | None = None) -> web.Response:
+    body: dict[str, Any] = {"ok": False, "error_code": status, "description": description}
+    if retry_after is not None:
+        body["parameters"] = {"retry_after": retry_after}
+    return web.json_response(body, status=status)

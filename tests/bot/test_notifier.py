@@ -1,0 +1,199 @@
+"""The Telegram outbox: the seller hears about each payment and from whom, the buyer gets a
+receipt; blocked bots, flood control, server trouble and over-long texts never lose news."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from aiogram import Bot
+from pydantic import SecretStr
+
+from bot.settings import Settings, TelegramSettings
+from bot.telegram import Notifier, create_bot, create_dispatcher
+from bot.telegram.notifier import Backoff
+from ledger.invoices import create_invoice
+from ledger.payments import pay_from_balance, settle_external_payment
+from tests.bot.client import TgClient
+from tests.conftest import run_sql
+
+
+@pytest.fixture
+async def notifier(engine, bot: Bot) -> Notifier:  # type: ignore[no-untyped-def]
+    n = Notifier(engine, bot, backoff=Backoff(base=30.0))
+    await n.deliver_due()  # events left by other tests are not this test's business
+    return n
+
+
+async def _paid(engine, seller, buyer, **kw):  # type: ignore[no-untyped-def]
+    invoice = await create_invoice(engine, seller_id=seller.user.id, title="Coffee <beans>",
+                                   amount=1250, ton_rate=Decimal(5),
+                                   payload={"item_id": "coffee-1"}, **kw)
+    await pay_from_balance(engine, invoice.public_id, buyer.user.id, f"k-{invoice.public_id}")
+    return invoice
+
+
+async def _events(engine, invoice) -> dict[str, dict]:  # type: ignore[no-untyped-def]
+    rows = await run_sql(
+        engine, "SELECT id, payload ->> 'role' AS role, attempts, available_at, delivered_at, "
+                "failed_at, last_error FROM outbox WHERE topic = 'telegram' "
+                "AND payload ->> 'invoice' = :inv", inv=invoice.public_id)
+    return {r["role"]: r for r in rows}
+
+
+async def test_seller_and_buyer_are_told_once(person, engine, notifier, bot_api) -> None:
+    seller, buyer = await person(), await person(balance=5000, username="alice")
+    invoice = await _paid(engine, seller, buyer)
+    report = await notifier.deliver_due()
+    assert report.delivered >= 2 and report.failed == 0
+
+    [to_seller] = bot_api.messages(seller.id)
+    assert to_seller.plain == (f"💰 Paid: Coffee <beans> ({invoice.number}) — 12.50 Liquid $\n"
+                               "By @alice, from balance.")
+    [to_buyer] = bot_api.messages(buyer.id)
+    assert to_buyer.plain == (f"🧾 Receipt: Coffee <beans> ({invoice.number}) — 12.50 Liquid $, "
+                              "from balance.\nYou received: 🎁 coffee-1")
+    events = await _events(engine, invoice)
+    assert all(e["delivered_at"] is not None for e in events.values())
+
+    await notifier.deliver_due()
+    assert len(bot_api.messages(seller.id)) == 1 and len(bot_api.messages(buyer.id)) == 1
+
+
+async def test_buyer_blocked_the_bot(person, engine, notifier, bot_api) -> None:
+    seller, buyer = await person(), await person(balance=5000)
+    invoice = await _paid(engine, seller, buyer)
+    bot_api.block(buyer.id)
+    report = await notifier.deliver_due()
+    assert report.failed == 1
+    events = await _events(engine, invoice)
+    assert events["buyer"]["failed_at"] is not None
+    assert "bot was blocked by the user" in events["buyer"]["last_error"]
+    assert events["seller"]["delivered_at"] is not None  # the seller still hears about it
+    assert len(bot_api.messages(seller.id)) == 1
+    since = len(bot_api.calls)
+    await notifier.deliver_due()
+    assert [c for c in bot_api.calls[since:] if c.params.get("chat_id") == str(buyer.id)] == []
+
+
+async def test_flood_control_retries_later(person, engine, notifier, bot_api) -> None:
+    seller, buyer = await person(), await person(balance=5000)
+    invoice = await _paid(engine, seller, buyer)
+    bot_api.fail(429, "Too Many Requests: retry after 7", method="sendMessage", retry_after=7)
+    report = await notifier.deliver_due()
+    assert report.delivered == 0 and report.retried >= 2
+    events = await _events(engine, invoice)
+    for event in events.values():
+        assert event["delivered_at"] is None and event["failed_at"] is None
+        assert "429" in event["last_error"]
+        assert event["available_at"] > datetime.now(UTC) + timedelta(seconds=5)
+    await notifier.deliver_due()  # not due yet: nothing is sent
+    assert bot_api.messages(seller.id) == [] and bot_api.messages(buyer.id) == []
+
+    await run_sql(engine, "UPDATE outbox SET available_at = now() WHERE id = ANY(:ids)",
+                  ids=[e["id"] for e in events.values()])
+    await notifier.deliver_due()
+    assert all(e["delivered_at"] is not None for e in (await _events(engine, invoice)).values())
+    assert len(bot_api.messages(seller.id)) == 1 and len(bot_api.messages(buyer.id)) == 1
+
+
+async def test_server_errors_back_off_and_retry(person, engine, notifier, bot_api) -> None:
+    seller, buyer = await person(), await person(balance=5000)
+    invoice = await _paid(engine, seller, buyer)
+    bot_api.fail(502, "Bad Gateway", chat_id=seller.id, times=1)
+    await notifier.deliver_due()
+    events = await _events(engine, invoice)
+    seller_event = events["seller"]
+    assert seller_event["delivered_at"] is None and seller_event["failed_at"] is None
+    assert "TelegramServerError" in seller_event["last_error"]
+    assert seller_event["available_at"] > datetime.now(UTC) + timedelta(seconds=20)  # backoff
+    assert events["buyer"]["delivered_at"] is not None
+    await run_sql(engine, "UPDATE outbox SET available_at = now() WHERE id = :id",
+                  id=seller_event["id"])
+    await notifier.deliver_due()
+    assert (await _events(engine, invoice))["seller"]["delivered_at"] is not None
+    assert len(bot_api.messages(seller.id)) == 1
+
+
+async def test_network_down_keeps_events_queued(person, engine, bot_api, notifier) -> None:
+    seller, buyer = await person(), await person(balance=5000)
+    invoice = await _paid(engine, seller, buyer)
+    offline = Settings()
+    offline.telegram = TelegramSettings(bot_token=SecretStr(bot_api.token),
+                                        api_url="http://127.0.0.1:9")  # nothing listens there
+    dead_bot = create_bot(offline)
+    try:
+        report = await Notifier(engine, dead_bot).deliver_due()
+    finally:
+        await dead_bot.session.close()
+    assert report.failed == 0 and report.retried >= 2
+    events = await _events(engine, invoice)
+    assert all("TelegramNetworkError" in e["last_error"] for e in events.values())
+    assert all(e["failed_at"] is None for e in events.values())
+    # The network is back: they go out (and leave nothing due for the tests after this one).
+    await run_sql(engine, "UPDATE outbox SET available_at = now() WHERE id = ANY(:ids)",
+                  ids=[e["id"] for e in events.values()])
+    await notifier.deliver_due()
+    assert len(bot_api.messages(seller.id)) == 1 and len(bot_api.messages(buyer.id)) == 1
+
+
+@pytest.mark.parametrize("refusal", ["Bad Request: message is too long",
+                                     "Bad Request: can't parse entities: unexpected end tag"])
+async def test_refused_text_falls_back_to_a_short_plain_one(
+    person, engine, notifier, bot_api, refusal
+) -> None:
+    seller, buyer = await person(), await person(balance=5000)
+    invoice = await _paid(engine, seller, buyer)
+    bot_api.fail(400, refusal, chat_id=seller.id, times=1)
+    await notifier.deliver_due()
+    assert (await _events(engine, invoice))["seller"]["delivered_at"] is not None
+    [to_seller] = bot_api.messages(seller.id)
+    assert to_seller.text is not None and "<b>" not in to_seller.text
+    assert "Coffee <beans>" in to_seller.text and invoice.number in to_seller.text
+
+
+async def test_other_bad_requests_fail_with_the_reason(person, engine, notifier, bot_api) -> None:
+    seller, buyer = await person(), await person(balance=5000)
+    invoice = await _paid(engine, seller, buyer)
+    bot_api.fail(400, "Bad Request: chat not found", chat_id=seller.id, times=1)
+    report = await notifier.deliver_due()
+    assert report.failed == 1
+    seller_event = (await _events(engine, invoice))["seller"]
+    assert seller_event["failed_at"] is not None
+    assert "chat not found" in seller_event["last_error"]
+
+
+async def test_guest_ton_payment_tells_the_seller(person, engine, notifier, bot_api) -> None:
+    seller = await person(language="ru")
+    invoice = await create_invoice(engine, seller_id=seller.user.id, title="Чай", amount=500)
+    await settle_external_payment(engine, invoice.public_id, method="ton", reference="tx-guest-1"
+                                  + invoice.public_id)
+    await notifier.deliver_due()
+    [to_seller] = bot_api.messages(seller.id)
+    assert to_seller.plain == (f"💰 Оплачено: Чай ({invoice.number}) — 5.00 Liquid $\n"
+                               "Плательщик: гость без аккаунта Telegram, переводом TON.")
+    assert set(await _events(engine, invoice)) == {"seller"}  # nobody else to tell
+
+
+async def test_payer_without_username_is_a_link(person, engine, notifier, bot_api) -> None:
+    seller, buyer = await person(), await person(balance=5000)
+    await _paid(engine, seller, buyer)
+    await notifier.deliver_due()
+    [to_seller] = bot_api.messages(seller.id)
+    assert f'<a href="tg://user?id={buyer.id}">#{buyer.id}</a>' in (to_seller.text or "")
+
+
+async def test_a_payment_in_the_bot_kicks_delivery(
+    person, engine, bot, bot_api, settings, notifier
+) -> None:
+    kicked = create_dispatcher(engine, settings, notifier=notifier)
+    seller, buyer = await person(), await person(balance=5000, username="bob")
+    invoice = await create_invoice(engine, seller_id=seller.user.id, title="Tea", amount=100)
+    client = TgClient(bot_api, kicked, bot, buyer.user, username="bob")
+    [card] = await client.send(f"/start pay_{invoice.public_id}")
+    [confirm] = (await client.tap(card, "from balance")).edited
+    await client.tap(confirm, "Confirm payment")
+    await notifier.close()  # waits for the delivery the payment started
+    [to_seller] = bot_api.messages(seller.id)
+    assert "By @bob, from balance." in to_seller.plain

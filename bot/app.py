@@ -12,10 +12,15 @@ from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bot.api import setup_api
+from bot.api.wiring import schedule_callbacks
 from bot.settings import DatabaseSettings, Settings
+from bot.telegram.runtime import telegram_service
+from bot.web import setup_pay_pages
 from ledger.migrate import upgrade
 from ledger.postgres import embedded_postgres, make_engine
 from watchers.jobs import schedule_ledger_jobs
+from watchers.ton_watcher import start_ton_watcher
 
 log = logging.getLogger("paybot")
 
@@ -45,6 +50,8 @@ def build_web_app(settings: Settings, engine: AsyncEngine) -> web.Application:
     app = web.Application()
     app[ENGINE] = engine
     app.router.add_get("/healthz", healthz)
+    setup_pay_pages(app, engine, settings)
+    setup_api(app, engine, settings)  # /api/v1
     # Each part mounts its routes here (pay page, seller API, Telegram webhook).
     return app
 
@@ -58,18 +65,30 @@ async def serve(settings: Settings, database_url: str, stop: asyncio.Event) -> N
         expire_seconds=settings.jobs.expire_seconds,
         apply_credits_seconds=settings.jobs.apply_credits_seconds,
     )
+    callbacks = schedule_callbacks(settings, engine, scheduler)  # signed seller callbacks
+    # TON watcher (when TON_DESTINATION_ADDRESS is set): never blocks start-up, never raises.
+    ton_watcher = start_ton_watcher(scheduler, engine, settings)
     app = build_web_app(settings, engine)
+    # Before runner.setup(): the webhook route must be added while the app can still change.
+    telegram = telegram_service(settings, engine, app, scheduler)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, settings.web.host, settings.web.port)
     await site.start()
     scheduler.start()
+    if telegram is not None:
+        await telegram.start()
     log.info("paybot is running on http://%s:%s; Ctrl+C to stop",
              settings.web.host, settings.web.port)
     try:
         await stop.wait()
     finally:
+        if telegram is not None:
+            await telegram.stop()
         scheduler.shutdown(wait=False)
+        if ton_watcher is not None:
+            await ton_watcher.close()
+        await callbacks.close()
         await runner.cleanup()
         await engine.dispose()
         log.info("paybot stopped")

@@ -8,6 +8,7 @@ import logging
 import sys
 from collections.abc import Awaitable, Callable
 
+from bot.api import admin as api_admin
 from bot.app import database, run
 from bot.settings import Settings
 from ledger.accounts import adjust_balance, balance
@@ -17,6 +18,7 @@ from ledger.migrate import upgrade
 from ledger.money import DECIMALS, format_amount, parse_amount
 from ledger.postgres import make_engine
 from ledger.users import find_user_by_telegram
+from watchers import ton_admin
 
 Command = Callable[[argparse.Namespace, str], Awaitable[int]]
 
@@ -39,6 +41,8 @@ def _parser() -> argparse.ArgumentParser:
     b = admin.add_parser("balance", help="show a user's balances")
     b.add_argument("telegram_id", type=int)
     admin.add_parser("check", help="verify every ledger invariant; non-zero exit on violation")
+    api_admin.add_parsers(admin)  # token, callbacks, redeliver
+    ton_admin.add_parsers(admin)  # transfers, resolve
     return p
 
 
@@ -105,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
         run(settings)
         return 0
     handler = {"migrate": _noop, "credit": _adjust, "debit": _adjust, "balance": _balance,
-               "check": _check}[getattr(args, "admin_command", None) or args.command]
+               "check": _check, **api_admin.COMMANDS, **ton_admin.COMMANDS,
+               }[getattr(args, "admin_command", None) or args.command]
     with database(settings.database) as url:
         try:
             return asyncio.run(_with_engine(url, handler, args))

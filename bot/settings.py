@@ -40,6 +40,10 @@ class TelegramSettings(BaseSettings):
     webhook_url: str | None = None  # public URL; unset means long polling
     webhook_secret: SecretStr | None = None
     bot_username: str = "paybot"
+    # An invoice card (/start pay_<id>) may reuse a read of the invoice this many seconds old:
+    # a link posted in a big channel costs one query per second, not one per person. Paying
+    # and cancelling always read the database. 0 turns it off.
+    card_cache_seconds: float = Field(default=1.0, ge=0, le=60)
 
 
 class WebSettings(BaseSettings):
@@ -48,6 +52,14 @@ class WebSettings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8080
     public_url: str = "http://127.0.0.1:8080"
+    # Mini App init data older than this (seconds since its auth_date) is refused with 401.
+    init_data_max_age: int = Field(default=3600, ge=10, le=7 * 24 * 3600)
+    # Signs the pay page's guest cookie; unset: derived from the bot token (or per process).
+    cookie_secret: SecretStr | None = None
+    # The pay page (HTML, QR) may show an invoice read this many seconds ago: a link shared in
+    # a big channel is then one query per second, not one per visitor. 0 turns it off. The
+    # status API and payments always read the database.
+    page_cache_seconds: float = Field(default=1.0, ge=0, le=60)
 
 
 class TonSettings(BaseSettings):
@@ -60,6 +72,11 @@ class TonSettings(BaseSettings):
     api_key: SecretStr | None = None
     global_config: str | None = None  # path or URL of the liteserver global config
     poll_seconds: float = 5.0
+    # With no cursor yet, settle only transactions after this lt (0: the account's whole
+    # history). For a wallet that already has a history, set it to its last transaction's lt.
+    start_lt: int = Field(default=0, ge=0)
+    # pytoniq trust level: 0-1 check liteservers' proofs, 2 trusts them blindly.
+    liteserver_trust_level: int = Field(default=1, ge=0, le=2)
 
 
 class JobSettings(BaseSettings):
@@ -67,6 +84,30 @@ class JobSettings(BaseSettings):
 
     expire_seconds: float = 30.0
     apply_credits_seconds: float = 5.0
+    # Telegram notifications (outbox topic 'telegram'); payments made in the bot also kick it.
+    notify_seconds: float = 2.0
+
+
+class ApiSettings(BaseSettings):
+    """Seller HTTP API (/api/v1) and the signed callbacks sent to sellers' backends."""
+
+    model_config = _config("API_")
+
+    # Let callbacks reach private, loopback and link-local addresses (tests, same-host shops).
+    allow_private_callbacks: bool = False
+    # Seconds either side of now a receiver should accept a callback's timestamp (told to
+    # sellers in GET /api/v1/webhook; the README's verification snippet uses it).
+    replay_window_seconds: int = Field(default=300, ge=10, le=3600)
+    # A checked token is trusted this long without asking the database again, so a revoked
+    # token stops working within this many seconds (0: every request asks).
+    token_cache_seconds: float = Field(default=2.0, ge=0, le=60)
+    callback_poll_seconds: float = 2.0
+    callback_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+    callback_max_response_bytes: int = Field(default=64 * 1024, ge=0)
+    callback_concurrency: int = Field(default=50, ge=1, le=500)
+    callback_batch: int = Field(default=100, ge=1, le=1000)
+    # An event claimed by a worker that died is sent again after this many seconds.
+    callback_lease_seconds: float = Field(default=120.0, ge=1)
 
 
 class Settings:
@@ -79,3 +120,4 @@ class Settings:
         self.web = WebSettings()
         self.ton = TonSettings()
         self.jobs = JobSettings()
+        self.api = ApiSettings()

@@ -302,6 +302,13 @@ TEXTS: Final[dict[str, tuple[str, str]]] = {
         "🧾 <b>Чек:</b> {title} ({number}) — {amount}, {method}.{granted}",
     ),
     "notify.guest": ("a guest without a Telegram account", "гость без аккаунта Telegram"),
+    "notify.credited": (
+        "💳 <b>Balance credited:</b> +{amount} ({why}).",
+        "💳 <b>Баланс пополнен:</b> +{amount} ({why}).",
+    ),
+    "credit.deposit": ("TON deposit", "пополнение в TON"),
+    "credit.excess": ("overpayment returned to your balance", "переплата зачислена на баланс"),
+    "credit.other": ("credited by the operator", "зачислено оператором"),
     "method.internal": ("from balance", "с баланса"),
     "method.ton": ("by TON transfer", "переводом TON"),
     "method.manual": ("manual payment", "ручной платёж"),

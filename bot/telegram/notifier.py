@@ -149,6 +149,9 @@ class Notifier:
         report.retried += 1
 
     async def _deliver(self, event: OutboxEvent) -> None:
+        if event.event_type == "balance.credited":
+            await self._deliver_credit(event)
+            return
         if event.event_type != "invoice.paid":
             raise Undeliverable(f"unknown telegram event type {event.event_type!r}")
         p = event.payload
@@ -167,6 +170,20 @@ class Notifier:
                       payer=person(payer) if payer else tr("notify.guest"))
         else:
             text = tr("notify.buyer", **values, granted=granted_line(tr, invoice.payload))
+        await self._send(recipient.telegram_id, text)
+
+    async def _deliver_credit(self, event: OutboxEvent) -> None:
+        """Money arrived on the balance: a TON deposit, an overpayment, an operator's credit."""
+        p = event.payload
+        try:
+            recipient = await get_user(self.engine, int(p["recipient"]))
+            amount = money(int(p["amount"]), str(p["currency"]))
+        except (KeyError, TypeError, ValueError, UserNotFound) as exc:
+            raise Undeliverable(f"bad payload: {exc}") from exc
+        tr = translator(recipient.language)
+        kind = p.get("kind")
+        text = tr("notify.credited", amount=amount,
+                  why=tr(f"credit.{kind}") if kind in ("deposit", "excess") else tr("credit.other"))
         await self._send(recipient.telegram_id, text)
 
     async def _send(self, chat_id: int, text: str) -> None:

@@ -197,3 +197,15 @@ async def test_a_payment_in_the_bot_kicks_delivery(
     await notifier.close()  # waits for the delivery the payment started
     [to_seller] = bot_api.messages(seller.id)
     assert "By @bob, from balance." in to_seller.plain
+
+
+async def test_a_ton_deposit_is_announced_to_the_depositor(person, engine, notifier,
+                                                           bot_api) -> None:
+    user = await person(language="ru")
+    # What the TON watcher does for a transfer carrying the user's deposit comment.
+    await run_sql(engine, "SELECT paybot_ton_credit_user('deposit', :u, 3000000000, 'LIQ', 5, "
+                          "'deposit', :ref, 'ab12')", u=user.user.id, ref=f"dep-{user.id}")
+    report = await notifier.deliver_due()
+    assert report.failed == 0
+    [message] = bot_api.messages(user.id)
+    assert message.plain == "💳 Баланс пополнен: +15.00 Liquid $ (пополнение в TON)."

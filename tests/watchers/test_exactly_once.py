@@ -97,7 +97,9 @@ async def test_stopped_mid_stream_then_restarted(world: World, toncenter: Toncen
         await poll
     await first.close()
     done = await count_transfers(world)
-    assert 5 <= done < len(TXS)  # those in flight at the cancel committed whole, or not at all
+    # Those in flight at the cancel committed whole or not at all; on a slow machine the cancel
+    # may land after the last one, so only the lower bound is certain.
+    assert 5 <= done <= len(TXS)
     second = world.watcher(HttpApiSource(toncenter.url, page_size=50))
     try:
         assert await run_until_idle(second) == len(TXS) - done

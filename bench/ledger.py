@@ -6,7 +6,8 @@ Every timed payment is `ledger.payments.pay_from_balance`, the use case the bot 
 marked, buyer debited, seller credited, payment recorded, item granted, notifications queued.
 Prints one JSON object. The reference is pgbench's built-in TPC-B-like script run on the same
 server in the same run with the same number of clients (scale = clients, so pgbench's own
-branch rows are not its bottleneck).
+branch rows are not its bottleneck). The two take turns in --rounds short rounds that share
+--seconds each; the medians are compared.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import asyncio
 import json
 import os
 import re
+import statistics
 import subprocess
 import sys
 import time
@@ -34,14 +36,18 @@ from ledger.postgres import libpq_url, make_engine, pg_bin_dir
 PRICE = 100  # 1.00 Liquid $
 
 
-def run_pgbench(url: str, clients: int, seconds: int) -> float:
-    pgbench = str((pg_bin_dir() or "") and pg_bin_dir() / "pgbench") or "pgbench"  # type: ignore[operator]
-    env = os.environ | {"PGOPTIONS": ""}
-    subprocess.run([pgbench, "-i", "-q", "-s", str(clients), url], check=True, env=env,
-                   capture_output=True)
+def run_pgbench(url: str, clients: int, seconds: int, initialize: bool = True) -> float:
+    """TPC-B-like TPS of pgbench with `clients` clients; seconds=0 only initializes."""
+    bin_dir = pg_bin_dir()
+    pgbench = str(bin_dir / "pgbench") if bin_dir else "pgbench"
+    if initialize:
+        subprocess.run([pgbench, "-i", "-q", "-s", str(clients), url], check=True,
+                       capture_output=True)
+    if not seconds:
+        return 0.0
     jobs = str(min(clients, os.cpu_count() or 2))
     out = subprocess.run([pgbench, "-n", "-b", "tpcb-like", "-c", str(clients), "-j", jobs,
-                          "-T", str(seconds), url], check=True, env=env, capture_output=True,
+                          "-T", str(seconds), url], check=True, capture_output=True,
                          text=True).stdout
     match = re.search(r"tps = ([\d.]+) \(without initial connection time\)", out)
     if not match:
@@ -92,12 +98,10 @@ async def pay_for(url: str, concurrency: int, seconds: float, buyer_ids: list[in
     deadline = time.perf_counter() + seconds
 
     async def worker(buyer: int) -> None:
-        n = 0
         while time.perf_counter() < deadline:
             invoice = next(queue)
-            n += 1
             t0 = time.perf_counter()
-            await pay_from_balance(engine, invoice, buyer, f"bench-{buyer}-{n}")
+            await pay_from_balance(engine, invoice, buyer, f"bench-{invoice}")
             latencies.append((time.perf_counter() - t0) * 1000)
 
     try:
@@ -113,13 +117,27 @@ async def pay_for(url: str, concurrency: int, seconds: float, buyer_ids: list[in
 
 
 async def bench(args: argparse.Namespace, server_url: str) -> dict[str, object]:
+    """pgbench and paybot take turns in short rounds on the same server, so a change in the
+    machine's load (other processes, disk) weighs on both alike; medians are reported."""
+    rounds = max(1, args.rounds)
+    slice_s = max(1, args.seconds // rounds)
     capacity = int(args.seconds * 12_000) + 10_000  # more invoices than we could ever pay
-    async with scratch_database(server_url, "paybot_bench_pgbench") as pgbench_url:
-        tps = await asyncio.to_thread(run_pgbench, pgbench_url, args.concurrency, args.seconds)
-    async with scratch_database(server_url, "paybot_bench_ledger") as url:
+    tps_runs: list[float] = []
+    pay_runs: list[int] = []
+    latencies: list[float] = []
+    async with scratch_database(server_url, "paybot_bench_pgbench") as pgbench_url, \
+            scratch_database(server_url, "paybot_bench_ledger") as url:
         await upgrade(url)
         buyers, invoices = await seed(url, args.sellers, args.concurrency, capacity)
-        rate, latencies = await pay_for(url, args.concurrency, args.seconds, buyers, invoices)
+        await asyncio.to_thread(run_pgbench, pgbench_url, args.concurrency, 0)  # init only
+        for _ in range(rounds):
+            tps_runs.append(await asyncio.to_thread(
+                run_pgbench, pgbench_url, args.concurrency, slice_s, False))
+            rate, lat = await pay_for(url, args.concurrency, slice_s, buyers, invoices)
+            invoices = invoices[len(lat):]
+            pay_runs.append(rate)
+            latencies.extend(lat)
+        latencies.sort()
         engine = make_engine(url, pool_size=2)
         try:
             while await apply_pending_credits(engine):  # fold the hot seller's credits in
@@ -127,10 +145,13 @@ async def bench(args: argparse.Namespace, server_url: str) -> dict[str, object]:
             violations = await check_invariants(engine)
         finally:
             await engine.dispose()
+    tps = statistics.median(tps_runs)
+    rate = int(statistics.median(pay_runs))
     return {
         "benchmark": "ledger.pay_from_balance",
         "concurrency": args.concurrency,
         "seconds": args.seconds,
+        "rounds": rounds,
         "sellers": args.sellers,
         "payments": len(latencies),
         "payments_per_s": rate,
@@ -138,6 +159,8 @@ async def bench(args: argparse.Namespace, server_url: str) -> dict[str, object]:
         "p99_ms": round(percentile(latencies, 0.99), 2),
         "pgbench_tpcb_tps": round(tps, 1),
         "ratio": round(rate / tps, 3) if tps else None,
+        "rounds_payments_per_s": pay_runs,
+        "rounds_pgbench_tps": [round(t, 1) for t in tps_runs],
         "invariants_ok": not violations,
         "violations": violations[:5],
     }
@@ -149,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--concurrency", type=int, default=32)
     p.add_argument("--seconds", type=int, default=15)
     p.add_argument("--sellers", type=int, default=1000)
+    p.add_argument("--rounds", type=int, default=3, help="alternating pgbench/paybot rounds")
     args = p.parse_args(argv)
     with server(args.database_url) as server_url:
         result = asyncio.run(bench(args, server_url))

@@ -125,6 +125,12 @@ _BY_SQLSTATE: dict[str, type[LedgerError]] = {
 }
 
 
+def register_sqlstates(codes: dict[str, type[LedgerError]]) -> None:
+    """Let a ledger module map its own PB-class SQLSTATEs (e.g. the TON watcher's PB1xx)."""
+    _BY_SQLSTATE.update(codes)
+    _BY_CODE.update({cls.code: cls for cls in codes.values()})
+
+
 def from_db_error(exc: BaseException) -> LedgerError | None:
     """The typed error for a PB-class database error, or None for anything else."""
     orig = getattr(exc, "orig", exc)

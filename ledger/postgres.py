@@ -5,10 +5,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import secrets
 import tempfile
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 log = logging.getLogger(__name__)
@@ -49,6 +51,44 @@ def embedded_postgres(data_dir: str | os.PathLike[str]) -> Iterator[str]:
     finally:
         server.cleanup()
         log.info("embedded PostgreSQL stopped")
+
+
+def with_database(url: str, name: str) -> str:
+    """The same server's URL for database `name`."""
+    return make_url(libpq_url(url)).set(database=name).render_as_string(hide_password=False)
+
+
+@contextlib.contextmanager
+def server(database_url: str | None) -> Iterator[str]:
+    """A server to make throwaway databases on (tests, benchmarks): the one `database_url`
+    points at, or an embedded one in a temporary directory for the life of the block."""
+    if database_url:
+        yield libpq_url(database_url)
+        return
+    with tempfile.TemporaryDirectory(prefix="paybot-pg-") as data_dir:
+        with embedded_postgres(data_dir) as url:
+            yield url
+
+
+@contextlib.asynccontextmanager
+async def throwaway_database(server_url: str, prefix: str) -> AsyncIterator[str]:
+    """A new empty database on the server, dropped (connections and all) afterwards."""
+    import asyncpg
+
+    name = f"{prefix}_{secrets.token_hex(4)}"
+    admin = await asyncpg.connect(with_database(server_url, "postgres"))
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    try:
+        yield with_database(server_url, name)
+    finally:
+        admin = await asyncpg.connect(with_database(server_url, "postgres"))
+        try:
+            await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
 
 
 def pg_bin_dir() -> Path | None:

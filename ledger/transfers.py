@@ -18,20 +18,17 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
-import json
 import re
 import secrets
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import IntegrityError
 
-from ledger.db import Executor, fetch_all, fetch_one
-from ledger.errors import InvoiceNotFound, LedgerError, UserNotFound, from_db_error
+from ledger.db import Executor, fetch_all, fetch_one, typed_errors
+from ledger.errors import InvoiceNotFound, LedgerError, UserNotFound, register_sqlstates
 from ledger.ids import parse_invoice_id
 from ledger.invoices import get_invoice
 from ledger.money import DECIMALS
@@ -117,32 +114,15 @@ class InvalidContact(LedgerError):
     message = "Leave a valid email address or Telegram username."
 
 
-_OWN_CODES: dict[str, type[LedgerError]] = {
+register_sqlstates({
     "PB101": BelowCursor,
     "PB110": TransferNotFound,
     "PB111": NothingHeld,
     "PB112": InvoiceNotTon,
     "PB113": NotEnoughForInvoice,
     "PB114": HoldOfInvoice,
-}
+})
 
-
-@contextlib.contextmanager
-def _typed() -> Iterator[None]:
-    """The ledger's typed errors plus this module's own PB1xx codes."""
-    try:
-        yield
-    except DBAPIError as exc:
-        orig = getattr(exc, "orig", exc)
-        cls = _OWN_CODES.get(getattr(orig, "sqlstate", None) or "")
-        if cls is None:
-            typed = from_db_error(exc)
-            if typed is None:
-                raise
-            raise typed from exc
-        detail = getattr(getattr(orig, "__cause__", None) or orig, "detail", None)
-        info: dict[str, Any] = json.loads(detail) if detail and detail.startswith("{") else {}
-        raise cls(detail, **info) from exc
 
 
 # --- what the watcher hands in, and what it gets back --------------------------------------
@@ -211,7 +191,7 @@ async def record_transfer(
         raise ValueError("transaction hashes must be 64 lowercase hex characters")
     if t.value_nano < 0:
         raise ValueError("a transfer value cannot be negative")
-    with _typed():
+    with typed_errors():
         row = await fetch_one(
             db,
             """
@@ -435,7 +415,7 @@ async def resolve_transfer(
     if refund_note is not None and not refund_note.strip():
         raise InvalidResolution("a refund needs a note (e.g. the refund transaction)")
     action = "apply" if invoice else "credit" if credit_user_id is not None else "refund"
-    with _typed():
+    with typed_errors():
         row = await fetch_one(
             db,
             """
@@ -465,7 +445,7 @@ async def claim_excess(
     if not claim_token or len(claim_token) > 100:
         return 0
     try:
-        with _typed():
+        with typed_errors():
             rows = await fetch_all(
                 db,
                 """

@@ -7,56 +7,30 @@ import contextlib
 import itertools
 import os
 import secrets
-import tempfile
 from collections.abc import AsyncIterator, Iterator
 
-import asyncpg
 import pytest
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ledger.accounts import adjust_balance
 from ledger.migrate import upgrade
 from ledger.models import User
-from ledger.postgres import embedded_postgres, libpq_url, make_engine
+from ledger.postgres import make_engine, server, throwaway_database
 from ledger.users import ensure_user
-
-
-def with_database(url: str, name: str) -> str:
-    return make_url(libpq_url(url)).set(database=name).render_as_string(hide_password=False)
 
 
 @pytest.fixture(scope="session")
 def server_url() -> Iterator[str]:
-    """URL of a PostgreSQL server's maintenance database."""
-    if os.environ.get("DATABASE_URL"):
-        yield libpq_url(os.environ["DATABASE_URL"])
-        return
-    with tempfile.TemporaryDirectory(prefix="paybot-pg-") as data_dir:
-        with embedded_postgres(data_dir) as url:
-            yield url
+    """URL of a PostgreSQL server's maintenance database (DATABASE_URL's, or embedded)."""
+    with server(os.environ.get("DATABASE_URL")) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
 async def fresh_database(server_url: str) -> AsyncIterator[str]:
-    """Creates an empty database for this run; yields its URL; drops it afterwards."""
-
-    @contextlib.asynccontextmanager
-    async def admin() -> AsyncIterator[asyncpg.Connection]:
-        conn = await asyncpg.connect(with_database(server_url, "postgres"))
-        try:
-            yield conn
-        finally:
-            await conn.close()
-
-    name = f"paybot_test_{secrets.token_hex(4)}"
-    async with admin() as conn:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield with_database(server_url, name)
-    finally:
-        async with admin() as conn:
-            await conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    """An empty database for this run, dropped afterwards."""
+    async with throwaway_database(server_url, "paybot_test") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
@@ -91,25 +65,14 @@ def make_user(engine: AsyncEngine):  # type: ignore[no-untyped-def]
 @pytest.fixture
 async def scratch_database(server_url: str) -> AsyncIterator[object]:
     """A factory of extra empty databases (for tests that must break or rebuild one)."""
-    created: list[str] = []
+    async with contextlib.AsyncExitStack() as stack:
 
-    async def _make() -> str:
-        name = f"paybot_scratch_{secrets.token_hex(4)}"
-        conn = await asyncpg.connect(with_database(server_url, "postgres"))
-        try:
-            await conn.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await conn.close()
-        created.append(name)
-        return with_database(server_url, name)
+        async def _make() -> str:
+            return await stack.enter_async_context(
+                throwaway_database(server_url, "paybot_scratch")
+            )
 
-    yield _make
-    conn = await asyncpg.connect(with_database(server_url, "postgres"))
-    try:
-        for name in created:
-            await conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
+        yield _make
 
 
 async def run_sql(engine: AsyncEngine, sql: str, **params: object) -> list[dict[str, object]]:

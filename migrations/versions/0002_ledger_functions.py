@@ -125,15 +125,18 @@ BEGIN
 END $$;
 
 -- Counts one use of a payable invoice (row lock; concurrent payers queue here and re-check).
-CREATE FUNCTION paybot_take_invoice(p_invoice bigint) RETURNS invoices
-LANGUAGE plpgsql AS $$
+-- p_at is when the money was sent: a transfer made before the expiry still pays the invoice
+-- even if it is seen, and the invoice marked expired, only afterwards.
+CREATE FUNCTION paybot_take_invoice(p_invoice bigint, p_at timestamptz DEFAULT now())
+RETURNS invoices LANGUAGE plpgsql AS $$
 DECLARE v invoices%ROWTYPE;
 BEGIN
     UPDATE invoices
        SET uses = uses + 1,
-           status = CASE WHEN kind = 'one_time' OR uses + 1 = max_uses THEN 'paid' ELSE status END,
-           paid_at = CASE WHEN kind = 'one_time' OR uses + 1 = max_uses THEN now() ELSE paid_at END
-     WHERE id = p_invoice AND status = 'pending' AND expires_at > now()
+           status = CASE WHEN kind = 'one_time' OR uses + 1 = max_uses THEN 'paid' ELSE 'pending' END,
+           paid_at = CASE WHEN kind = 'one_time' OR uses + 1 = max_uses THEN now() ELSE paid_at END,
+           closed_at = CASE WHEN status = 'expired' THEN NULL ELSE closed_at END
+     WHERE id = p_invoice AND status IN ('pending', 'expired') AND expires_at > least(p_at, now())
        AND (max_uses IS NULL OR uses < max_uses)
     RETURNING * INTO v;
     IF v.id IS NULL THEN
@@ -396,7 +399,8 @@ END $$;
 -- or a manual payment confirmed by the operator). Idempotent on the external reference.
 -- The money comes from the system account of the method (chain_inflow / adjustments).
 CREATE FUNCTION settle_external_payment(p_invoice text, p_method text, p_reference text,
-                                        p_payer bigint, p_claim_token text)
+                                        p_payer bigint, p_claim_token text,
+                                        p_paid_at timestamptz DEFAULT NULL)
 RETURNS TABLE (payment_id bigint, replayed boolean, grant_id bigint, invoice_status text,
                claim_token text)
 LANGUAGE plpgsql AS $$
@@ -419,7 +423,7 @@ BEGIN
     IF p_payer IS NOT NULL AND v.seller_id = p_payer THEN
         RAISE EXCEPTION 'own_invoice' USING ERRCODE = 'PB005', DETAIL = v.public_id;
     END IF;
-    v := paybot_take_invoice(v.id);
+    v := paybot_take_invoice(v.id, coalesce(p_paid_at, now()));
     INSERT INTO ledger_transactions (kind, reason) VALUES ('external_payment', p_method)
         RETURNING id INTO v_tx;
     INSERT INTO entries (tx_id, account_id, currency, amount) VALUES
@@ -544,7 +548,7 @@ DROP FUNCTION cancel_invoice(text, bigint);
 DROP FUNCTION paybot_close_event(invoices, text);
 DROP FUNCTION claim_grant(text, bigint);
 DROP FUNCTION paybot_move(text, bigint, text, text, bigint, text, text);
-DROP FUNCTION settle_external_payment(text, text, text, bigint, text);
+DROP FUNCTION settle_external_payment(text, text, text, bigint, text, timestamptz);
 DROP FUNCTION process_invoice_payment(text, bigint, text);
 DROP FUNCTION process_invoice_payments(text[], bigint[], text[]);
 DROP TYPE paybot_pay_item;
@@ -552,7 +556,7 @@ DROP FUNCTION paybot_raise(text, text);
 DROP FUNCTION paybot_paid_events(text, bigint, bigint, bigint, text, bigint, text);
 DROP FUNCTION paybot_fulfil(invoices, bigint, bigint, text, text);
 DROP FUNCTION grant_item_to_user(bigint, text);
-DROP FUNCTION paybot_take_invoice(bigint);
+DROP FUNCTION paybot_take_invoice(bigint, timestamptz);
 DROP FUNCTION paybot_raise_not_payable(bigint);
 DROP FUNCTION paybot_credit_user(bigint, bigint, text, bigint);
 DROP FUNCTION paybot_debit_user(bigint, bigint, text, bigint);

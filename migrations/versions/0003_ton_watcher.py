@@ -211,7 +211,7 @@ END $$;
 -- the records, and releases the partial holdings (o_partials is their sum).
 CREATE FUNCTION paybot_ton_pay_invoice(
     p_inv invoices, p_amount bigint, p_exclude_hold bigint, p_reference text, p_claim text,
-    p_currency text, p_rate numeric, p_tx_hash text,
+    p_currency text, p_rate numeric, p_tx_hash text, p_sent_at timestamptz DEFAULT NULL,
     OUT o_outcome text, OUT o_payer bigint, OUT o_payment bigint, OUT o_claim text,
     OUT o_status text, OUT o_partials bigint, OUT o_excess bigint, OUT o_excess_held bigint,
     OUT o_credited bigint, OUT o_ton_debit bigint, OUT o_converted bigint)
@@ -230,7 +230,8 @@ BEGIN
     END IF;
     o_payer := paybot_invoice_payer(p_inv);
     SELECT s.payment_id, s.claim_token, s.invoice_status INTO o_payment, o_claim, o_status
-      FROM settle_external_payment(p_inv.public_id, 'ton', p_reference, o_payer, p_claim) s;
+      FROM settle_external_payment(p_inv.public_id, 'ton', p_reference, o_payer, p_claim,
+                                   p_sent_at) s;
     IF p_inv.currency = 'TON' THEN
         o_ton_debit := v_quote;
     ELSE
@@ -324,16 +325,19 @@ BEGIN
                 v_outcome := 'unmatched'; v_note := 'unknown invoice';
             ELSIF v.ton_amount IS NULL THEN
                 v_outcome := 'unmatched'; v_note := 'invoice has no TON price';
-            ELSIF v.status <> 'pending' OR v.expires_at <= now()
+            -- Late is judged by when the transfer was made (its block time), not when the
+            -- watcher saw it: a buyer who paid on time is not penalised for our delay.
+            ELSIF v.status NOT IN ('pending', 'expired')
+                  OR v.expires_at <= least(to_timestamp(p_utime), now())
                   OR (v.max_uses IS NOT NULL AND v.uses >= v.max_uses) THEN
                 v_outcome := 'late_or_duplicate';
                 v_note := CASE WHEN v.status = 'cancelled' THEN 'invoice cancelled'
-                               WHEN v.status = 'expired' OR v.expires_at <= now()
-                                    THEN 'invoice expired'
-                               ELSE 'invoice already paid' END;
+                               WHEN v.status = 'paid' OR v.uses >= v.max_uses
+                                    THEN 'invoice already paid'
+                               ELSE 'invoice expired' END;
             ELSE
                 r := paybot_ton_pay_invoice(v, p_value, NULL, 'ton:' || p_hash, p_claim,
-                                            p_currency, p_rate, p_hash);
+                                            p_currency, p_rate, p_hash, to_timestamp(p_utime));
                 v_outcome := r.o_outcome; v_payment := r.o_payment; v_claim := r.o_claim;
                 v_status := r.o_status; v_excess := r.o_excess;
                 v_partials := CASE WHEN r.o_outcome = 'partial' THEN 0 ELSE r.o_partials END;
@@ -526,7 +530,7 @@ DROP FUNCTION paybot_ton_release(bigint, text, text, bigint, text, text, numeric
 DROP FUNCTION paybot_ton_receive(text, text, bigint, bigint, bigint, text, boolean, text, bigint,
                                  text, text, text, text, text, text, numeric, text);
 DROP FUNCTION paybot_ton_cursor(text, boolean);
-DROP FUNCTION paybot_ton_pay_invoice(invoices, bigint, bigint, text, text, text, numeric, text);
+DROP FUNCTION paybot_ton_pay_invoice(invoices, bigint, bigint, text, text, text, numeric, text, timestamptz);
 DROP FUNCTION paybot_ton_credit_user(text, bigint, bigint, text, numeric, text, text, text);
 DROP FUNCTION paybot_ton_legs(text, text, text, bigint, bigint, bigint);
 DROP FUNCTION paybot_invoice_payer(invoices);

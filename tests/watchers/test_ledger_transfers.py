@@ -190,6 +190,34 @@ async def test_multi_use_invoice_and_rules_at_the_edges(world: World) -> None:
     assert await world.invariants() == []
 
 
+async def test_lateness_is_judged_by_when_the_transfer_was_made(world: World) -> None:
+    """The watcher was down: a transfer made before the expiry is seen only after the invoice
+    was marked expired. The buyer paid on time, so the invoice is paid; one made after the
+    expiry is late."""
+    import time
+
+    from ledger.invoices import expire_due_invoices
+
+    chain = SyntheticChain()
+    on_time = await create_invoice(world.engine, seller_id=world.seller.id, title="On time",
+                                   amount=TON, currency="TON")
+    too_late = await create_invoice(world.engine, seller_id=world.seller.id, title="Too late",
+                                    amount=TON, currency="TON")
+    await run_sql(world.engine, "UPDATE invoices SET expires_at = now() - interval '1 minute' "
+                                "WHERE id IN (:a, :b)", a=on_time.id, b=too_late.id)
+    await expire_due_invoices(world.engine)
+    assert (await get_invoice(world.engine, on_time.public_id)).status == "expired"
+    now = int(time.time())
+    sent_before = replace(chain.next(TON, invoice=on_time.public_id), utime=now - 300)
+    sent_after = replace(chain.next(TON, invoice=too_late.public_id), utime=now - 10)
+    assert (await settle(world, sent_before)).outcome == "paid"
+    assert (await get_invoice(world.engine, on_time.public_id)).status == "paid"
+    late = await settle(world, sent_after)
+    assert late.outcome == "late_or_duplicate"
+    assert (await get_invoice(world.engine, too_late.public_id)).status == "expired"
+    assert await world.invariants() == []
+
+
 async def test_bad_transfer_input_is_refused(world: World) -> None:
     t = SyntheticChain().next(TON)
     for bad in (replace(t, tx_hash="XYZ"), replace(t, prev_hash="12"),

@@ -306,7 +306,7 @@ async def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--pending", type=int, default=100_000)
     p.add_argument("--small-transactions", type=int, default=1_000)
     p.add_argument("--small-pending", type=int, default=1_000)
-    p.add_argument("--concurrency", type=int, default=4,
+    p.add_argument("--concurrency", type=int, default=8,
                    help="the watcher's settlements in flight (its default)")
     args = p.parse_args(argv)
     templates = _templates()

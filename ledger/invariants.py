@@ -34,6 +34,18 @@ CHECKS: dict[str, str] = {
           LEFT JOIN users u ON u.id = g.user_id
          WHERE (g.payment_id IS NOT NULL AND p.id IS NULL)
             OR (g.user_id IS NOT NULL AND u.id IS NULL)""",
+    "ton_transfer_references_exist": """
+        SELECT 'ton transfer ' || t.tx_hash || ' -> missing invoice, user, payment or ledger '
+               || 'transaction' AS detail
+          FROM ton_transfers t
+          LEFT JOIN invoices i ON i.id = t.invoice_id
+          LEFT JOIN users u ON u.id = t.user_id
+          LEFT JOIN payments p ON p.id = t.payment_id
+          LEFT JOIN ledger_transactions l ON l.id = t.ledger_tx_id
+         WHERE (t.invoice_id IS NOT NULL AND i.id IS NULL)
+            OR (t.user_id IS NOT NULL AND u.id IS NULL)
+            OR (t.payment_id IS NOT NULL AND p.id IS NULL)
+            OR (t.ledger_tx_id IS NOT NULL AND l.id IS NULL)""",
     "balance_equals_applied_entries": """
         SELECT 'account ' || a.id || ' balance ' || a.balance || ' but entries say '
                || coalesce(s.applied, 0) AS detail

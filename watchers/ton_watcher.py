@@ -121,7 +121,7 @@ class TonWatcher:
         retry_attempts: int = 5,
         retry_base: float = 0.5,
         retry_max: float = 60.0,
-        concurrency: int = 4,
+        concurrency: int = 8,
         on_settled: OnSettled | None = None,
     ) -> None:
         self.address = normalize_address(address)  # ValueError for a bad address

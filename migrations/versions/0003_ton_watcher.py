@@ -39,7 +39,9 @@ CREATE TABLE ton_cursors (
 );
 
 -- Every transaction of a followed account, once (unique hash), with what it did and the
--- transaction before it (the chain the cursor follows). Append-only.
+-- transaction before it (the chain the cursor follows). Append-only. Like the other money
+-- tables its references carry no foreign keys (written only by paybot_ton_receive and
+-- paybot_ton_release; `paybot admin check` verifies them, ledger/invariants.py).
 CREATE TABLE ton_transfers (
     id                 bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     address            text NOT NULL,
@@ -57,15 +59,15 @@ CREATE TABLE ton_transfers (
     outcome            text NOT NULL CHECK (outcome IN ('paid', 'partial', 'excess', 'late_or_duplicate',
                                                         'unmatched', 'deposit', 'ignored')),
     note               text,
-    invoice_id         bigint REFERENCES invoices (id),
-    user_id            bigint REFERENCES users (id),       -- depositor, or payer credited with excess
-    payment_id         bigint REFERENCES payments (id),
+    invoice_id         bigint,
+    user_id            bigint,                             -- depositor, or payer credited with excess
+    payment_id         bigint,
     claim_token        text,                               -- a guest's claim (from the grant)
     excess_nano        bigint NOT NULL DEFAULT 0 CHECK (excess_nano >= 0),
     held_nano          bigint NOT NULL DEFAULT 0 CHECK (held_nano >= 0),
     credited           bigint,                             -- minor units put on user_id's balance
-    credited_currency  text REFERENCES currencies (code),
-    ledger_tx_id       bigint REFERENCES ledger_transactions (id),  -- the TON-side entries
+    credited_currency  text,
+    ledger_tx_id       bigint,                             -- the TON-side entries
     created_at         timestamptz NOT NULL DEFAULT now(),
     CONSTRAINT chain_goes_forward CHECK (prev_lt < lt),
     -- an account's history has no forks: one successor per transaction (the cursor's index)

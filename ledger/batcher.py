@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import text
+from sqlalchemy import RowMapping, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ledger.db import typed_errors
@@ -20,6 +22,8 @@ from ledger.errors import from_code
 from ledger.models import PaymentResult
 
 MAX_BATCH = 64
+RETRIES = 3
+RETRYABLE = {"40P01", "40001"}  # deadlock detected, serialization failure
 MAX_IN_FLIGHT = 4  # batches on separate connections at once: keeps group commit busy
 
 _SQL = text(
@@ -84,15 +88,25 @@ class PaymentBatcher:
             await asyncio.wait({waiter, *self._batches}, return_when=asyncio.FIRST_COMPLETED)
             waiter.cancel()
 
+    async def _call(self, batch: list[_Request]) -> Sequence[RowMapping]:
+        params = {"invoices": [r.invoice for r in batch], "buyers": [r.buyer for r in batch],
+                  "keys": [r.key for r in batch]}
+        for attempt in range(RETRIES + 1):
+            try:
+                with typed_errors():
+                    async with self._engine.connect() as conn:
+                        return (await conn.execute(_SQL, params)).mappings().all()
+            except DBAPIError as exc:
+                # A deadlock or serialization failure rolled the whole batch back: nothing
+                # happened, so sending it again is safe (and each request keeps its key).
+                state = getattr(exc.orig, "sqlstate", None)
+                if state not in RETRYABLE or attempt == RETRIES:
+                    raise
+        raise AssertionError("unreachable")
+
     async def _send(self, batch: list[_Request]) -> None:
         try:
-            with typed_errors():
-                async with self._engine.connect() as conn:
-                    rows = (await conn.execute(_SQL, {
-                        "invoices": [r.invoice for r in batch],
-                        "buyers": [r.buyer for r in batch],
-                        "keys": [r.key for r in batch],
-                    })).mappings().all()
+            rows = await self._call(batch)
         except BaseException as exc:  # the whole call failed: every request in it did
             for req in batch:
                 if not req.future.done():

@@ -142,3 +142,28 @@ async def test_the_same_tap_arriving_twice_at_once_pays_once(
     assert await balance(engine, buyer.id) == 10_000 - 200
     assert (await get_invoice(engine, inv.public_id)).uses == 1
     assert await check_invariants(engine) == []
+
+
+async def test_a_batch_caught_in_a_deadlock_is_sent_again_and_pays(engine, make_user) -> None:
+    """Something else (an operator's manual SQL, say) holds the buyer's account and then
+    wants the invoice the batch holds: PostgreSQL aborts the batch; nothing of it happened,
+    so the batcher sends it again and the payment goes through once."""
+    from sqlalchemy import text
+
+    from ledger.db import transaction
+
+    seller, buyer = await make_user(), await make_user(balance=500)
+    inv = await create_invoice(engine, seller_id=seller.id, title="Tea", amount=500)
+    await balance(engine, buyer.id)
+    async with transaction(engine) as other:
+        await other.execute(text("SELECT apply_pending_credits(id) FROM accounts "
+                                 "WHERE user_id = :u"), {"u": buyer.id})  # locks the account
+        payment = asyncio.ensure_future(pay_from_balance(engine, inv.public_id, buyer.id, "k"))
+        await asyncio.sleep(0.3)  # the batch now holds the invoice and waits for the account
+        await other.execute(text("UPDATE invoices SET title = title WHERE id = :i"),
+                            {"i": inv.id})
+    result = await asyncio.wait_for(payment, 30)
+    assert result.invoice_status == "paid" and result.replayed is False
+    assert await balance(engine, buyer.id) == 0
+    assert await balance(engine, seller.id) == 500
+    assert await check_invariants(engine) == []

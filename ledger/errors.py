@@ -49,9 +49,8 @@ class OwnInvoice(LedgerError):
     message = "You cannot pay your own invoice."
 
 
-class InsufficientFunds(LedgerError):
-    code = "insufficient_funds"
-    message = "Not enough money on the balance."
+class AmountShortfall(LedgerError):
+    """An error that says how much was needed and how much there was (minor units)."""
 
     @property
     def needed(self) -> int | None:
@@ -60,6 +59,11 @@ class InsufficientFunds(LedgerError):
     @property
     def available(self) -> int | None:
         return self.info.get("available")
+
+
+class InsufficientFunds(AmountShortfall):
+    code = "insufficient_funds"
+    message = "Not enough money on the balance."
 
 
 class IdempotencyKeyReused(LedgerError):

@@ -28,7 +28,13 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 
 from ledger.db import Executor, fetch_all, fetch_one, typed_errors
-from ledger.errors import InvoiceNotFound, LedgerError, UserNotFound, register_sqlstates
+from ledger.errors import (
+    AmountShortfall,
+    InvoiceNotFound,
+    LedgerError,
+    UserNotFound,
+    register_sqlstates,
+)
 from ledger.ids import parse_invoice_id
 from ledger.invoices import get_invoice
 from ledger.money import DECIMALS
@@ -86,17 +92,9 @@ class InvoiceNotTon(LedgerError):
     message = "This invoice has no TON price."
 
 
-class NotEnoughForInvoice(LedgerError):
+class NotEnoughForInvoice(AmountShortfall):
     code = "not_enough_for_invoice"
     message = "The held amount does not cover the invoice's TON price."
-
-    @property
-    def needed(self) -> int | None:
-        return self.info.get("needed")
-
-    @property
-    def available(self) -> int | None:
-        return self.info.get("available")
 
 
 class HoldOfInvoice(LedgerError):

@@ -68,10 +68,11 @@ async def mark_failed(db: Executor, event_id: int, error: str) -> None:
 
 
 async def redeliver(db: Executor, event_id: int) -> bool:
-    """Put a failed event back in the queue (operator or seller asked for it)."""
+    """Put a failed event back in the queue (operator or seller asked for it), with a fresh
+    retry schedule."""
     row = await fetch_one(
         db,
-        "UPDATE outbox SET failed_at = NULL, available_at = now() "
+        "UPDATE outbox SET failed_at = NULL, available_at = now(), attempts = 0 "
         "WHERE id = :id AND delivered_at IS NULL RETURNING id",
         id=event_id,
     )

@@ -134,7 +134,7 @@ async def test_outbox_events_are_leased_retried_failed_and_redelivered(engine, m
     await mark_failed(engine, event.id, "gave up")
     assert await redeliver(engine, event.id)
     again = [e for e in await claim_due(engine, "callback", limit=1000) if e.id == event.id]
-    assert again
+    assert again and again[0].attempts == 1  # a fresh retry schedule
     await mark_delivered(engine, event.id)
     assert not await redeliver(engine, event.id)
 

@@ -35,14 +35,14 @@ def database(settings: DatabaseSettings) -> Iterator[str]:
         yield url
 
 
+ENGINE = web.AppKey("engine", AsyncEngine)
+
+
 async def healthz(request: web.Request) -> web.Response:
     engine: AsyncEngine = request.app[ENGINE]
     async with engine.connect() as conn:
         await conn.exec_driver_sql("SELECT 1")
     return web.json_response({"ok": True})
-
-
-ENGINE = web.AppKey("engine", AsyncEngine)
 
 
 def build_web_app(settings: Settings, engine: AsyncEngine) -> web.Application:
@@ -52,7 +52,7 @@ def build_web_app(settings: Settings, engine: AsyncEngine) -> web.Application:
     app.router.add_get("/healthz", healthz)
     setup_pay_pages(app, engine, settings)
     setup_api(app, engine, settings)  # /api/v1
-    # Each part mounts its routes here (pay page, seller API, Telegram webhook).
+    # The Telegram webhook route, when configured, is added by telegram_service() in serve().
     return app
 
 

@@ -3,6 +3,7 @@ database per test run, migrated to head."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 import os
@@ -82,3 +83,19 @@ async def run_sql(engine: AsyncEngine, sql: str, **params: object) -> list[dict[
     async with engine.connect() as conn:
         result = await conn.execute(text(sql), params)
         return [dict(r) for r in result.mappings().all()] if result.returns_rows else []
+
+
+async def wait_until_serving(http: object, url: str, server: asyncio.Task[object]) -> None:
+    """Poll `url` until it answers 200, failing at once if the server task died."""
+    import aiohttp
+
+    assert isinstance(http, aiohttp.ClientSession)
+    while True:
+        try:
+            async with http.get(url) as resp:
+                if resp.status == 200:
+                    return
+        except aiohttp.ClientConnectionError:
+            pass
+        assert not server.done(), server.exception()
+        await asyncio.sleep(0.1)

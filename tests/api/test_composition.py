@@ -16,6 +16,7 @@ from bot.settings import ApiSettings, Settings, TelegramSettings, TonSettings, W
 from ledger.payments import pay_from_balance
 from ledger.sellers import issue_token
 from tests.api.conftest import LoopbackOnlySender
+from tests.conftest import wait_until_serving
 
 
 def free_port() -> int:
@@ -43,15 +44,7 @@ async def test_run_serves_the_api_and_delivers_callbacks(
     base = f"http://127.0.0.1:{port}/api/v1"
     try:
         async with aiohttp.ClientSession() as http, asyncio.timeout(60):
-            while True:
-                try:
-                    async with http.get(f"{base}/openapi.json") as resp:
-                        if resp.status == 200:
-                            break
-                except aiohttp.ClientConnectionError:
-                    pass
-                assert not app.done(), app.exception()
-                await asyncio.sleep(0.1)
+            await wait_until_serving(http, f"{base}/openapi.json", app)
             async with http.post(f"{base}/invoices", headers={
                 "Authorization": f"Bearer {token}"}, json={
                 "title": "Shield", "amount": "3.00", "callback_url": receiver.url}) as resp:

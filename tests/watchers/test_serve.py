@@ -11,6 +11,7 @@ import aiohttp
 
 from bot.app import serve
 from bot.settings import Settings, TelegramSettings, TonSettings, WebSettings
+from tests.conftest import wait_until_serving
 from tests.watchers.conftest import EXPECTED, Toncenter, World
 from tests.watchers.standins import DATA
 
@@ -52,15 +53,7 @@ async def test_run_keeps_serving_when_the_chain_is_unreachable(world: World) -> 
     app = asyncio.create_task(serve(settings, world.url, stop))
     try:
         async with aiohttp.ClientSession() as http, asyncio.timeout(60):
-            while True:
-                try:
-                    async with http.get(f"http://127.0.0.1:{port}/healthz") as resp:
-                        if resp.status == 200:
-                            break
-                except aiohttp.ClientConnectionError:
-                    pass
-                assert not app.done(), app.exception()
-                await asyncio.sleep(0.1)
+            await wait_until_serving(http, f"http://127.0.0.1:{port}/healthz", app)
             await asyncio.sleep(1)  # a few failing polls
             async with http.get(f"http://127.0.0.1:{port}/healthz") as resp:
                 assert resp.status == 200

@@ -88,11 +88,20 @@ async def serve(database_url: str) -> None:
 
 # --- the client process -----------------------------------------------------------------------
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time a process has used so far (Linux /proc)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def drive(
-    session: aiohttp.ClientSession, concurrency: int, seconds: float, request: Any
+    session: aiohttp.ClientSession, concurrency: int, seconds: float, request: Any,
+    server_pid: int | None = None,
 ) -> dict[str, Any]:
     """Run `request(session, n)` from `concurrency` workers for `seconds` (after a short
-    warm-up); returns the rate, latency percentiles and the count of non-2xx answers."""
+    warm-up); returns the rate, latency percentiles, the count of non-2xx answers and, given
+    the server's pid, the server's CPU time per request."""
     latencies: list[float] = []
     errors = 0
     counter = iter(range(10**9))
@@ -108,17 +117,21 @@ async def drive(
 
     warm = time.perf_counter() + min(1.0, seconds / 5)
     await asyncio.gather(*(worker(warm, False) for _ in range(concurrency)))
+    cpu0 = cpu_seconds(server_pid) if server_pid else 0.0
     start = time.perf_counter()
     await asyncio.gather(*(worker(start + seconds, True) for _ in range(concurrency)))
     elapsed = time.perf_counter() - start
+    cpu = cpu_seconds(server_pid) - cpu0 if server_pid else None
     latencies.sort()
     return {"rps": round(len(latencies) / elapsed, 1),
             "p50_ms": round(percentile(latencies, 0.5), 2),
-            "p99_ms": round(percentile(latencies, 0.99), 2), "errors": errors}
+            "p99_ms": round(percentile(latencies, 0.99), 2), "errors": errors,
+            "server_cpu_us": round(cpu / len(latencies) * 1e6, 1)
+            if cpu is not None and latencies else None}
 
 
-async def http_phases(api_port: int, tokens: list[str], args: argparse.Namespace
-                      ) -> dict[str, Any]:
+async def http_phases(api_port: int, server_pid: int, tokens: list[str],
+                      args: argparse.Namespace) -> dict[str, Any]:
     base = f"http://127.0.0.1:{api_port}"
     auth = {"Authorization": f"Bearer {tokens[0]}"}
     created: list[str] = []
@@ -153,10 +166,14 @@ async def http_phases(api_port: int, tokens: list[str], args: argparse.Namespace
 
     connector = aiohttp.TCPConnector(limit=args.concurrency)
     async with aiohttp.ClientSession(connector=connector) as session:
-        hello_stats = await drive(session, args.concurrency, args.seconds, get_hello)
-        post_stats = await drive(session, args.concurrency, args.seconds, post_invoice)
-        many_stats = await drive(session, args.concurrency, args.seconds, post_invoice_many)
-        get_stats = await drive(session, args.concurrency, args.seconds, get_invoice)
+        hello_stats = await drive(session, args.concurrency, args.seconds, get_hello,
+                                  server_pid)
+        post_stats = await drive(session, args.concurrency, args.seconds, post_invoice,
+                                  server_pid)
+        many_stats = await drive(session, args.concurrency, args.seconds, post_invoice_many,
+                                  server_pid)
+        get_stats = await drive(session, args.concurrency, args.seconds, get_invoice,
+                                  server_pid)
     return {"hello": hello_stats, "post": post_stats, "post_many": many_stats,
             "get": get_stats, "invoices_created": len(created)}
 
@@ -234,7 +251,7 @@ async def bench(args: argparse.Namespace, server_url: str) -> dict[str, Any]:
             if not line or line[0] != "READY":
                 raise RuntimeError("the benchmark server did not start")
             api_port, receiver_port = int(line[1]), int(line[2])
-            http = await http_phases(api_port, tokens, args)
+            http = await http_phases(api_port, proc.pid, tokens, args)
             ledger_rps = await ledger_phase(url, seller.id, args)
             callbacks = await callback_phase(url, receiver_port, seller.id, args)
         finally:
@@ -262,6 +279,9 @@ async def bench(args: argparse.Namespace, server_url: str) -> dict[str, Any]:
         "targets": TARGETS,
         "latency_ms": {k: {"p50": http[k]["p50_ms"], "p99": http[k]["p99_ms"]}
                        for k in ("hello", "post", "post_many", "get")},
+        # CPU the server process spent per request (PostgreSQL's is not included)
+        "server_cpu_us_per_request": {k: http[k]["server_cpu_us"]
+                                      for k in ("hello", "post", "post_many", "get")},
         "http_errors": sum(http[k]["errors"] for k in ("hello", "post", "post_many", "get")),
         **callbacks,
         "cpus": os.cpu_count(),

@@ -14,7 +14,10 @@ INVOICE_ID_RE = re.compile(rf"^[{ALPHABET}]{{{INVOICE_ID_LENGTH}}}$")
 
 
 def _random_code(length: int) -> str:
-    return "".join(secrets.choice(ALPHABET) for _ in range(length))
+    # One draw of 5 bits per character, split up: the same distribution as a choice per
+    # character, with one call to the system's random source instead of `length`.
+    bits = secrets.randbits(5 * length)
+    return "".join(ALPHABET[(bits >> (5 * i)) & 31] for i in range(length))
 
 
 def new_invoice_id() -> str:

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ledger.coalesce import coalescer_for
 from ledger.db import Executor, fetch_all, fetch_one
 from ledger.errors import InvalidAmount, InvalidInvoice, InvoiceNotFound
 from ledger.ids import new_invoice_id, parse_invoice_id
@@ -23,6 +25,7 @@ DEFAULT_EXPIRY = timedelta(days=7)
 MAX_EXPIRY = timedelta(days=366)
 PAYLOAD_KEYS = {"item_id", "achievement_id", "callback_url"}
 MAX_TON_QUOTE = 10**18  # nanotons; bigint holds 9.2e18
+KEY_MAX = 200  # characters of an idempotency key
 
 
 def _clean_payload(payload: Mapping[str, Any] | None) -> dict[str, str]:
@@ -45,8 +48,28 @@ def _clean_payload(payload: Mapping[str, Any] | None) -> dict[str, str]:
     return clean
 
 
-async def create_invoice(
-    db: Executor,
+@dataclass(frozen=True, slots=True)
+class NewInvoice:
+    """A checked request to issue an invoice: what create_invoices() receives per row."""
+
+    seller_id: int
+    title: str
+    description: str | None
+    currency: str
+    amount: int
+    ton_amount: int | None
+    ton_rate: Decimal | None
+    kind: str
+    max_uses: int | None
+    payload: str  # JSON text
+    expires_at: datetime
+    public_id: str
+    id_chosen: bool = False  # the caller chose public_id: a clash is an error, not a redraw
+    idempotency_key: str | None = None
+    request_hash: bytes | None = None
+
+
+def new_invoice(
     *,
     seller_id: int,
     title: str,
@@ -59,8 +82,11 @@ async def create_invoice(
     payload: Mapping[str, Any] | None = None,
     ton_rate: Decimal | None = None,
     public_id: str | None = None,
-) -> Invoice:
-    """Issue an invoice. `ton_rate` (units of `currency` per TON) locks the TON quote now."""
+    idempotency_key: str | None = None,
+    request_hash: bytes = b"",
+) -> NewInvoice:
+    """Check an invoice request (InvalidInvoice/InvalidAmount say what is wrong); nothing is
+    written. `ton_rate` (units of `currency` per TON) locks the TON quote now."""
     title = (title or "").strip()
     if not title:
         raise InvalidInvoice("the title is empty")
@@ -78,54 +104,40 @@ async def create_invoice(
         raise InvalidInvoice("max uses is a positive number, for multi-use invoices only")
     if not timedelta(minutes=1) <= expires_in <= MAX_EXPIRY:
         raise InvalidInvoice("the expiry must be between one minute and one year")
+    if idempotency_key is not None and not 0 < len(idempotency_key) <= KEY_MAX:
+        raise InvalidInvoice(f"the idempotency key must be 1 to {KEY_MAX} characters")
     clean_payload = _clean_payload(payload)
     ton_amount = quote_ton(amount, currency, ton_rate) if ton_rate is not None else None
     if currency == "TON":
         ton_amount = amount
     if ton_amount is not None and ton_amount > MAX_TON_QUOTE:
         raise InvalidAmount("the amount is too large to quote in TON")
-    now = datetime.now(UTC)
-    params = dict(
-        seller=seller_id,
-        year=now.year,
-        title=title,
-        description=description,
-        currency=currency,
-        amount=amount,
-        ton_amount=ton_amount,
-        ton_rate=ton_rate,
-        kind=kind,
-        max_uses=max_uses,
-        payload=json.dumps(clean_payload),
-        expires_at=now + expires_in,
+    return NewInvoice(
+        seller_id=seller_id, title=title, description=description, currency=currency,
+        amount=amount, ton_amount=ton_amount, ton_rate=ton_rate, kind=kind, max_uses=max_uses,
+        payload=json.dumps(clean_payload), expires_at=datetime.now(UTC) + expires_in,
+        public_id=public_id or new_invoice_id(), id_chosen=public_id is not None,
+        idempotency_key=idempotency_key,
+        request_hash=request_hash if idempotency_key is not None else None,
     )
-    for _attempt in range(3):  # a 65-bit id collides only in theory, but never fail on it
-        try:
-            row = await fetch_one(db, _INSERT, public_id=public_id or new_invoice_id(), **params)
-        except IntegrityError as exc:
-            if "invoices_public_id_key" not in str(exc) or public_id is not None:
-                raise
-            continue
-        assert row is not None
-        return Invoice.from_row(row)
-    raise RuntimeError("could not allocate an invoice id")
 
 
-_INSERT = """
-WITH n AS (
-    INSERT INTO invoice_counters (seller_id, year, last) VALUES (:seller, :year, 1)
-    ON CONFLICT (seller_id, year) DO UPDATE SET last = invoice_counters.last + 1
-    RETURNING last
-)
-INSERT INTO invoices (public_id, seller_id, number, title, description, currency, amount,
-                      ton_amount, ton_rate, kind, max_uses, payload, expires_at)
-SELECT :public_id, :seller,
-       'INV-' || :year || '-' || lpad(n.last::text, greatest(4, length(n.last::text)), '0'),
-       :title, :description, :currency, :amount, :ton_amount, :ton_rate, :kind, :max_uses,
-       CAST(:payload AS jsonb), :expires_at
-  FROM n
-RETURNING *
-"""
+async def create_invoice(db: Executor, **request: Any) -> Invoice:
+    """Issue an invoice (the arguments are new_invoice's)."""
+    invoice, _replayed = await issue_invoice(db, new_invoice(**request))
+    return invoice
+
+
+async def issue_invoice(db: Executor, request: NewInvoice) -> tuple[Invoice, bool]:
+    """Write a checked invoice; (invoice, replayed). With an idempotency key, at most once per
+    (seller, key): the same key with the same request_hash returns the first invoice
+    (replayed=True), with a different request IdempotencyKeyReused. Through an engine,
+    concurrent requests share one database call (ledger/invoice_batches.py)."""
+    from ledger.invoice_batches import InvoiceCreator, create_alone
+
+    if isinstance(db, AsyncEngine):
+        return await coalescer_for(db, InvoiceCreator).submit(request)
+    return await create_alone(db, request)
 
 
 async def get_invoice(db: Executor, public_id: str) -> Invoice:

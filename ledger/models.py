@@ -47,12 +47,15 @@ class Invoice:
 
     @classmethod
     def from_row(cls, row: RowMapping) -> Invoice:
-        return cls(**{f.name: row[f.name] for f in fields(cls)})
+        return cls(*(row[name] for name in _INVOICE_FIELDS))
 
     @property
     def comment(self) -> str:
         """The wallet comment that pays this invoice on chain."""
         return f"INV-{self.public_id}"
+
+
+_INVOICE_FIELDS = tuple(f.name for f in fields(Invoice))
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,13 +14,14 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ledger.coalesce import coalescer_for
 from ledger.db import Executor, fetch_all, fetch_one
-from ledger.errors import IdempotencyKeyReused, InvalidInvoice, InvoiceNotFound, LedgerError
-from ledger.ids import new_invoice_id, parse_invoice_id
-from ledger.invoices import create_invoice, get_invoice
+from ledger.errors import InvoiceNotFound, LedgerError
+from ledger.ids import parse_invoice_id
+from ledger.invoice_batches import InvoiceReader
+from ledger.invoices import issue_invoice, new_invoice
 from ledger.models import Invoice
 from ledger.money import DECIMALS, format_amount
 
@@ -261,17 +262,19 @@ def invoice_view(inv: Invoice, links: Links) -> dict[str, Any]:
 
 
 async def seller_invoice(db: Executor, seller_user_id: int, public_id: str) -> Invoice:
-    """One of the seller's invoices; another seller's looks exactly like a missing one."""
+    """One of the seller's invoices; another seller's looks exactly like a missing one.
+    Through an engine, concurrent lookups share one query (ledger/invoice_batches.py)."""
     canonical = parse_invoice_id(public_id)
-    row = None
+    invoice = None
     if canonical is not None:
-        row = await fetch_one(
-            db, "SELECT * FROM invoices WHERE public_id = :id AND seller_id = :seller",
-            id=canonical, seller=seller_user_id,
-        )
-    if row is None:
+        if isinstance(db, AsyncEngine):
+            invoice = await coalescer_for(db, InvoiceReader).submit(canonical)
+        else:
+            row = await fetch_one(db, "SELECT * FROM invoices WHERE public_id = :id", id=canonical)
+            invoice = Invoice.from_row(row) if row else None
+    if invoice is None or invoice.seller_id != seller_user_id:
         raise InvoiceNotFound(public_id[:40])
-    return Invoice.from_row(row)
+    return invoice
 
 
 async def create_invoice_once(
@@ -279,59 +282,11 @@ async def create_invoice_once(
     **invoice: Any,
 ) -> tuple[Invoice, bool]:
     """create_invoice, at most once per (seller, key): the same key with the same request
-    returns the first invoice (replayed=True); with a different request it is refused.
-
-    The key claims a fresh invoice id in one short statement, then create_invoice runs as its
-    own statement under that id. No transaction spans the two, so the seller's invoice-number
-    counter stays locked only as long as without a key (a busy shop is not serialised on it).
-    """
-    if idempotency_key is None:
-        return await create_invoice(engine, seller_id=seller_id, **invoice), False
-    if not 0 < len(idempotency_key) <= 200:
-        raise InvalidInvoice("the idempotency key must be 1 to 200 characters")
-    key = dict(user=seller_id, key=idempotency_key)
-    for _attempt in range(3):
-        claimed = await fetch_one(
-            engine,
-            "INSERT INTO api_idempotency (user_id, key, request_hash, public_id) "
-            "VALUES (:user, :key, :hash, :public_id) "
-            "ON CONFLICT (user_id, key) DO NOTHING RETURNING public_id",
-            hash=request_hash, public_id=new_invoice_id(), **key,
-        )
-        if claimed is not None:
-            try:
-                created = await create_invoice(engine, seller_id=seller_id,
-                                               public_id=claimed["public_id"], **invoice)
-            except LedgerError:  # refused before writing: free the key for a corrected request
-                await fetch_one(engine, "DELETE FROM api_idempotency WHERE user_id = :user "
-                                        "AND key = :key RETURNING 1", **key)
-                raise
-            return created, False
-        row = await fetch_one(
-            engine,
-            """
-            SELECT k.request_hash AS _request_hash, k.public_id AS _claimed, i.*
-              FROM api_idempotency k LEFT JOIN invoices i ON i.public_id = k.public_id
-             WHERE k.user_id = :user AND k.key = :key
-            """,
-            **key,
-        )
-        if row is None:
-            continue  # the first request was refused and freed the key just now
-        if bytes(row["_request_hash"]) != request_hash:
-            raise IdempotencyKeyReused(idempotency_key[:40])
-        if row["id"] is not None:
-            return Invoice.from_row(row), True
-        # Claimed but not created: the first request is creating it now, or died in between.
-        # Create it under the claimed id; if the first one wins, the id is taken: read it.
-        try:
-            return await create_invoice(engine, seller_id=seller_id, public_id=row["_claimed"],
-                                        **invoice), True
-        except IntegrityError as exc:
-            if "invoices_public_id_key" not in str(exc):
-                raise
-            return await get_invoice(engine, row["_claimed"]), True
-    raise RuntimeError("idempotent invoice creation did not settle")  # pragma: no cover
+    returns the first invoice (replayed=True); with a different request it is refused. The
+    key and the invoice are written in one transaction (create_invoices in migration 0005)."""
+    return await issue_invoice(engine, new_invoice(
+        seller_id=seller_id, idempotency_key=idempotency_key, request_hash=request_hash,
+        **invoice))
 
 
 async def list_seller_invoices(

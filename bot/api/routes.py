@@ -161,7 +161,8 @@ class SellerApi:
         expires_in = (timedelta(seconds=req.expires_in) if req.expires_in is not None
                       else self.cfg.default_expiry)
         invoice, replayed = await create_invoice_once(
-            self.engine, seller_id=seller, idempotency_key=key, request_hash=req.fingerprint(),
+            self.engine, seller_id=seller, idempotency_key=key,
+            request_hash=req.fingerprint() if key is not None else b"",
             title=req.title, amount=amount, currency=req.currency, description=req.description,
             kind=req.kind, max_uses=req.max_uses, expires_in=expires_in, payload=payload,
             ton_rate=self.cfg.ton_rate,

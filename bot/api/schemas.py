@@ -53,8 +53,7 @@ class InvoiceCreate(_Strict):
 
     def fingerprint(self) -> bytes:
         """What makes two requests "the same" for an Idempotency-Key."""
-        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True)
-        return hashlib.sha256(canonical.encode()).digest()
+        return hashlib.sha256(self.model_dump_json().encode()).digest()
 
 
 class WebhookUpdate(_Strict):

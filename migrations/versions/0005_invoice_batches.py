@@ -1,0 +1,136 @@
+"""Invoices created in batches: one call issues many invoices, each with its own outcome.
+
+create_invoices() takes one array per column (index i across the arrays is request i) and
+answers one row per request: 'created', 'replayed' (its idempotency key was used before with
+the same request), or 'key_reused' (the key was used for a different request). The key and
+the invoice are written in the same transaction, so a request that dies leaves neither.
+Invoice numbers are allocated per seller with one counter update per seller per batch, so a
+busy shop takes its counter lock once per batch instead of once per invoice.
+
+Rows locked in a fixed order (idempotency keys by seller and key, counters by seller) keep
+two batches from deadlocking each other. Validation happens before the call (ledger/
+invoices.py); the table constraints stay the last word.
+
+Revision ID: 0005
+Revises: 0004
+Create Date: 2026-11-22
+"""
+
+from migrations.sql import run_script
+
+revision = "0005"
+down_revision = "0004"
+branch_labels = None
+depends_on = None
+
+UPGRADE = r"""
+CREATE FUNCTION create_invoices(
+    p_sellers bigint[], p_keys text[], p_hashes bytea[], p_public_ids text[], p_titles text[],
+    p_descriptions text[], p_currencies text[], p_amounts bigint[], p_ton_amounts bigint[],
+    p_ton_rates numeric[], p_kinds text[], p_max_uses int[], p_payloads jsonb[],
+    p_expires_at timestamptz[]
+) RETURNS TABLE (r_idx int, r_outcome text, r_invoice invoices)
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_year int := extract(year FROM now() AT TIME ZONE 'UTC')::int;
+    v_claimed int[];
+    v_orphans int[];
+    v_public text[] := p_public_ids;
+    v_create int[];
+BEGIN
+    -- 1. Claim the idempotency keys. A key held by a transaction still running makes this
+    --    wait for it; afterwards the key is either ours or someone else's, committed.
+    WITH req AS (
+        SELECT u.seller, u.key, u.hash, u.public_id, u.i::int AS i
+          FROM unnest(p_sellers, p_keys, p_hashes, p_public_ids)
+               WITH ORDINALITY AS u(seller, key, hash, public_id, i)
+         WHERE u.key IS NOT NULL
+         ORDER BY u.seller, u.key
+    ), claimed AS (
+        INSERT INTO api_idempotency (user_id, key, request_hash, public_id)
+        SELECT seller, key, hash, public_id FROM req
+        ON CONFLICT (user_id, key) DO NOTHING
+        RETURNING user_id, key
+    )
+    SELECT coalesce(array_agg(req.i), '{}') INTO v_claimed
+      FROM req JOIN claimed ON claimed.user_id = req.seller AND claimed.key = req.key;
+
+    -- 2. Keys used before (a new statement: it sees what the waited-for transaction wrote).
+    RETURN QUERY
+    SELECT u.i::int,
+           CASE WHEN k.request_hash = u.hash THEN 'replayed' ELSE 'key_reused' END, inv
+      FROM unnest(p_sellers, p_keys, p_hashes) WITH ORDINALITY AS u(seller, key, hash, i)
+      JOIN api_idempotency k ON k.user_id = u.seller AND k.key = u.key
+      JOIN invoices inv ON inv.public_id = k.public_id
+     WHERE u.key IS NOT NULL AND u.i::int <> ALL (v_claimed);
+
+    -- A key claimed without its invoice (written by an older version that claimed first and
+    -- created second, then died in between): create the invoice under the claimed id now.
+    SELECT coalesce(array_agg(u.i::int), '{}') INTO v_orphans
+      FROM unnest(p_sellers, p_keys, p_hashes) WITH ORDINALITY AS u(seller, key, hash, i)
+      JOIN api_idempotency k ON k.user_id = u.seller AND k.key = u.key
+     WHERE u.key IS NOT NULL AND u.i::int <> ALL (v_claimed) AND k.request_hash = u.hash
+       AND NOT EXISTS (SELECT 1 FROM invoices WHERE public_id = k.public_id);
+    IF cardinality(v_orphans) > 0 THEN
+        SELECT array_agg(coalesce(k.public_id, u.public_id) ORDER BY u.i) INTO v_public
+          FROM unnest(p_sellers, p_keys, p_public_ids) WITH ORDINALITY AS u(seller, key, public_id, i)
+          LEFT JOIN api_idempotency k ON u.i::int = ANY (v_orphans)
+                                     AND k.user_id = u.seller AND k.key = u.key;
+    END IF;
+
+    v_create := ARRAY(SELECT u.i::int FROM unnest(p_keys) WITH ORDINALITY AS u(key, i)
+                       WHERE u.key IS NULL OR u.i::int = ANY (v_claimed)
+                          OR u.i::int = ANY (v_orphans));
+    IF cardinality(v_create) = 0 THEN
+        RETURN;
+    END IF;
+
+    -- 3. Number and insert the new invoices: one counter bump per seller, in seller order.
+    RETURN QUERY
+    WITH req AS (
+        SELECT u.*, u.i::int AS idx
+          FROM unnest(p_sellers, v_public, p_titles, p_descriptions, p_currencies, p_amounts,
+                      p_ton_amounts, p_ton_rates, p_kinds, p_max_uses, p_payloads, p_expires_at)
+               WITH ORDINALITY AS u(seller, public_id, title, description, currency, amount,
+                                    ton_amount, ton_rate, kind, max_uses, payload, expires_at, i)
+         WHERE u.i::int = ANY (v_create)
+    ), bumped AS (
+        INSERT INTO invoice_counters AS c (seller_id, year, last)
+        SELECT seller, v_year, count(*) FROM req GROUP BY seller ORDER BY seller
+        ON CONFLICT (seller_id, year) DO UPDATE SET last = c.last + EXCLUDED.last
+        RETURNING c.seller_id, c.last
+    ), numbered AS (
+        SELECT req.*, b.last - count(*) OVER w + row_number() OVER (w ORDER BY req.idx) AS n
+          FROM req JOIN bumped b ON b.seller_id = req.seller
+        WINDOW w AS (PARTITION BY req.seller)
+    ), ins AS (
+        INSERT INTO invoices (public_id, seller_id, number, title, description, currency,
+                              amount, ton_amount, ton_rate, kind, max_uses, payload, expires_at)
+        SELECT public_id, seller,
+               'INV-' || v_year || '-' || lpad(n::text, greatest(4, length(n::text)), '0'),
+               title, description, currency, amount, ton_amount, ton_rate, kind, max_uses,
+               payload, expires_at
+          FROM numbered ORDER BY idx
+        RETURNING *
+    )
+    SELECT numbered.idx,
+           CASE WHEN numbered.idx = ANY (v_orphans) THEN 'replayed' ELSE 'created' END,
+           ROW(ins.*)::invoices
+      FROM ins JOIN numbered ON numbered.public_id = ins.public_id;
+END
+$$;
+"""
+
+DOWNGRADE = r"""
+DROP FUNCTION create_invoices(bigint[], text[], bytea[], text[], text[], text[], text[],
+                              bigint[], bigint[], numeric[], text[], int[], jsonb[],
+                              timestamptz[]);
+"""
+
+
+def upgrade() -> None:
+    run_script(UPGRADE)
+
+
+def downgrade() -> None:
+    run_script(DOWNGRADE)

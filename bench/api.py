@@ -1,15 +1,16 @@
 """Seller API benchmark: requests per second against an aiohttp hello-world, and callbacks.
 
-    python -m bench.api [--database-url URL] [--seconds 5] [--concurrency 32]
+    python -m bench.api [--database-url URL] [--seconds 5] [--rounds 3] [--concurrency 32]
                         [--sellers 16] [--callbacks 2000]
 
 A server process runs the seller API (bot.api over the real ledger on PostgreSQL, production
 defaults) and, on the same aiohttp app, a hello-world route; this process drives each for
 `seconds` with `concurrency` keep-alive connections: GET /hello, POST /api/v1/invoices for one
 seller (each with its own Idempotency-Key), the same spread over `sellers` shops, and
-GET /api/v1/invoices/{id}. Ratios compare like with like: same server process, same client,
-same run. ledger_create_invoice_per_s is ledger.invoices.create_invoice called directly for one
-seller: one seller's invoices are numbered in order (a counter row), so that is the ceiling of
+GET /api/v1/invoices/{id}, in `rounds` alternating rounds. Ratios compare like with like: same
+server process, same client, same round; the medians over the rounds are reported.
+ledger_create_invoice_per_s is ledger.invoices.create_invoice called directly for one seller:
+one seller's invoices are numbered in order (a counter row), so that is the ceiling of
 single-seller POST. Finally `callbacks` paid invoices with a callback_url are delivered by the
 callback worker (watchers/callbacks.py) to a receiver in the server process; callbacks_per_s
 counts signed POSTs answered 200 and marked delivered. Prints one JSON object.
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import sys
@@ -141,7 +143,10 @@ async def http_phases(api_port: int, server_pid: int, tokens: list[str],
             await resp.read()
             return resp.status
 
+    keys = itertools.count()  # unique Idempotency-Keys across rounds
+
     async def post_invoice(session: aiohttp.ClientSession, n: int) -> int:
+        n = next(keys)
         body = {"title": f"Bench item {n}", "amount": "1.00", "item_id": "bench"}
         headers = {**auth, "Idempotency-Key": f"bench-{n}"}
         async with session.post(f"{base}/api/v1/invoices", json=body, headers=headers) as resp:
@@ -151,6 +156,7 @@ async def http_phases(api_port: int, server_pid: int, tokens: list[str],
             return resp.status
 
     async def post_invoice_many(session: aiohttp.ClientSession, n: int) -> int:
+        n = next(keys)
         body = {"title": f"Bench item {n}", "amount": "1.00", "item_id": "bench"}
         headers = {"Authorization": f"Bearer {tokens[n % len(tokens)]}",
                    "Idempotency-Key": f"bench-many-{n}"}
@@ -164,18 +170,21 @@ async def http_phases(api_port: int, server_pid: int, tokens: list[str],
             await resp.read()
             return resp.status
 
+    phases = {"hello": get_hello, "post": post_invoice, "post_many": post_invoice_many,
+              "get": get_invoice}
+    rounds: list[dict[str, dict[str, Any]]] = []
     connector = aiohttp.TCPConnector(limit=args.concurrency)
     async with aiohttp.ClientSession(connector=connector) as session:
-        hello_stats = await drive(session, args.concurrency, args.seconds, get_hello,
-                                  server_pid)
-        post_stats = await drive(session, args.concurrency, args.seconds, post_invoice,
-                                  server_pid)
-        many_stats = await drive(session, args.concurrency, args.seconds, post_invoice_many,
-                                  server_pid)
-        get_stats = await drive(session, args.concurrency, args.seconds, get_invoice,
-                                  server_pid)
-    return {"hello": hello_stats, "post": post_stats, "post_many": many_stats,
-            "get": get_stats, "invoices_created": len(created)}
+        for _ in range(args.rounds):  # alternate, so that drift in the machine hits all alike
+            rounds.append({name: await drive(session, args.concurrency, args.seconds, fn,
+                                             server_pid) for name, fn in phases.items()})
+    return {"rounds": rounds, "invoices_created": len(created)}
+
+
+def median(values: list[float]) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
 
 
 async def ledger_phase(url: str, seller_id: int, args: argparse.Namespace) -> float:
@@ -261,28 +270,36 @@ async def bench(args: argparse.Namespace, server_url: str) -> dict[str, Any]:
                 await asyncio.wait_for(proc.wait(), 10)
             except TimeoutError:
                 proc.kill()
-    hello_rps = http["hello"]["rps"]
+    rounds = http["rounds"]
+
+    def mid(phase: str, key: str) -> float:
+        return round(median([r[phase][key] for r in rounds]), 1)
+
+    def ratio(phase: str) -> float:
+        return round(median([r[phase]["rps"] / r["hello"]["rps"] for r in rounds]), 3)
+
+    phases = ("hello", "post", "post_many", "get")
     result: dict[str, Any] = {
         "benchmark": "api",
         "concurrency": args.concurrency,
         "seconds": args.seconds,
+        "rounds": args.rounds,
         "sellers": args.sellers,
-        "hello_world_rps": hello_rps,
-        "post_invoices_rps": http["post"]["rps"],
-        "post_ratio": round(http["post"]["rps"] / hello_rps, 3) if hello_rps else None,
-        "post_invoices_rps_many_sellers": http["post_many"]["rps"],
-        "post_many_ratio": (round(http["post_many"]["rps"] / hello_rps, 3)
-                            if hello_rps else None),
+        # medians over the rounds; each ratio is the median of the per-round ratios
+        "hello_world_rps": mid("hello", "rps"),
+        "post_invoices_rps": mid("post", "rps"),
+        "post_ratio": ratio("post"),
+        "post_invoices_rps_many_sellers": mid("post_many", "rps"),
+        "post_many_ratio": ratio("post_many"),
         "ledger_create_invoice_per_s": ledger_rps,
-        "get_invoice_rps": http["get"]["rps"],
-        "get_ratio": round(http["get"]["rps"] / hello_rps, 3) if hello_rps else None,
+        "get_invoice_rps": mid("get", "rps"),
+        "get_ratio": ratio("get"),
         "targets": TARGETS,
-        "latency_ms": {k: {"p50": http[k]["p50_ms"], "p99": http[k]["p99_ms"]}
-                       for k in ("hello", "post", "post_many", "get")},
+        "per_round": [{p: r[p]["rps"] for p in phases} for r in rounds],
+        "latency_ms": {p: {"p50": mid(p, "p50_ms"), "p99": mid(p, "p99_ms")} for p in phases},
         # CPU the server process spent per request (PostgreSQL's is not included)
-        "server_cpu_us_per_request": {k: http[k]["server_cpu_us"]
-                                      for k in ("hello", "post", "post_many", "get")},
-        "http_errors": sum(http[k]["errors"] for k in ("hello", "post", "post_many", "get")),
+        "server_cpu_us_per_request": {p: mid(p, "server_cpu_us") for p in phases},
+        "http_errors": sum(r[p]["errors"] for r in rounds for p in phases),
         **callbacks,
         "cpus": os.cpu_count(),
         "note": "server, client and PostgreSQL share this machine's CPUs",
@@ -295,6 +312,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--database-url", default=os.environ.get("DATABASE_URL"))
     p.add_argument("--seconds", type=float, default=5.0)
     p.add_argument("--concurrency", type=int, default=32)
+    p.add_argument("--rounds", type=int, default=3, help="alternating rounds of the phases")
     p.add_argument("--callbacks", type=int, default=2000)
     p.add_argument("--sellers", type=int, default=16, help="shops in the many-sellers POST run")
     p.add_argument("--serve", metavar="DATABASE_URL", help=argparse.SUPPRESS)

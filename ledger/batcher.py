@@ -10,18 +10,15 @@ touches an invoice or buyer already locked by an earlier one in the batch comes 
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
+from typing import Any
 
-from sqlalchemy import RowMapping, TextClause, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ledger.coalesce import Coalescer, Pending, coalescer_for
+from ledger.coalesce import Coalescer, Pending, Row, coalescer_for
 from ledger.errors import from_code
 from ledger.models import PaymentResult
 
-_SQL = text(
-    "SELECT * FROM process_invoice_payments(CAST(:invoices AS text[]), "
-    "CAST(:buyers AS bigint[]), CAST(:keys AS text[]))"
-)
+_SQL = "SELECT * FROM process_invoice_payments($1::text[], $2::bigint[], $3::text[])"
 
 
 class PaymentBatcher(Coalescer[PaymentResult]):
@@ -32,11 +29,11 @@ class PaymentBatcher(Coalescer[PaymentResult]):
         # One request per invoice and per buyer in a batch; the rest waits for the next.
         return (("invoice", args[0]), ("buyer", args[1]))
 
-    def _statement(self, batch: list[Pending[PaymentResult]]) -> tuple[TextClause, dict]:
-        return _SQL, {"invoices": [r.args[0] for r in batch],
-                      "buyers": [r.args[1] for r in batch], "keys": [r.args[2] for r in batch]}
+    def _statement(self, batch: list[Pending[PaymentResult]]) -> tuple[str, list[Any]]:
+        return _SQL, [[r.args[0] for r in batch], [r.args[1] for r in batch],
+                      [r.args[2] for r in batch]]
 
-    def _settle(self, batch: list[Pending[PaymentResult]], rows: Sequence[RowMapping]
+    def _settle(self, batch: list[Pending[PaymentResult]], rows: Sequence[Row]
                 ) -> list[Pending[PaymentResult]]:
         again = []
         for row in rows:

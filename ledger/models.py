@@ -6,6 +6,7 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
+from asyncpg import Record
 from sqlalchemy import RowMapping
 
 
@@ -46,7 +47,7 @@ class Invoice:
     closed_at: datetime | None
 
     @classmethod
-    def from_row(cls, row: RowMapping) -> Invoice:
+    def from_row(cls, row: RowMapping | Record) -> Invoice:
         return cls(*(row[name] for name in _INVOICE_FIELDS))
 
     @property

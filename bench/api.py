@@ -97,13 +97,33 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def postgres_cpu_seconds() -> float | None:
+    """CPU time used so far by this machine's PostgreSQL processes (the embedded server's
+    backends among them); None where /proc cannot tell."""
+    total = 0.0
+    try:
+        pids = [p for p in os.listdir("/proc") if p.isdigit()]
+    except OSError:
+        return None
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/comm") as f:
+                if f.read().strip() != "postgres":
+                    continue
+            total += cpu_seconds(int(pid))
+        except OSError:
+            continue  # ended meanwhile
+    return total
+
+
 async def drive(
     session: aiohttp.ClientSession, concurrency: int, seconds: float, request: Any,
     server_pid: int | None = None,
 ) -> dict[str, Any]:
     """Run `request(session, n)` from `concurrency` workers for `seconds` (after a short
     warm-up); returns the rate, latency percentiles, the count of non-2xx answers and, given
-    the server's pid, the server's CPU time per request."""
+    the server's pid, the CPU time per request of the server, of this client and of
+    PostgreSQL (all three share the machine's cores)."""
     latencies: list[float] = []
     errors = 0
     counter = iter(range(10**9))
@@ -120,16 +140,25 @@ async def drive(
     warm = time.perf_counter() + min(1.0, seconds / 5)
     await asyncio.gather(*(worker(warm, False) for _ in range(concurrency)))
     cpu0 = cpu_seconds(server_pid) if server_pid else 0.0
+    client0, pg0 = time.process_time(), postgres_cpu_seconds()
     start = time.perf_counter()
     await asyncio.gather(*(worker(start + seconds, True) for _ in range(concurrency)))
     elapsed = time.perf_counter() - start
     cpu = cpu_seconds(server_pid) - cpu0 if server_pid else None
+    client = time.process_time() - client0
+    pg1 = postgres_cpu_seconds()
+    pg = pg1 - pg0 if pg0 is not None and pg1 is not None else None
+    n = len(latencies) or 1
+
+    def per_request(seconds: float | None) -> float | None:
+        return None if seconds is None else round(seconds / n * 1e6, 1)
+
     latencies.sort()
     return {"rps": round(len(latencies) / elapsed, 1),
             "p50_ms": round(percentile(latencies, 0.5), 2),
             "p99_ms": round(percentile(latencies, 0.99), 2), "errors": errors,
-            "server_cpu_us": round(cpu / len(latencies) * 1e6, 1)
-            if cpu is not None and latencies else None}
+            "server_cpu_us": per_request(cpu), "client_cpu_us": per_request(client),
+            "postgres_cpu_us": per_request(pg)}
 
 
 async def http_phases(api_port: int, server_pid: int, tokens: list[str],
@@ -272,8 +301,9 @@ async def bench(args: argparse.Namespace, server_url: str) -> dict[str, Any]:
                 proc.kill()
     rounds = http["rounds"]
 
-    def mid(phase: str, key: str) -> float:
-        return round(median([r[phase][key] for r in rounds]), 1)
+    def mid(phase: str, key: str) -> float | None:
+        values = [r[phase][key] for r in rounds if r[phase][key] is not None]
+        return round(median(values), 1) if values else None
 
     def ratio(phase: str) -> float:
         return round(median([r[phase]["rps"] / r["hello"]["rps"] for r in rounds]), 3)
@@ -297,8 +327,11 @@ async def bench(args: argparse.Namespace, server_url: str) -> dict[str, Any]:
         "targets": TARGETS,
         "per_round": [{p: r[p]["rps"] for p in phases} for r in rounds],
         "latency_ms": {p: {"p50": mid(p, "p50_ms"), "p99": mid(p, "p99_ms")} for p in phases},
-        # CPU the server process spent per request (PostgreSQL's is not included)
-        "server_cpu_us_per_request": {p: mid(p, "server_cpu_us") for p in phases},
+        # CPU time per request, in microseconds, of the server process, of this client process
+        # and of PostgreSQL: where a phase's time goes on the shared cores
+        "cpu_us_per_request": {p: {"server": mid(p, "server_cpu_us"),
+                                   "client": mid(p, "client_cpu_us"),
+                                   "postgres": mid(p, "postgres_cpu_us")} for p in phases},
         "http_errors": sum(r[p]["errors"] for r in rounds for p in phases),
         **callbacks,
         "cpus": os.cpu_count(),

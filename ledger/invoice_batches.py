@@ -19,7 +19,7 @@ from ledger.coalesce import Coalescer, Pending, Row
 from ledger.errors import IdempotencyKeyReused, from_db_error
 from ledger.ids import new_invoice_id
 from ledger.invoices import NewInvoice
-from ledger.models import Invoice
+from ledger.models import INVOICE_FIELDS, Invoice
 
 Issued = tuple[Invoice, bool]  # the invoice, and whether an earlier request made it
 
@@ -30,7 +30,8 @@ SELECT r_idx AS idx, r_outcome AS outcome, (r_invoice).*
                        $11::text[], $12::int[], $13::jsonb[], $14::timestamptz[])
 """
 
-_READ = "SELECT * FROM invoices WHERE public_id = ANY($1::text[])"
+_READ = (f"SELECT {', '.join(INVOICE_FIELDS)} FROM invoices "
+         "WHERE public_id = ANY($1::text[])")
 
 
 def _create_args(requests: Sequence[NewInvoice]) -> list[list[Any]]:
@@ -73,7 +74,7 @@ async def create_alone(conn: AsyncConnection, request: NewInvoice) -> Issued:
 
 
 class InvoiceCreator(Coalescer[Issued]):
-    max_in_flight = 2
+    max_in_flight = 1
 
     def _conflicts(self, args: NewInvoice) -> tuple[Hashable, ...]:
         # The same key twice waits for the next batch, where it finds the first one's invoice.

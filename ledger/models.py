@@ -48,7 +48,7 @@ class Invoice:
 
     @classmethod
     def from_row(cls, row: RowMapping | Record) -> Invoice:
-        return cls(*(row[name] for name in _INVOICE_FIELDS))
+        return cls(*(row[name] for name in INVOICE_FIELDS))
 
     @property
     def comment(self) -> str:
@@ -56,7 +56,7 @@ class Invoice:
         return f"INV-{self.public_id}"
 
 
-_INVOICE_FIELDS = tuple(f.name for f in fields(Invoice))
+INVOICE_FIELDS = tuple(f.name for f in fields(Invoice))
 
 
 @dataclass(frozen=True, slots=True)

@@ -229,7 +229,9 @@ class Links:
 def iso(at: datetime | None) -> str | None:
     if at is None:
         return None
-    return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    if at.tzinfo is not UTC:  # asyncpg already hands back UTC; convert anything else
+        at = at.astimezone(UTC)
+    return at.isoformat().replace("+00:00", "Z")
 
 
 def invoice_view(inv: Invoice, links: Links) -> dict[str, Any]:

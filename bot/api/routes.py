@@ -87,8 +87,9 @@ def openapi_document() -> dict[str, Any]:
 
 
 def _ok(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    return web.json_response(data, status=status,
-                             headers={"Cache-Control": "no-store", **(headers or {})})
+    return web.Response(body=json.dumps(data).encode(), status=status,
+                        content_type="application/json",
+                        headers={"Cache-Control": "no-store", **(headers or {})})
 
 
 class SellerApi:

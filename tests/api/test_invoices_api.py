@@ -264,3 +264,24 @@ async def test_key_claimed_by_a_request_that_died_is_completed(api, make_seller,
     assert resp.status == 201
     assert (await resp.json())["id"] == claimed
     assert await invoice_count(engine, seller.user.id) == 1
+
+
+async def test_get_shows_each_change_of_state_at_once(api, make_seller, make_user,
+                                                      engine) -> None:
+    seller = await make_seller()
+    body = {"title": "Pass", "amount": "1", "kind": "multi_use", "max_uses": 2}
+    inv = await (await api.post(f"{BASE}/invoices", headers=seller.auth, json=body)).json()
+    url = f"{BASE}/invoices/{inv['id']}"
+
+    async def seen() -> tuple[str, int, str | None]:
+        got = await (await api.get(url, headers=seller.auth)).json()
+        return got["status"], got["uses"], got["paid_at"]
+
+    assert await seen() == ("pending", 0, None)
+    assert await seen() == ("pending", 0, None)  # asked again: same answer
+    buyer = await make_user(balance=500)
+    await pay_from_balance(engine, inv["id"], buyer.id, "first")
+    assert await seen() == ("pending", 1, None)
+    await pay_from_balance(engine, inv["id"], buyer.id, "second")
+    status, uses, paid_at = await seen()
+    assert (status, uses) == ("paid", 2) and paid_at is not None

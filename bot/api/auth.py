@@ -7,9 +7,10 @@ database)."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -37,6 +38,7 @@ class TokenCache:
         self.max_size = max_size
         self.clock = clock
         self._entries: OrderedDict[str, tuple[float, ApiPrincipal]] = OrderedDict()
+        self._asking: dict[str, asyncio.Future[ApiPrincipal | None]] = {}
 
     def get(self, token: str) -> ApiPrincipal | None:
         entry = self._entries.get(token)
@@ -56,6 +58,24 @@ class TokenCache:
             self._entries.popitem(last=False)
 
 
+    async def lookup(self, token: str,
+                     ask: Callable[[str], Awaitable[ApiPrincipal | None]]) -> ApiPrincipal | None:
+        """The cached principal, else `ask` the database: once per token however many
+        requests miss at the same moment (a busy integration's requests all miss together
+        when the entry expires)."""
+        found = self.get(token)
+        if found is not None:
+            return found
+        asking = self._asking.get(token)
+        if asking is None:
+            asking = self._asking[token] = asyncio.ensure_future(ask(token))
+            asking.add_done_callback(lambda _: self._asking.pop(token, None))
+        principal = await asyncio.shield(asking)  # one caller giving up stops no one else
+        if principal is not None:
+            self.put(token, principal)
+        return principal
+
+
 def auth_middleware(engine: AsyncEngine, cache: TokenCache):  # type: ignore[no-untyped-def]
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -66,13 +86,9 @@ def auth_middleware(engine: AsyncEngine, cache: TokenCache):  # type: ignore[no-
         if token is None:
             raise ApiError(401, "unauthorized",
                            "Send your API token as `Authorization: Bearer <token>`.")
-        principal = cache.get(token)
+        principal = await cache.lookup(token, lambda t: authenticate(engine, t))
         if principal is None:
-            principal = await authenticate(engine, token)
-            if principal is None:
-                raise ApiError(401, "invalid_token",
-                               "This API token is not valid or was revoked.")
-            cache.put(token, principal)
+            raise ApiError(401, "invalid_token", "This API token is not valid or was revoked.")
         request[PRINCIPAL] = principal
         return await handler(request)
 

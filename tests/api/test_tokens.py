@@ -137,6 +137,32 @@ def test_token_cache_forgets_after_its_ttl() -> None:
     assert off.get("a") is None
 
 
+async def test_requests_missing_the_cache_together_ask_the_database_once() -> None:
+    import asyncio
+
+    from bot.api.auth import TokenCache
+    from ledger.sellers import ApiPrincipal
+
+    asked: list[str] = []
+    release = asyncio.Event()
+
+    async def ask(token: str) -> ApiPrincipal | None:
+        asked.append(token)
+        await release.wait()
+        return ApiPrincipal(1, 10) if token == "good" else None
+
+    cache = TokenCache(ttl=2.0)
+    waiting = [asyncio.ensure_future(cache.lookup(t, ask)) for t in ["good"] * 20 + ["bad"] * 5]
+    await asyncio.sleep(0)
+    waiting[0].cancel()  # one caller giving up does not fail the others
+    release.set()
+    found = await asyncio.gather(*waiting[1:])
+    assert sorted(asked) == ["bad", "good"]
+    assert found == [ApiPrincipal(1, 10)] * 19 + [None] * 5
+    assert await cache.lookup("good", ask) == ApiPrincipal(1, 10) and len(asked) == 2
+    assert await cache.lookup("bad", ask) is None and len(asked) == 3  # refusals not cached
+
+
 async def test_admin_sees_failed_callbacks_and_sends_them_again(paybot, engine, api,
                                                                 make_seller, make_user) -> None:
     from ledger.outbox import mark_failed

@@ -34,48 +34,55 @@ LANGUAGE plpgsql AS $$
 DECLARE
     v_year int := extract(year FROM now() AT TIME ZONE 'UTC')::int;
     v_claimed int[];
-    v_orphans int[];
+    v_keyed int := cardinality(array_remove(p_keys, NULL));
+    v_orphans int[] := '{}';
     v_public text[] := p_public_ids;
     v_create int[];
 BEGIN
     -- 1. Claim the idempotency keys. A key held by a transaction still running makes this
     --    wait for it; afterwards the key is either ours or someone else's, committed.
-    WITH req AS (
-        SELECT u.seller, u.key, u.hash, u.public_id, u.i::int AS i
-          FROM unnest(p_sellers, p_keys, p_hashes, p_public_ids)
-               WITH ORDINALITY AS u(seller, key, hash, public_id, i)
-         WHERE u.key IS NOT NULL
-         ORDER BY u.seller, u.key
-    ), claimed AS (
-        INSERT INTO api_idempotency (user_id, key, request_hash, public_id)
-        SELECT seller, key, hash, public_id FROM req
-        ON CONFLICT (user_id, key) DO NOTHING
-        RETURNING user_id, key
-    )
-    SELECT coalesce(array_agg(req.i), '{}') INTO v_claimed
-      FROM req JOIN claimed ON claimed.user_id = req.seller AND claimed.key = req.key;
+    v_claimed := '{}';
+    IF v_keyed > 0 THEN
+        WITH req AS (
+            SELECT u.seller, u.key, u.hash, u.public_id, u.i::int AS i
+              FROM unnest(p_sellers, p_keys, p_hashes, p_public_ids)
+                   WITH ORDINALITY AS u(seller, key, hash, public_id, i)
+             WHERE u.key IS NOT NULL
+             ORDER BY u.seller, u.key
+        ), claimed AS (
+            INSERT INTO api_idempotency (user_id, key, request_hash, public_id)
+            SELECT seller, key, hash, public_id FROM req
+            ON CONFLICT (user_id, key) DO NOTHING
+            RETURNING user_id, key
+        )
+        SELECT coalesce(array_agg(req.i), '{}') INTO v_claimed
+          FROM req JOIN claimed ON claimed.user_id = req.seller AND claimed.key = req.key;
+    END IF;
 
     -- 2. Keys used before (a new statement: it sees what the waited-for transaction wrote).
-    RETURN QUERY
-    SELECT u.i::int,
-           CASE WHEN k.request_hash = u.hash THEN 'replayed' ELSE 'key_reused' END, inv
-      FROM unnest(p_sellers, p_keys, p_hashes) WITH ORDINALITY AS u(seller, key, hash, i)
-      JOIN api_idempotency k ON k.user_id = u.seller AND k.key = u.key
-      JOIN invoices inv ON inv.public_id = k.public_id
-     WHERE u.key IS NOT NULL AND u.i::int <> ALL (v_claimed);
+    --    Usually every key is new, and there is nothing to look up.
+    IF cardinality(v_claimed) < v_keyed THEN
+        RETURN QUERY
+        SELECT u.i::int,
+               CASE WHEN k.request_hash = u.hash THEN 'replayed' ELSE 'key_reused' END, inv
+          FROM unnest(p_sellers, p_keys, p_hashes) WITH ORDINALITY AS u(seller, key, hash, i)
+          JOIN api_idempotency k ON k.user_id = u.seller AND k.key = u.key
+          JOIN invoices inv ON inv.public_id = k.public_id
+         WHERE u.key IS NOT NULL AND u.i::int <> ALL (v_claimed);
 
-    -- A key claimed without its invoice (written by an older version that claimed first and
-    -- created second, then died in between): create the invoice under the claimed id now.
-    SELECT coalesce(array_agg(u.i::int), '{}') INTO v_orphans
-      FROM unnest(p_sellers, p_keys, p_hashes) WITH ORDINALITY AS u(seller, key, hash, i)
-      JOIN api_idempotency k ON k.user_id = u.seller AND k.key = u.key
-     WHERE u.key IS NOT NULL AND u.i::int <> ALL (v_claimed) AND k.request_hash = u.hash
-       AND NOT EXISTS (SELECT 1 FROM invoices WHERE public_id = k.public_id);
-    IF cardinality(v_orphans) > 0 THEN
-        SELECT array_agg(coalesce(k.public_id, u.public_id) ORDER BY u.i) INTO v_public
-          FROM unnest(p_sellers, p_keys, p_public_ids) WITH ORDINALITY AS u(seller, key, public_id, i)
-          LEFT JOIN api_idempotency k ON u.i::int = ANY (v_orphans)
-                                     AND k.user_id = u.seller AND k.key = u.key;
+        -- A key claimed without its invoice (written by an older version that claimed first and
+        -- created second, then died in between): create the invoice under the claimed id now.
+        SELECT coalesce(array_agg(u.i::int), '{}') INTO v_orphans
+          FROM unnest(p_sellers, p_keys, p_hashes) WITH ORDINALITY AS u(seller, key, hash, i)
+          JOIN api_idempotency k ON k.user_id = u.seller AND k.key = u.key
+         WHERE u.key IS NOT NULL AND u.i::int <> ALL (v_claimed) AND k.request_hash = u.hash
+           AND NOT EXISTS (SELECT 1 FROM invoices WHERE public_id = k.public_id);
+        IF cardinality(v_orphans) > 0 THEN
+            SELECT array_agg(coalesce(k.public_id, u.public_id) ORDER BY u.i) INTO v_public
+              FROM unnest(p_sellers, p_keys, p_public_ids) WITH ORDINALITY AS u(seller, key, public_id, i)
+              LEFT JOIN api_idempotency k ON u.i::int = ANY (v_orphans)
+                                         AND k.user_id = u.seller AND k.key = u.key;
+        END IF;
     END IF;
 
     v_create := ARRAY(SELECT u.i::int FROM unnest(p_keys) WITH ORDINALITY AS u(key, i)

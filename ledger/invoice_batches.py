@@ -23,8 +23,8 @@ from ledger.models import INVOICE_FIELDS, Invoice
 
 Issued = tuple[Invoice, bool]  # the invoice, and whether an earlier request made it
 
-_CREATE = """
-SELECT r_idx AS idx, r_outcome AS outcome, (r_invoice).*
+_CREATE = f"""
+SELECT r_idx AS idx, r_outcome AS outcome, {', '.join(f'(r_invoice).{c}' for c in INVOICE_FIELDS)}
   FROM create_invoices($1::bigint[], $2::text[], $3::bytea[], $4::text[], $5::text[],
                        $6::text[], $7::text[], $8::bigint[], $9::bigint[], $10::numeric[],
                        $11::text[], $12::int[], $13::jsonb[], $14::timestamptz[])

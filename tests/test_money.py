@@ -48,3 +48,34 @@ def test_invoice_ids_are_long_random_and_case_insensitive() -> None:
     assert parse_invoice_id(f"  {some}  ") == some
     assert parse_invoice_id("not-an-id") is None
     assert parse_invoice_id(some + "X") is None
+
+
+def test_ids_use_every_symbol_evenly() -> None:
+    from collections import Counter
+
+    from ledger.ids import ALPHABET
+
+    counts = Counter(ch for _ in range(4000) for ch in new_invoice_id())
+    assert set(counts) == set(ALPHABET)
+    expected = 4000 * 13 / 32
+    assert all(0.8 * expected < n < 1.2 * expected for n in counts.values())
+
+
+def test_a_forked_process_never_issues_the_parents_next_ids() -> None:
+    import os
+
+    from ledger import ids
+
+    ids._random_bytes.forget()
+    new_invoice_id()  # a fresh 4 KiB of random bytes is now buffered in this process
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report the ids it would issue, and leave at once
+        os.write(write, "".join(new_invoice_id() for _ in range(5)).encode())
+        os._exit(0)
+    os.close(write)
+    child = os.read(read, 1000).decode()
+    os.waitpid(pid, 0)
+    os.close(read)
+    parent = "".join(new_invoice_id() for _ in range(5))
+    assert len(child) == len(parent) == 65 and child != parent

@@ -107,6 +107,8 @@ class Coalescer(Generic[T]):
                         self._resolve(batch, rows)
                         batch = []
             except BaseException as exc:
+                if not batch and isinstance(exc, Exception):
+                    batch = self._take()  # no connection to be had: the next batch fails
                 for req in batch:
                     if not req.future.done():
                         req.future.set_exception(exc)

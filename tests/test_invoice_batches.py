@@ -100,3 +100,18 @@ async def test_a_batched_read_answers_each_seller_only_with_their_own(engine, ma
     assert found[0].public_id == a.public_id and found[2].public_id == b.public_id
     assert isinstance(found[1], InvoiceNotFound) and isinstance(found[3], InvoiceNotFound)
     assert re.fullmatch(r"INV-\d{4}-0001", found[2].number)
+
+
+async def test_without_a_database_each_request_fails_promptly() -> None:
+    from ledger.postgres import make_engine
+
+    unreachable = make_engine("postgresql://paybot@127.0.0.1:9/paybot")  # nothing listens
+    try:
+        results = await asyncio.wait_for(asyncio.gather(
+            *(create_invoice(unreachable, seller_id=1, title=f"T{n}", amount=100)
+              for n in range(5)),
+            seller_invoice(unreachable, 1, "0123456789ABC"),
+            return_exceptions=True), timeout=30)
+    finally:
+        await unreachable.dispose()
+    assert all(isinstance(r, OSError) for r in results), results

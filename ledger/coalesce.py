@@ -182,6 +182,7 @@ def _refused(exc: Exception) -> bool:
     when the connection broke (the commit may have happened)."""
     return isinstance(exc, LedgerError) or _sqlstate(exc) is not None
 
+
 C = TypeVar("C", bound=Coalescer[Any])
 _per_engine: weakref.WeakKeyDictionary[
     AsyncEngine, dict[tuple[type[Any], asyncio.AbstractEventLoop], Coalescer[Any]]

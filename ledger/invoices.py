@@ -133,7 +133,7 @@ async def issue_invoice(db: Executor, request: NewInvoice) -> tuple[Invoice, boo
     (seller, key): the same key with the same request_hash returns the first invoice
     (replayed=True), with a different request IdempotencyKeyReused. Through an engine,
     concurrent requests share one database call (ledger/invoice_batches.py)."""
-    from ledger.invoice_batches import InvoiceCreator, create_alone
+    from ledger.invoice_batches import InvoiceCreator, create_alone  # it imports NewInvoice
 
     if isinstance(db, AsyncEngine):
         return await coalescer_for(db, InvoiceCreator).submit(request)

@@ -77,6 +77,9 @@ class TokenCache:
 
 
 def auth_middleware(engine: AsyncEngine, cache: TokenCache):  # type: ignore[no-untyped-def]
+    async def ask(token: str) -> ApiPrincipal | None:
+        return await authenticate(engine, token)
+
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         route = request.match_info.route
@@ -86,7 +89,7 @@ def auth_middleware(engine: AsyncEngine, cache: TokenCache):  # type: ignore[no-
         if token is None:
             raise ApiError(401, "unauthorized",
                            "Send your API token as `Authorization: Bearer <token>`.")
-        principal = await cache.lookup(token, lambda t: authenticate(engine, t))
+        principal = cache.get(token) or await cache.lookup(token, ask)
         if principal is None:
             raise ApiError(401, "invalid_token", "This API token is not valid or was revoked.")
         request[PRINCIPAL] = principal

@@ -87,7 +87,7 @@ def openapi_document() -> dict[str, Any]:
 
 
 def _ok(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(body=json.dumps(data).encode(), status=status,
+    return web.Response(body=json.dumps(data, separators=(",", ":")).encode(), status=status,
                         content_type="application/json",
                         headers={"Cache-Control": "no-store", **(headers or {})})
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 
 # Crockford base32: no I, L, O, U, so ids survive being read aloud or typed by hand.
 ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -15,24 +16,27 @@ INVOICE_ID_RE = re.compile(rf"^[{ALPHABET}]{{{INVOICE_ID_LENGTH}}}$")
 
 class _RandomBytes:
     """Bytes from os.urandom, fetched 4 KiB at a time: the same source as `secrets`, at one
-    system call per few hundred ids (a call costs more than the id). Dropped in a forked child,
-    so that two processes never hand out the same bytes."""
+    system call per few hundred ids (a call costs more than the id). Never the same bytes twice:
+    threads take turns, and a forked child drops what its parent had fetched."""
 
     def __init__(self, chunk: int = 4096) -> None:
         self.chunk = chunk
         self.buffer = b""
         self.pos = 0
+        self.lock = threading.Lock()
         os.register_at_fork(after_in_child=self.forget)
 
     def forget(self) -> None:
         self.buffer, self.pos = b"", 0
+        self.lock = threading.Lock()  # a lock held at fork time stays held in the child
 
     def take(self, n: int) -> bytes:
-        if self.pos + n > len(self.buffer):
-            self.buffer, self.pos = os.urandom(max(self.chunk, n)), 0
-        out = self.buffer[self.pos:self.pos + n]
-        self.pos += n
-        return out
+        with self.lock:
+            if self.pos + n > len(self.buffer):
+                self.buffer, self.pos = os.urandom(max(self.chunk, n)), 0
+            out = self.buffer[self.pos:self.pos + n]
+            self.pos += n
+            return out
 
 
 _random_bytes = _RandomBytes()

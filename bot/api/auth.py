@@ -57,7 +57,6 @@ class TokenCache:
         while len(self._entries) > self.max_size:
             self._entries.popitem(last=False)
 
-
     async def lookup(self, token: str,
                      ask: Callable[[str], Awaitable[ApiPrincipal | None]]) -> ApiPrincipal | None:
         """The cached principal, else `ask` the database: once per token however many

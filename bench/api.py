@@ -1,14 +1,15 @@
 """Seller API benchmark: requests per second against an aiohttp hello-world, and callbacks.
 
-    python -m bench.api [--database-url URL] [--seconds 5] [--rounds 3] [--concurrency 32]
+    python -m bench.api [--database-url URL] [--seconds 5] [--rounds 4] [--concurrency 32]
                         [--sellers 16] [--callbacks 2000]
 
 A server process runs the seller API (bot.api over the real ledger on PostgreSQL, production
 defaults) and, on the same aiohttp app, a hello-world route; this process drives each for
 `seconds` with `concurrency` keep-alive connections: GET /hello, POST /api/v1/invoices for one
 seller (each with its own Idempotency-Key), the same spread over `sellers` shops, and
-GET /api/v1/invoices/{id}, in `rounds` alternating rounds. Ratios compare like with like: same
-server process, same client, same round; the medians over the rounds are reported.
+GET /api/v1/invoices/{id}, in `rounds` alternating rounds, each starting one phase later than
+the one before. Ratios compare like with like: same server process, same client, same round;
+the medians over the rounds are reported.
 ledger_create_invoice_per_s is ledger.invoices.create_invoice called directly for one seller:
 one seller's invoices are numbered in order (a counter row), so that is the ceiling of
 single-seller POST. Finally `callbacks` paid invoices with a callback_url are delivered by the
@@ -213,9 +214,14 @@ async def http_phases(url: str, seller_id: int, api_port: int, server_pid: int,
     rounds: list[dict[str, dict[str, Any]]] = []
     connector = aiohttp.TCPConnector(limit=args.concurrency)
     async with aiohttp.ClientSession(connector=connector) as session:
-        for _ in range(args.rounds):  # alternate, so that drift in the machine hits all alike
+        order = list(phases)
+        for r in range(args.rounds):
+            # Alternate, so that drift in the machine hits all phases alike, and rotate the
+            # order, so that no phase always follows the same one (PostgreSQL still flushing
+            # and vacuuming after the POST phases slows whatever runs next).
             measured: dict[str, dict[str, Any]] = {}
-            for name, fn in phases.items():
+            for name in order[r % len(order):] + order[:r % len(order)]:
+                fn = phases[name]
                 if name == "get":  # the single seller's invoices so far (not timed)
                     created[:] = await invoices_of(url, seller_id)
                 measured[name] = await drive(session, args.concurrency, args.seconds, fn,
@@ -359,7 +365,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--database-url", default=os.environ.get("DATABASE_URL"))
     p.add_argument("--seconds", type=float, default=5.0)
     p.add_argument("--concurrency", type=int, default=32)
-    p.add_argument("--rounds", type=int, default=3, help="alternating rounds of the phases")
+    p.add_argument("--rounds", type=int, default=4,
+                   help="alternating rounds of the phases (4: each phase first once)")
     p.add_argument("--callbacks", type=int, default=2000)
     p.add_argument("--sellers", type=int, default=16, help="shops in the many-sellers POST run")
     p.add_argument("--serve", metavar="DATABASE_URL", help=argparse.SUPPRESS)

@@ -18,6 +18,7 @@ from ledger.errors import InvalidAmount, InvalidInvoice, InvoiceNotFound
 from ledger.ids import new_invoice_id, parse_invoice_id
 from ledger.models import Invoice
 from ledger.money import DECIMALS, check_amount, quote_ton
+from ledger.text import clean_block, clean_line
 
 TITLE_MAX = 128
 DESCRIPTION_MAX = 1024
@@ -87,12 +88,12 @@ def new_invoice(
 ) -> NewInvoice:
     """Check an invoice request (InvalidInvoice/InvalidAmount say what is wrong); nothing is
     written. `ton_rate` (units of `currency` per TON) locks the TON quote now."""
-    title = (title or "").strip()
+    title = clean_line(title or "")
     if not title:
         raise InvalidInvoice("the title is empty")
     if len(title) > TITLE_MAX:
         raise InvalidInvoice(f"the title is longer than {TITLE_MAX} characters")
-    description = (description or "").strip() or None
+    description = clean_block(description or "") or None
     if description and len(description) > DESCRIPTION_MAX:
         raise InvalidInvoice(f"the description is longer than {DESCRIPTION_MAX} characters")
     if currency not in DECIMALS:

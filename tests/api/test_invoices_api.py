@@ -285,3 +285,25 @@ async def test_get_shows_each_change_of_state_at_once(api, make_seller, make_use
     await pay_from_balance(engine, inv["id"], buyer.id, "second")
     status, uses, paid_at = await seen()
     assert (status, uses) == ("paid", 2) and paid_at is not None
+
+
+async def test_titles_and_descriptions_cannot_spoof_what_buyers_see(api, make_seller,
+                                                                     engine) -> None:
+    seller = await make_seller()
+    for invisible in ("\u200b\u200b", "\u202e\u2066", "\x01\x1f\x7f\x9f", "\u3164 \u2800"):
+        resp = await api.post(f"{BASE}/invoices", headers=seller.auth,
+                              json={"title": invisible, "amount": "1.00"})
+        assert resp.status == 422, invisible
+        assert "title is empty" in (await resp.json())["error"]["message"]
+    assert await invoice_count(engine, seller.user.id) == 0
+
+    resp = await api.post(f"{BASE}/invoices", headers=seller.auth, json={
+        "title": "Invoice\u202e fdp.exe\u202c \u2067x\u2069\x1b[31m",
+        "description": "Line one\u200f\x07\r\nLine two\u2028 \U0001f468\u200d\U0001f469",
+        "amount": "1.00",
+    })
+    assert resp.status == 201, await resp.text()
+    body = await resp.json()
+    assert body["title"] == "Invoice fdp.exe x[31m"
+    # line breaks stay, controls and marks go; the emoji family keeps its joiner
+    assert body["description"] == "Line one\nLine two \U0001f468\u200d\U0001f469"

@@ -112,6 +112,13 @@ TEXTS: Final[dict[str, tuple[str, str]]] = {
         "У {currency} не больше {places} знаков после точки.",
     ),
     "amount.too_large": ("The amount is too large.", "Слишком большая сумма."),
+    "amount.ambiguous": (
+        "“{text}” could mean {whole} or {thousands}. Write a thousand as <code>1000</code> or "
+        "<code>1 000</code>, and cents with {places} digits: <code>12.50</code>.",
+        "«{text}» можно прочесть и как {whole}, и как {thousands}. Тысячу пишите "
+        "<code>1000</code> или <code>1 000</code>, копейки — {places} знаками: "
+        "<code>12,50</code>.",
+    ),
     "title.empty": (
         "The title is empty. Send a few words.", "Название пустое. Напишите пару слов."
     ),

@@ -55,7 +55,7 @@ async def cmd_invoice(
         await state.set_state(InvoiceForm.title)
         await message.answer(tr("form.title"))
         return
-    first, _, rest = command.args.strip().partition(" ")
+    first, rest = parse.split_amount(command.args)
     try:
         amount = parse.amount(first, cfg.currency, tr, cfg.ton_rate)
         title = parse.title(rest, tr)

@@ -12,8 +12,13 @@ from bot.telegram.i18n import Translator
 from ledger.errors import InvalidAmount
 from ledger.invoices import MAX_EXPIRY, MAX_TON_QUOTE, TITLE_MAX
 from ledger.money import decimals, parse_amount, quote_ton
+from ledger.text import clean_line
 
 ITEM_MAX = 128
+# A thousands separator as Russian (and French) sellers type it: a space, a no-break space or
+# a thin space between groups of three digits ("1 000", "12 500,50", "1 000 000").
+_SPACES = " \u00a0\u2009\u202f"
+_GROUPED = re.compile(rf"\d{{1,3}}(?:[{_SPACES}]\d{{3}})+(?:[.,]\d+)?")
 _DURATION = re.compile(r"^\s*(\d{1,4})\s*([hdчд]?)\s*$", re.IGNORECASE)
 
 
@@ -21,9 +26,33 @@ class InputProblem(ValueError):
     """Bad input, with the message to show (already translated)."""
 
 
+def split_amount(args: str) -> tuple[str, str]:
+    """'/invoice <amount> <title>' arguments as (amount, title): an amount written in groups
+    of three ("1 000 Test item") is one amount, never an amount and a title starting "000"."""
+    args = args.strip()
+    grouped = _GROUPED.match(args)
+    if grouped is not None and (grouped.end() == len(args) or args[grouped.end()].isspace()):
+        return grouped.group(), args[grouped.end():].strip()
+    first, _, rest = args.partition(" ")
+    return first, rest
+
+
 def amount(text: str, currency: str, tr: Translator, ton_rate: Decimal | None = None) -> int:
     """Minor units of `text`; with `ton_rate`, also small enough for the ledger to quote the
-    invoice in TON (checked here so the form says so at the amount step, not at the end)."""
+    invoice in TON (checked here so the form says so at the amount step, not at the end).
+
+    "1 000,50" is a thousand and a half; "1.000" or "1,000" (a thousand to some, one to
+    others) has more decimals than the currency and is refused rather than read as 1."""
+    text = text.strip()
+    if _GROUPED.fullmatch(text):
+        text = "".join(ch for ch in text if ch not in _SPACES)
+    whole, sep, fraction = text.replace(",", ".").partition(".")
+    places = decimals(currency)
+    if sep and whole.isdigit() and fraction.isdigit() and len(fraction) > places:
+        if len(fraction) == 3 and not fraction.strip("0") and places < 3:
+            raise InputProblem(tr("amount.ambiguous", text=escape(text[:20]), whole=whole,
+                                  thousands=whole + fraction, places=places))
+        raise InputProblem(tr("amount.decimals", currency=currency, places=places))
     try:
         minor = parse_amount(text, currency)
     except InvalidAmount:
@@ -54,7 +83,7 @@ def _amount_problem(text: str, currency: str, tr: Translator) -> str:
 
 
 def title(text: str, tr: Translator) -> str:
-    clean = " ".join(text.split())
+    clean = clean_line(text)
     if not clean:
         raise InputProblem(tr("title.empty"))
     if len(clean) > TITLE_MAX:

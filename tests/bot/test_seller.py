@@ -123,6 +123,56 @@ async def test_titles_empty_or_too_long_are_refused(person, engine) -> None:
     assert await list_invoices(engine, seller.user.id) == []
 
 
+@pytest.mark.parametrize(
+    ("args", "amount", "title"),
+    [
+        ("1 000 Test item", 100_000, "Test item"),  # a space between thousands
+        ("1\u00a0000 Test item", 100_000, "Test item"),  # no-break space
+        ("1\u2009000,50 Test item", 100_050, "Test item"),  # thin space, decimal comma
+        ("12 500.50 Test item", 1_250_050, "Test item"),
+        ("1 000 000 Big deal", 100_000_000, "Big deal"),
+        ("15 500 roses", 1_550_000, "roses"),  # groups of three are always one amount
+        ("15 50 roses", 1_500, "50 roses"),  # "50" is not a group of three: the title's
+    ],
+)
+async def test_thousands_separated_by_spaces_are_one_amount(
+    person, engine, args, amount, title
+) -> None:
+    seller = await person()
+    [reply] = await seller.send(f"/invoice {args}")
+    [invoice] = await list_invoices(engine, seller.user.id)
+    assert (invoice.amount, invoice.title) == (amount, title)
+
+
+@pytest.mark.parametrize("typed", ["1.000", "1,000"])
+async def test_a_thousand_written_with_a_point_is_refused_not_read_as_one(
+    person, engine, typed
+) -> None:
+    seller = await person()
+    [reply] = await seller.send(f"/invoice {typed} Test item")
+    assert "could mean 1 or 1000" in reply.plain
+    await seller.send("/invoice")
+    await seller.send("Test item")
+    [reply] = await seller.send(typed)
+    assert "could mean 1 or 1000" in reply.plain
+    [ask_kind] = await seller.send("1 000,50")  # the conversation takes groups too
+    assert "Who can pay it?" in ask_kind.plain
+    tap = await seller.tap(ask_kind, "One buyer")
+    tap = await seller.tap(tap.sent[0], "7 d")
+    await seller.tap(tap.sent[0], "Skip")
+    [invoice] = await list_invoices(engine, seller.user.id)
+    assert invoice.amount == 100_050
+
+
+async def test_titles_cannot_hide_or_reverse_text(person, engine) -> None:
+    seller = await person()
+    [reply] = await seller.send("/invoice 5 \u200b\u200d\u2060\u3164")  # only invisible
+    assert "The title is empty" in reply.plain
+    await seller.send("/invoice 5 Receipt\u202egnp.exe\u2066x\x07")
+    [invoice] = await list_invoices(engine, seller.user.id)
+    assert invoice.title == "Receiptgnp.exex"
+
+
 async def test_item_id_must_be_one_short_word(person, engine) -> None:
     seller = await person()
     for step in ("/invoice", "Tea", "1"):

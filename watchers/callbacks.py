@@ -3,8 +3,11 @@
 The ledger queues a 'callback' event in the same transaction as the payment (or the cancel or
 expiry). This worker claims due events with a lease, POSTs `{id, type, created_at, invoice}`
 signed with the seller's webhook secret, and marks each delivered, retried later (backoff for
-about three days) or failed. A worker killed mid-delivery leaves its events leased; once the
-lease runs out another worker (or the restarted one) claims and sends them again. Receivers
+about three days) or failed. Claims are fair across endpoints and sellers, each endpoint has a
+concurrency cap and a circuit breaker, and an endpoint that is backing off is skipped, so one
+seller's dead endpoint does not hold up anyone else's callbacks. Leases are short and renewed
+while a delivery is in flight: a worker killed mid-delivery leaves its events leased for
+seconds, then another worker (or the restarted one) claims and sends them again. Receivers
 de-duplicate by the event id.
 
 Signature: `X-Paybot-Signature: v1=<hex HMAC-SHA256(secret, "<timestamp>." + raw body)>` with
@@ -15,17 +18,18 @@ the Unix time in `X-Paybot-Timestamp`; receivers reject timestamps outside their
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
-import ipaddress
 import json
 import logging
 import socket
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
+from uuid import UUID
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
@@ -34,7 +38,18 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ledger.models import Invoice
-from ledger.outbox import OutboxEvent, claim_due, mark_delivered, mark_failed, mark_retry
+from ledger.outbox import (
+    OutboxEvent,
+    claim_callbacks,
+    defer,
+    defer_endpoint,
+    endpoint_failed,
+    endpoint_recovered,
+    mark_delivered,
+    mark_failed,
+    mark_retry,
+    renew_leases,
+)
 from ledger.sellers import (
     Links,
     WebhookSettings,
@@ -42,6 +57,12 @@ from ledger.sellers import (
     invoices_by_public_id,
     iso,
     webhooks_of,
+)
+from watchers.callback_urls import (  # noqa: F401 - check_url: the API's acceptance check
+    BlockedUrl,
+    address_allowed,
+    canonical_target,
+    check_url,
 )
 
 log = logging.getLogger(__name__)
@@ -122,57 +143,20 @@ def event_body(event: OutboxEvent, invoice: Invoice, links: Links) -> bytes:
     }
     if event.event_type == "invoice_paid":  # which payment (multi-use invoices take many)
         doc["payment"] = {"id": event.payload.get("payment_id"),
-                          "method": event.payload.get("method")}
+                          "method": event.payload.get("method"),
+                          # Settled at or after the expiry (sent before it): the event is
+                          # written in the payment's own transaction, so its time is the
+                          # settlement's. The invoice then stays expired (migration 0008).
+                          "paid_late": event.created_at >= invoice.expires_at}
     return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-# --- where callbacks may go -------------------------------------------------------------------
-
-class BlockedUrl(OSError):
-    """The URL may not be called (scheme, or a private/loopback/link-local address). An
-    OSError so that aiohttp reports it from the resolver as a connection error."""
-
-
-def address_allowed(address: str) -> bool:
-    """Only globally routable unicast addresses (no private, loopback, link-local, CGNAT,
-    multicast, reserved or unspecified ones, including IPv4 inside IPv6)."""
-    try:
-        ip = ipaddress.ip_address(address.split("%", 1)[0])
-    except ValueError:
-        return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return ip.is_global and not ip.is_multicast
-
-
-def check_url(url: str, *, allow_private: bool) -> None:
-    """Static checks of a callback URL (raises BlockedUrl). Host names are checked again
-    when resolved, on the addresses actually connected to (GuardedResolver)."""
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname
-        parts.port  # noqa: B018 - raises ValueError for a bad port
-    except ValueError:
-        raise BlockedUrl(f"not a valid URL: {url[:100]!r}") from None
-    if parts.scheme not in ("http", "https") or not host:
-        raise BlockedUrl("only http(s) URLs with a host can receive callbacks")
-    if parts.username or parts.password:
-        raise BlockedUrl("credentials in callback URLs are not allowed")
-    if allow_private:
-        return
-    try:
-        ipaddress.ip_address(host.split("%", 1)[0])
-    except ValueError:
-        if host.rstrip(".").lower() == "localhost" or host.endswith(".localhost"):
-            raise BlockedUrl(f"{host} is a loopback name") from None
-        return  # a name: checked when resolved
-    if not address_allowed(host):
-        raise BlockedUrl(f"{host} is not a public address")
-
+# --- where callbacks may go (watchers/callback_urls.py) ----------------------------------------
 
 class GuardedResolver(AbstractResolver):
-    """Resolves like aiohttp's default and drops every non-public address, so that a name
-    pointing at 127.0.0.1 or 10.x (or re-pointed there later) is never connected to."""
+    """Resolves like aiohttp's default (the one lookup per connection) and returns only public
+    addresses, so that a name pointing at 127.0.0.1 or 10.x (or re-pointed there later) is
+    never connected to: aiohttp connects to exactly the addresses returned here."""
 
     def __init__(self, allow_private: bool) -> None:
         self._inner = ThreadedResolver()
@@ -186,36 +170,60 @@ class GuardedResolver(AbstractResolver):
             return found
         allowed = [r for r in found if address_allowed(r["host"])]
         if not allowed:
-            raise BlockedUrl(f"{host} resolves only to non-public addresses")
+            raise BlockedUrl("the host has no public address")
         return allowed
 
     async def close(self) -> None:
         await self._inner.close()
 
 
+def guarded_socket(addr_info: tuple[Any, ...]) -> socket.socket:
+    """aiohttp's socket factory, refusing non-public addresses: the last gate before connect,
+    which literal IPs reach without the resolver."""
+    family, type_, proto, _, address = addr_info
+    if not address_allowed(str(address[0])):
+        raise BlockedUrl("the host is not a public address")
+    return socket.socket(family=family, type=type_, proto=proto)
+
+
 # --- sending ----------------------------------------------------------------------------------
+
+TIMED_OUT = "timed out"
+CONNECTION_FAILED = "connection failed"
+
+
+def endpoint_trouble(error: str) -> bool:
+    """Whether a failed attempt counts against the endpoint's breaker: it could not be reached
+    (such attempts hold a slot up to the timeout). An endpoint that answers, even 5xx, is
+    quick to ask again."""
+    return error in (TIMED_OUT, CONNECTION_FAILED)
+
 
 class CallbackSender:
     """One HTTP client for all callbacks: bounded time, bounded response, no redirects, no
-    proxies from the environment, only allowed addresses."""
+    proxies from the environment, only allowed addresses, the URL exactly as checked. Errors
+    are only "timed out", "connection failed", "HTTP <code>" or "blocked: <why>": no ports,
+    addresses or OS errors reach the seller (a refused port and a filtered one look alike)."""
 
     def __init__(
         self, *, allow_private: bool = False, timeout: float = 10.0,
-        max_response_bytes: int = 64 * 1024, concurrency: int = 50,
+        max_response_bytes: int = 64 * 1024, concurrency: int = 50, per_endpoint: int = 16,
     ) -> None:
         self.allow_private = allow_private
         self.timeout = timeout
         self.max_response_bytes = max_response_bytes
         self.concurrency = concurrency
+        self.endpoints = EndpointLimits(min(per_endpoint, concurrency))
         self._session: aiohttp.ClientSession | None = None
         # Requests wait here, not in the connection pool, so the timeout counts only the
-        # request itself and a batch takes at most ceil(batch / concurrency) * timeout.
+        # request itself.
         self._slots = asyncio.Semaphore(concurrency)
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             connector = aiohttp.TCPConnector(
                 resolver=GuardedResolver(self.allow_private), limit=self.concurrency,
+                socket_factory=None if self.allow_private else guarded_socket,
             )
             self._session = aiohttp.ClientSession(
                 connector=connector,
@@ -232,25 +240,25 @@ class CallbackSender:
 
     async def _post(self, url: str, body: bytes, headers: Mapping[str, str]) -> str | None:
         try:
-            check_url(url, allow_private=self.allow_private)
+            target = canonical_target(url, allow_private=self.allow_private)
             async with self._client().post(
-                url, data=body, headers=dict(headers), allow_redirects=False
+                target.url, data=body, headers=dict(headers), allow_redirects=False
             ) as resp:
                 # Read at most max_response_bytes; the rest is never downloaded.
                 await resp.content.read(self.max_response_bytes)
                 if 200 <= resp.status < 300:
                     return None
-                return f"HTTP {resp.status} from the receiver"
+                return f"HTTP {resp.status}"
         except BlockedUrl as exc:
             return f"blocked: {exc}"
         except TimeoutError:
-            return f"timed out after {self.timeout:g}s"
+            return TIMED_OUT
         except aiohttp.ClientConnectorError as exc:
             if isinstance(exc.os_error, BlockedUrl):
                 return f"blocked: {exc.os_error}"
-            return f"connection failed: {exc}"
-        except (aiohttp.ClientError, aiohttp.InvalidURL, ValueError) as exc:
-            return f"{type(exc).__name__}: {exc}"[:500]
+            return CONNECTION_FAILED
+        except (aiohttp.ClientError, ValueError, OSError):
+            return CONNECTION_FAILED
 
     async def close(self) -> None:
         if self._session is not None:
@@ -258,7 +266,50 @@ class CallbackSender:
             self._session = None
 
 
+class EndpointLimits:
+    """Per endpoint (scheme, host, port): at most `per_endpoint` requests at once from this
+    process, and the circuit breaker's policy (its state is callback_endpoints, shared by all
+    workers; claims skip an endpoint while it is open)."""
+
+    def __init__(self, per_endpoint: int, *, threshold: int = 3, base_seconds: float = 5.0,
+                 max_seconds: float = 600.0) -> None:
+        self.per_endpoint = per_endpoint
+        self.threshold = threshold
+        self.base_seconds = base_seconds
+        self.max_seconds = max_seconds
+        self._slots: dict[str, tuple[asyncio.Semaphore, list[int]]] = {}  # sem, [users]
+
+    @contextlib.asynccontextmanager
+    async def slot(self, endpoint: str) -> AsyncIterator[None]:
+        if endpoint not in self._slots:
+            self._slots[endpoint] = (asyncio.Semaphore(self.per_endpoint), [0])
+        sem, users = self._slots[endpoint]
+        users[0] += 1
+        try:
+            async with sem:
+                yield
+        finally:
+            users[0] -= 1
+            if not users[0]:  # nobody holds or waits: forget it (bounded memory)
+                del self._slots[endpoint]
+
+
+@dataclass(slots=True)
+class BatchBreakers:
+    """What one batch learnt of its endpoints' breakers: which failed (a success then closes
+    the breaker) and until when an endpoint is open (its waiting events are given back)."""
+
+    failed: dict[str, datetime | None] = field(default_factory=dict)
+
+    def open_until(self, endpoint: str) -> datetime | None:
+        until = self.failed.get(endpoint)
+        return until if until is not None and until > datetime.now(UTC) else None
+
+
 # --- the worker -------------------------------------------------------------------------------
+
+LEASE_SECONDS = 10.0  # a crashed worker's callbacks are due again this soon
+
 
 @dataclass(slots=True)
 class DeliveryStats:
@@ -266,37 +317,80 @@ class DeliveryStats:
     delivered: int = 0
     retried: int = 0
     failed: int = 0
+    deferred: int = 0  # given back untried: the endpoint is backing off
 
     def add(self, other: DeliveryStats) -> None:
         self.claimed += other.claimed
         self.delivered += other.delivered
         self.retried += other.retried
         self.failed += other.failed
+        self.deferred += other.deferred
 
 
 async def deliver_due(
     engine: AsyncEngine, sender: CallbackSender, links: Links, *, limit: int = 100,
-    lease_seconds: float = 120.0,
+    lease_seconds: float = LEASE_SECONDS,
 ) -> DeliveryStats:
-    """Claim up to `limit` due callback events and try each once (concurrently)."""
-    events = await claim_due(engine, "callback", limit=limit, lease_seconds=lease_seconds)
+    """Claim up to `limit` due callback events (fairly across endpoints and sellers, skipping
+    endpoints that are backing off) and try each once, concurrently. The lease is renewed
+    while any of them is in flight, so a live worker keeps its events and a dead one's are due
+    again within `lease_seconds`."""
+    limits = sender.endpoints
+    events = await claim_callbacks(engine, limit=limit, lease_seconds=lease_seconds,
+                                   breaker_threshold=limits.threshold)
     stats = DeliveryStats(claimed=len(events))
     if not events:
         return stats
-    invoices = await invoices_by_public_id(engine, (str(e.payload.get("invoice")) for e in events))
-    sellers = {int(e.payload["seller_id"]) for e in events if e.payload.get("seller_id")}
-    webhooks = await webhooks_of(engine, sellers)
-    outcomes = await asyncio.gather(*(
-        _deliver_one(engine, sender, links, e, invoices, webhooks) for e in events
-    ))
+    in_flight = {e.id for e in events}
+    breakers = BatchBreakers()
+    renewing = asyncio.create_task(_keep_leases(engine, events[0].claim, in_flight,
+                                                lease_seconds))
+    try:
+        invoices = await invoices_by_public_id(
+            engine, (str(e.payload.get("invoice")) for e in events))
+        sellers = {int(e.payload["seller_id"]) for e in events if e.payload.get("seller_id")}
+        webhooks = await webhooks_of(engine, sellers)
+        outcomes = await asyncio.gather(*(
+            _deliver_one(engine, sender, links, e, invoices, webhooks, in_flight, breakers)
+            for e in events
+        ))
+    finally:
+        renewing.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await renewing
     for outcome in outcomes:
         setattr(stats, outcome, getattr(stats, outcome) + 1)
     return stats
 
 
+async def _keep_leases(
+    engine: AsyncEngine, claim: UUID | None, in_flight: set[int], lease_seconds: float
+) -> None:
+    if claim is None:
+        return
+    while in_flight:
+        await asyncio.sleep(lease_seconds / 3)
+        try:
+            await renew_leases(engine, claim, sorted(in_flight), lease_seconds)
+        except Exception:  # the database may be briefly away; try again next time
+            log.warning("renewing callback leases failed", exc_info=True)
+
+
 async def _deliver_one(
     engine: AsyncEngine, sender: CallbackSender, links: Links, event: OutboxEvent,
     invoices: Mapping[str, Invoice], webhooks: Mapping[int, WebhookSettings],
+    in_flight: set[int], breakers: BatchBreakers,
+) -> str:
+    try:
+        return await _attempt(engine, sender, links, event, invoices, webhooks, breakers)
+    finally:
+        in_flight.discard(event.id)
+
+
+async def _attempt(
+    engine: AsyncEngine, sender: CallbackSender, links: Links, event: OutboxEvent,
+    invoices: Mapping[str, Invoice], webhooks: Mapping[int, WebhookSettings],
+    breakers: BatchBreakers,
 ) -> str:
     invoice = invoices.get(str(event.payload.get("invoice")))
     webhook = webhooks.get(int(event.payload.get("seller_id") or 0))
@@ -309,14 +403,38 @@ async def _deliver_one(
                                             "seller's default webhook URL is not set")
         return "failed"
     try:
-        check_url(url, allow_private=sender.allow_private)
+        target = canonical_target(url, allow_private=sender.allow_private)
     except BlockedUrl as exc:  # a fixed property of the URL: retrying cannot help
         await mark_failed(engine, event.id, f"blocked: {exc}")
         return "failed"
-    body = event_body(event, invoice, links)
-    error = await sender.post(url, body, signed_headers(event, webhook.secret, body, time.time()))
+    limits = sender.endpoints
+    endpoint = event.endpoint or target.endpoint  # the breaker's key, as claims compute it
+    async with limits.slot(target.endpoint):
+        until = breakers.open_until(endpoint)
+        if until is not None and event.claim is not None:
+            await defer(engine, event.claim, [event.id], until)
+            return "deferred"
+        body = event_body(event, invoice, links)
+        error = await sender.post(url, body,
+                                  signed_headers(event, webhook.secret, body, time.time()))
+        if error is not None and endpoint_trouble(error):
+            # Counted before the slot is released, so the next event waiting for it already
+            # sees the breaker open and is given back untried.
+            was_open = breakers.open_until(endpoint) is not None
+            until = breakers.failed[endpoint] = await endpoint_failed(
+                engine, endpoint, threshold=limits.threshold, base_seconds=limits.base_seconds,
+                max_seconds=limits.max_seconds)
+            if until is not None and not was_open:  # just opened: the backlog waits it out
+                try:
+                    await defer_endpoint(engine, endpoint, until)
+                except Exception:  # only spares later claims some reading; they skip it anyway
+                    log.warning("deferring the callbacks of a backed-off endpoint failed",
+                                exc_info=True)
     if error is None:
         await mark_delivered(engine, event.id)
+        if event.endpoint_failures or endpoint in breakers.failed:
+            await endpoint_recovered(engine, endpoint)
+            breakers.failed.pop(endpoint, None)
         return "delivered"
     delay = retry_delay(event.attempts)
     if delay is None:
@@ -329,7 +447,7 @@ async def _deliver_one(
 
 async def deliver_all_due(
     engine: AsyncEngine, sender: CallbackSender, links: Links, *, batch: int = 100,
-    lease_seconds: float = 120.0, max_batches: int = 50,
+    lease_seconds: float = LEASE_SECONDS, max_batches: int = 50,
 ) -> DeliveryStats:
     """Drain what is due now, batch after batch (bounded, so one tick cannot run forever)."""
     total = DeliveryStats()
@@ -357,11 +475,11 @@ async def callback_delivery_job(
 
 def schedule_callback_delivery(
     scheduler: AsyncIOScheduler, engine: AsyncEngine, sender: CallbackSender, links: Links, *,
-    seconds: float, batch: int = 100, lease_seconds: float = 120.0,
+    seconds: float, batch: int = 100, lease_seconds: float = LEASE_SECONDS,
 ) -> None:
-    # The lease must outlast one batch's worst case (ceil(batch / concurrency) * timeout) so
-    # that a live worker never has its events re-claimed; coalesce + max_instances=1 as for
-    # the ledger jobs.
+    # The lease is short and renewed while a batch is in flight (deliver_due), so a live worker
+    # keeps its events however long a batch takes; coalesce + max_instances=1 as for the
+    # ledger jobs.
     scheduler.add_job(
         callback_delivery_job, trigger="interval", seconds=seconds, coalesce=True,
         max_instances=1, id="deliver_callbacks",

@@ -1,11 +1,13 @@
 """A callback worker in its own process, for the kill-and-restart test:
-`python -m tests.api.callback_worker DATABASE_URL LEASE_SECONDS` makes one delivery pass."""
+`python -m tests.api.callback_worker DATABASE_URL [LEASE_SECONDS]` makes one delivery pass
+(without LEASE_SECONDS: the production setting, API_CALLBACK_LEASE_SECONDS)."""
 
 from __future__ import annotations
 
 import asyncio
 import sys
 
+from bot.settings import ApiSettings
 from ledger.postgres import make_engine
 from tests.api.conftest import LINKS, LoopbackOnlySender
 from watchers.callbacks import deliver_due
@@ -23,4 +25,5 @@ async def main(url: str, lease: float) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1], float(sys.argv[2])))
+    lease = float(sys.argv[2]) if len(sys.argv) > 2 else ApiSettings().callback_lease_seconds
+    asyncio.run(main(sys.argv[1], lease))

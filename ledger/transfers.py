@@ -10,6 +10,9 @@ migrations/versions/0003_ton_watcher.py.
 
 Outcomes: paid | excess (paid, more than the quote arrived) | partial | late_or_duplicate |
 unmatched | deposit | ignored (not a customer payment: bounced, aborted, outgoing...).
+Lateness is judged by the transfer's block time: sent before the invoice's expiry, it pays even
+when settled after ("paid late", note says so; the invoice is expired first and stays closed
+for new payments, see migrations/versions/0008_paid_late.py); sent at or after, it is late.
 Money that cannot go anywhere yet sits in `suspense` as a holding, released once by
 `resolve_transfer` (operator) or `claim_excess` (a guest who claimed their purchase).
 """

@@ -147,6 +147,7 @@ class TonWatcher:
         self._failures = 0
         self._resume_at = 0.0
         self._standby_logged = False
+        self.settled = 0  # transactions settled by this watcher (not replays)
 
     @property
     def active(self) -> bool:
@@ -158,7 +159,8 @@ class TonWatcher:
     async def tick(self) -> None:
         """One scheduled poll; logs and backs off on any failure, never raises."""
         loop = asyncio.get_running_loop()
-        if self._stop.is_set() or loop.time() < self._resume_at:
+        # A tick while a poll is still in flight (a long burst, retries) has nothing to do.
+        if self._stop.is_set() or self._tick_lock.locked() or loop.time() < self._resume_at:
             return
         try:
             await self.poll_once()
@@ -212,6 +214,8 @@ class TonWatcher:
                 async with self._engine.connect() as conn:
                     result = await record_transfer(conn, t, currency=self.currency,
                                                    ton_rate=self.ton_rate)
+                if not result.replayed:
+                    self.settled += 1
                 log.info("TON %s lt=%d %d nanoton -> %s%s", t.tx_hash[:16], t.lt,
                          t.value_nano, result.outcome, f" ({t.invoice_id or t.deposit_code})"
                          if t.invoice_id or t.deposit_code else "")
@@ -340,7 +344,8 @@ class TonWatcher:
                 log.debug("closing the watcher connection failed", exc_info=True)
 
     async def close(self, wait_seconds: float = 10.0) -> None:
-        """Finish the transaction in flight, release the lock, close the source."""
+        """Stop: the settlements in flight finish (each logged), none starts, the poll ends
+        (waited for up to `wait_seconds`); then release the lock and close the source."""
         self._stop.set()
         try:
             await asyncio.wait_for(self._tick_lock.acquire(), wait_seconds)
@@ -350,6 +355,7 @@ class TonWatcher:
             self._tick_lock.release()
         await self._drop_conn()
         await self.source.close()
+        log.info("TON watcher stopped; %d transactions settled since start", self.settled)
 
 
 # --- composition --------------------------------------------------------------------------
@@ -388,9 +394,13 @@ def start_ton_watcher(
     except Exception as e:
         log.error("TON watcher not started: %s", e)
         return None
+    # A poll can outlast the interval (a burst, retries with backoff). Two instances: the
+    # tick that comes meanwhile returns at once (tick() skips while a poll is in flight),
+    # instead of APScheduler warning "maximum number of running instances" at every tick.
+    # No misfire limit: a tick delayed by a busy loop still runs, once (coalesce).
     scheduler.add_job(
         watcher.tick, "interval", seconds=ton.poll_seconds, id="ton_watcher", coalesce=True,
-        max_instances=1, next_run_time=datetime.now(UTC),
+        max_instances=2, misfire_grace_time=None, next_run_time=datetime.now(UTC),
     )
     log.info("TON watcher scheduled every %.0fs for %s via %s", ton.poll_seconds,
              friendly_address(watcher.address), watcher.source.name)

@@ -142,6 +142,7 @@ async def test_thousands_separated_by_spaces_are_one_amount(
     [reply] = await seller.send(f"/invoice {args}")
     [invoice] = await list_invoices(engine, seller.user.id)
     assert (invoice.amount, invoice.title) == (amount, title)
+    assert invoice.number in reply.plain
 
 
 @pytest.mark.parametrize("typed", ["1.000", "1,000"])

@@ -1,7 +1,9 @@
 """Pay page benchmark: GET /pay/<id> per second against an aiohttp hello-world handler served by
-the same app in the same run, and QR render time (uncached vs cached).
+the same app in the same run, QR render time (uncached vs cached), and paying through the Mini
+App API (POST /pay/<id>/pay) against `pay_from_balance` called directly in the same run.
 
     python -m bench.web [--database-url URL] [--seconds 2.5] [--concurrency 16]
+                        [--payments 10000] [--pay-concurrency 64] [--only pay|page]
 
 Prints one JSON object. bench/bot.py calls `measure_pay_page(engine)` with its own database.
 
@@ -12,12 +14,18 @@ Prints one JSON object. bench/bot.py calls `measure_pay_page(engine)` with its o
 - `server_cpu_us`: CPU this process (the server) spent per request. The load comes from a
   separate process (`--load-worker`, aiohttp client, keep-alive, closed loop), so the rates also
   depend on that client and on whatever else shares the machine; the CPU figures do not.
+- `mini_app_pay`: `--payments` one-time invoices paid through POST /pay/<id>/pay by
+  `--pay-concurrency` Mini App users (valid signed init data, one buyer per client, as many
+  people tapping at once), and as many more paid by `pay_from_balance` directly at the same
+  concurrency in this process: both rates, p50/p99, and `ratio` = HTTP / direct (target 0.5).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
+import hmac
 import json
 import secrets
 import socket
@@ -26,17 +34,20 @@ import time
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
+from urllib.parse import urlencode
 
 import aiohttp
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bench.common import percentile, scratch_database, server
+from bench.ledger import seed
 from bot import qr
 from bot.settings import Settings, TelegramSettings, TonSettings, WebSettings
 from bot.web import setup_pay_pages
 from ledger.invoices import create_invoice
 from ledger.migrate import upgrade
+from ledger.payments import pay_from_balance
 from ledger.postgres import make_engine
 from ledger.users import ensure_user
 from watchers.ton_links import ton_transfer_link
@@ -49,8 +60,10 @@ ADDRESS = "0:175ff594b2dfe1477c71b79d12547040db4fe810cf9ca7e54ed53972a88ace42"
 def _settings(base: str, page_cache_seconds: float = 1.0) -> Settings:
     settings = Settings()
     settings.telegram = TelegramSettings(bot_token="1:bench-token", bot_username="paybot")
+    # One client address drives the whole load: per-address limits off, the read lane wide.
     settings.web = WebSettings(public_url=base, cookie_secret="bench",
-                               page_cache_seconds=page_cache_seconds)
+                               page_cache_seconds=page_cache_seconds, rate_per_address="0",
+                               read_queue=100_000)
     settings.ton = TonSettings(destination_address=ADDRESS)
     return settings
 
@@ -110,17 +123,61 @@ class LoadGenerator:
             raise RuntimeError(f"load generator exited ({await self.proc.wait()})")
         return json.loads(line)
 
+    async def pay(self, base: str, invoices: list[str], inits: list[str]) -> dict[str, Any]:
+        assert self.proc is not None and self.proc.stdin and self.proc.stdout
+        job = json.dumps({"base": base, "invoices": invoices, "inits": inits})
+        self.proc.stdin.write(job.encode() + b"\n")
+        await self.proc.stdin.drain()
+        line = await self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"load generator exited ({await self.proc.wait()})")
+        return json.loads(line)
+
     async def __aexit__(self, *exc: object) -> None:
         assert self.proc is not None and self.proc.stdin
         self.proc.stdin.close()
         await self.proc.wait()
 
 
+async def _pay_load(base: str, invoices: list[str], inits: list[str]) -> dict[str, Any]:
+    """Each of len(inits) clients pays the next invoice with its own init data until none are
+    left (closed loop, keep-alive): every request is a new payment, as many buyers tapping."""
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    queue = iter(invoices)
+    connector = aiohttp.TCPConnector(limit=len(inits), force_close=False)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def client(init_data: str) -> None:
+            headers = {"Authorization": f"tma {init_data}"}
+            for invoice in queue:
+                start = time.perf_counter()
+                async with session.post(f"{base}/pay/{invoice}/pay", headers=headers,
+                                        json={"idempotency_key": f"bench-{invoice}"}) as resp:
+                    await resp.read()
+                    statuses[resp.status] = statuses.get(resp.status, 0) + 1
+                latencies.append(time.perf_counter() - start)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(client(init) for init in inits))
+        elapsed = time.perf_counter() - started
+    latencies.sort()
+    return {"requests": len(latencies), "statuses": statuses,
+            "rps": round(len(latencies) / elapsed, 1),
+            "p50_ms": round(percentile(latencies, 0.5) * 1000, 2),
+            "p99_ms": round(percentile(latencies, 0.99) * 1000, 2)}
+
+
 async def _load_worker(concurrency: int) -> None:
     loop = asyncio.get_running_loop()
     while line := await loop.run_in_executor(None, sys.stdin.readline):
-        url, seconds = line.split()
-        print(json.dumps(await _load(url, float(seconds), concurrency)), flush=True)
+        if line.startswith("{"):  # a payment job: {"base", "invoices", "inits"}
+            job = json.loads(line)
+            result = await _pay_load(job["base"], job["invoices"], job["inits"])
+        else:
+            url, seconds = line.split()
+            result = await _load(url, float(seconds), concurrency)
+        print(json.dumps(result), flush=True)
 
 
 def measure_qr(samples: int = 40) -> dict[str, Any]:
@@ -220,14 +277,101 @@ async def measure_pay_page(
     }
 
 
+def sign_init_data(telegram_id: int, token: str) -> str:
+    """Mini App init data as Telegram signs it (core.telegram.org/bots/webapps)."""
+    fields = {"auth_date": str(int(time.time())), "query_id": f"bench{telegram_id}",
+              "user": json.dumps({"id": telegram_id, "first_name": "Bench",
+                                  "language_code": "en"}, separators=(",", ":"))}
+    check = "\n".join(f"{k}={v}" for k, v in sorted(fields.items()))
+    secret = hmac.new(b"WebAppData", token.encode(), hashlib.sha256).digest()
+    fields["hash"] = hmac.new(secret, check.encode(), hashlib.sha256).hexdigest()
+    return urlencode(fields)
+
+
+async def _pay_direct(engine: AsyncEngine, invoices: list[str], buyers: list[int]
+                      ) -> dict[str, Any]:
+    """The same closed loop as `_pay_load`, calling the ledger directly."""
+    latencies: list[float] = []
+    queue = iter(invoices)
+
+    async def client(buyer: int) -> None:
+        for invoice in queue:
+            start = time.perf_counter()
+            await pay_from_balance(engine, invoice, buyer, f"bench-{invoice}")
+            latencies.append(time.perf_counter() - start)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client(b) for b in buyers))
+    elapsed = time.perf_counter() - started
+    latencies.sort()
+    return {"requests": len(latencies), "rps": round(len(latencies) / elapsed, 1),
+            "p50_ms": round(percentile(latencies, 0.5) * 1000, 2),
+            "p99_ms": round(percentile(latencies, 0.99) * 1000, 2)}
+
+
+async def measure_mini_app_pay(
+    url: str, engine: AsyncEngine, *, payments: int = 10_000, concurrency: int = 64,
+    warmup: int = 500,
+) -> dict[str, Any]:
+    """POST /pay/<id>/pay (Mini App init data) vs pay_from_balance directly, same concurrency,
+    each paying `payments` fresh one-time invoices (after `warmup` of each, not counted)."""
+    token = "1:bench-token"
+    # Setup is not timed: users, funded buyers and invoices written in bulk.
+    buyer_ids, public_ids = await seed(url, sellers=100, buyers=concurrency,
+                                       invoices=2 * (payments + warmup))
+    rows = await engine_rows(engine, "SELECT id, telegram_id FROM users WHERE id = ANY($1)",
+                             buyer_ids)
+    telegram = {r["id"]: r["telegram_id"] for r in rows}
+    inits = [sign_init_data(telegram[b], token) for b in buyer_ids]
+    direct_ids, http_ids = public_ids[: payments + warmup], public_ids[payments + warmup:]
+    app = web.Application()
+    settings = _settings("https://pay.example.com")
+    settings.telegram = TelegramSettings(bot_token=token, bot_username="paybot")
+    # 64 buyers paying back to back stand for thousands of people paying now and then: the
+    # per-user rate limit is off for this phase (the per-address one already is, above).
+    settings.web = settings.web.model_copy(update={"rate_pay_per_user": "0"})
+    setup_pay_pages(app, engine, settings)
+    runner, base = await _serve(app)
+    try:
+        async with LoadGenerator(concurrency) as load:
+            await load.pay(base, http_ids[:warmup], inits)
+            await _pay_direct(engine, direct_ids[:warmup], buyer_ids)
+            cpu = time.process_time()
+            http = await load.pay(base, http_ids[warmup:], inits)
+            http["server_cpu_us"] = round(
+                (time.process_time() - cpu) / max(1, http["requests"]) * 1e6, 1)
+            cpu = time.process_time()
+            direct = await _pay_direct(engine, direct_ids[warmup:], buyer_ids)
+            direct["process_cpu_us"] = round(
+                (time.process_time() - cpu) / max(1, direct["requests"]) * 1e6, 1)
+    finally:
+        await runner.cleanup()
+    ratio = http["rps"] / direct["rps"]
+    return {"http": http, "direct": direct, "ratio": round(ratio, 3),
+            "target_ratio": TARGET_RATIO, "meets_target": ratio >= TARGET_RATIO,
+            "payments": payments, "concurrency": concurrency}
+
+
+async def engine_rows(engine: AsyncEngine, sql: str, *args: Any) -> list[Any]:
+    async with engine.connect() as conn:
+        driver = (await conn.get_raw_connection()).driver_connection
+        return list(await driver.fetch(sql, *args))
+
+
 async def _standalone(args: argparse.Namespace) -> dict[str, Any]:
     with server(args.database_url) as server_url:
         async with scratch_database(server_url, "paybot_bench_web") as url:
             await upgrade(url)
             engine = make_engine(url, pool_size=max(4, args.concurrency))
+            result: dict[str, Any] = {}
             try:
-                return await measure_pay_page(engine, seconds=args.seconds,
-                                              concurrency=args.concurrency)
+                if args.only in (None, "page"):
+                    result.update(await measure_pay_page(engine, seconds=args.seconds,
+                                                         concurrency=args.concurrency))
+                if args.only in (None, "pay"):
+                    result["mini_app_pay"] = await measure_mini_app_pay(
+                        url, engine, payments=args.payments, concurrency=args.pay_concurrency)
+                return result
             finally:
                 await engine.dispose()
 
@@ -237,6 +381,9 @@ def main() -> None:
     p.add_argument("--database-url", help="a PostgreSQL server (default: embedded)")
     p.add_argument("--seconds", type=float, default=2.5)
     p.add_argument("--concurrency", type=int, default=16)
+    p.add_argument("--payments", type=int, default=10_000)
+    p.add_argument("--pay-concurrency", type=int, default=64)
+    p.add_argument("--only", choices=("page", "pay"))
     p.add_argument("--load-worker", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.load_worker:

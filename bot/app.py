@@ -9,20 +9,26 @@ import signal
 from collections.abc import Iterator
 
 from aiohttp import web
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.api import setup_api
 from bot.api.wiring import schedule_callbacks
+from bot.health import HealthProbe, livez
+from bot.http_errors import install_security_headers
+from bot.http_limits import LimitedRunner, max_connections, runner_options
+from bot.links import links_from_settings
 from bot.settings import DatabaseSettings, Settings
 from bot.telegram.runtime import telegram_service
 from bot.web import setup_pay_pages
 from ledger.migrate import upgrade
 from ledger.postgres import embedded_postgres, make_engine
-from watchers.jobs import schedule_ledger_jobs
+from ledger.sellers import Links
+from watchers.jobs import Scheduler, schedule_ledger_jobs
 from watchers.ton_watcher import start_ton_watcher
 
 log = logging.getLogger("paybot")
+
+SHUTDOWN_GRACE_SECONDS = 10.0  # how long a stop waits for a settlement or job run in flight
 
 
 @contextlib.contextmanager
@@ -36,42 +42,47 @@ def database(settings: DatabaseSettings) -> Iterator[str]:
 
 
 ENGINE = web.AppKey("engine", AsyncEngine)
+HEALTH = web.AppKey("health", HealthProbe)
 
 
-async def healthz(request: web.Request) -> web.Response:
-    engine: AsyncEngine = request.app[ENGINE]
-    async with engine.connect() as conn:
-        await conn.exec_driver_sql("SELECT 1")
-    return web.json_response({"ok": True})
-
-
-def build_web_app(settings: Settings, engine: AsyncEngine) -> web.Application:
-    """One aiohttp app for everything HTTP: pay pages, Mini App API, seller API, webhook."""
-    app = web.Application()
+def build_web_app(settings: Settings, engine: AsyncEngine,
+                  links: Links | None = None) -> web.Application:
+    """One aiohttp app for everything HTTP: pay pages, Mini App API, seller API, webhook.
+    Bodies are capped app-wide (413 past WEB_MAX_BODY_BYTES, never buffered further)."""
+    app = web.Application(client_max_size=settings.web.max_body_bytes)
     app[ENGINE] = engine
-    app.router.add_get("/healthz", healthz)
-    setup_pay_pages(app, engine, settings)
-    setup_api(app, engine, settings)  # /api/v1
+    app[HEALTH] = health = HealthProbe(engine)
+    app.on_cleanup.append(lambda _app: health.close())  # a probe still waiting on the database
+    install_security_headers(app)
+    app.router.add_get("/healthz", health.healthz)  # readiness: the database answers too
+    app.router.add_get("/livez", livez)  # liveness: the process answers
+    links = links or links_from_settings(settings)  # one per process, shared by every edge
+    setup_pay_pages(app, engine, settings, links=links)
+    setup_api(app, engine, settings, links)  # /api/v1
     # The Telegram webhook route, when configured, is added by telegram_service() in serve().
     return app
 
 
 async def serve(settings: Settings, database_url: str, stop: asyncio.Event) -> None:
     await upgrade(database_url)
-    engine = make_engine(database_url)
-    scheduler = AsyncIOScheduler()
+    db = settings.database
+    engine = make_engine(database_url, connect_timeout=db.connect_timeout,
+                         command_timeout=db.command_timeout, pool_timeout=db.pool_timeout)
+    scheduler = Scheduler()  # stop() lets the job runs in flight finish
     schedule_ledger_jobs(
         scheduler, engine,
         expire_seconds=settings.jobs.expire_seconds,
         apply_credits_seconds=settings.jobs.apply_credits_seconds,
     )
-    callbacks = schedule_callbacks(settings, engine, scheduler)  # signed seller callbacks
+    links = links_from_settings(settings)  # the bot corrects its username from getMe
+    callbacks = schedule_callbacks(settings, engine, scheduler, links)  # signed callbacks
     # TON watcher (when TON_DESTINATION_ADDRESS is set): never blocks start-up, never raises.
     ton_watcher = start_ton_watcher(scheduler, engine, settings)
-    app = build_web_app(settings, engine)
+    app = build_web_app(settings, engine, links)
     # Before runner.setup(): the webhook route must be added while the app can still change.
-    telegram = telegram_service(settings, engine, app, scheduler)
-    runner = web.AppRunner(app)
+    telegram = telegram_service(settings, engine, app, scheduler, links)
+    runner = LimitedRunner(app, max_connections=max_connections(settings.web.max_connections),
+                           **runner_options(settings.web.header_timeout_seconds))
     await runner.setup()
     site = web.TCPSite(runner, settings.web.host, settings.web.port)
     await site.start()
@@ -83,11 +94,16 @@ async def serve(settings: Settings, database_url: str, stop: asyncio.Event) -> N
     try:
         await stop.wait()
     finally:
+        # Work in flight ends on its own (bounded), never cancelled mid-transaction: a
+        # settlement commits and is logged, or never starts.
+        log.info("paybot stopping; letting work in flight finish (up to %.0fs)",
+                 SHUTDOWN_GRACE_SECONDS)
+        scheduler.pause_runs()
         if telegram is not None:
             await telegram.stop()
-        scheduler.shutdown(wait=False)
         if ton_watcher is not None:
-            await ton_watcher.close()
+            await ton_watcher.close(SHUTDOWN_GRACE_SECONDS)
+        await scheduler.stop(SHUTDOWN_GRACE_SECONDS)
         await callbacks.close()
         await runner.cleanup()
         await engine.dispose()

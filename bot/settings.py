@@ -5,9 +5,21 @@ from __future__ import annotations
 
 from decimal import Decimal
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field, SecretStr
+from pydantic import AfterValidator, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from bot.ratelimit import Rate
+
+
+def _rate(text: str) -> str:
+    Rate.parse(text)  # refuse a malformed limit at start-up, not at the first request
+    return text
+
+
+# "<count>/<s|m|h>[:<burst>]", e.g. "20/s:60"; "0" switches the limit off.
+RateText = Annotated[str, AfterValidator(_rate)]
 
 
 def _config(prefix: str) -> SettingsConfigDict:
@@ -21,6 +33,13 @@ class DatabaseSettings(BaseSettings):
 
     database_url: SecretStr | None = Field(default=None, alias="DATABASE_URL")
     data_dir: Path = Field(default=Path(".data"), alias="PAYBOT_DATA_DIR")
+    # Deadlines towards PostgreSQL, well below any client's (Telegram waits 60 s, browsers and
+    # seller backends about 30 s): a frozen or unreachable database costs a request this long,
+    # then it is a 503 with Retry-After. Opening a connection; one statement (a ledger call is
+    # one statement); waiting for a free pooled connection.
+    connect_timeout: float = Field(default=3.0, gt=0, le=60, alias="DATABASE_CONNECT_TIMEOUT")
+    command_timeout: float = Field(default=10.0, gt=0, le=600, alias="DATABASE_COMMAND_TIMEOUT")
+    pool_timeout: float = Field(default=5.0, gt=0, le=60, alias="DATABASE_POOL_TIMEOUT")
 
 
 class LedgerSettings(BaseSettings):
@@ -44,6 +63,8 @@ class TelegramSettings(BaseSettings):
     # a link posted in a big channel costs one query per second, not one per person. Paying
     # and cancelling always read the database. 0 turns it off.
     card_cache_seconds: float = Field(default=1.0, ge=0, le=60)
+    # Per Telegram user: paying, confirming and /invoice (one sentence back when exceeded).
+    rate_per_user: RateText = "1/s:5"
 
 
 class WebSettings(BaseSettings):
@@ -60,6 +81,26 @@ class WebSettings(BaseSettings):
     # a big channel is then one query per second, not one per visitor. 0 turns it off. The
     # status API and payments always read the database.
     page_cache_seconds: float = Field(default=1.0, ge=0, le=60)
+    # --- limits (see bot/http_limits.py, bot/ratelimit.py; deploy/nginx.conf for the proxy)
+    # Largest request body on any route (413 beyond it); JSON bodies here are well under 4 KiB.
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
+    # A request's headers must arrive within this many seconds of the connection opening or of
+    # the previous answer (slow-loris), and its body within body_timeout_seconds (408).
+    header_timeout_seconds: float = Field(default=15.0, gt=0, le=600)
+    body_timeout_seconds: float = Field(default=10.0, gt=0, le=600)
+    # Open connections at most (capped below the process's file descriptor limit); the rest
+    # are closed on arrival.
+    max_connections: int = Field(default=1000, ge=16)
+    # Unauthenticated reads (pay page, status, QR) running at once and waiting; the rest get 503
+    # at once. Payments never wait here: a flood of reads cannot take their database pool.
+    read_concurrency: int = Field(default=8, ge=1, le=1000)
+    read_queue: int = Field(default=200, ge=0, le=100_000)
+    # Per client address on unauthenticated routes, and per Telegram user for Mini App payments.
+    rate_per_address: RateText = "30/s:90"
+    rate_pay_per_user: RateText = "2/s:10"
+    # Behind a reverse proxy: the header carrying the client's address (e.g. X-Real-IP, set by
+    # the proxy). Unset: the peer address of the connection. Never trust it without a proxy.
+    client_address_header: str | None = None
 
 
 class TonSettings(BaseSettings):
@@ -101,13 +142,17 @@ class ApiSettings(BaseSettings):
     # A checked token is trusted this long without asking the database again, so a revoked
     # token stops working within this many seconds (0: every request asks).
     token_cache_seconds: float = Field(default=2.0, ge=0, le=60)
+    # Per API token: every request, and invoice creation on top (invoices are never deleted).
+    rate_per_token: RateText = "100/s:300"
+    rate_create_per_token: RateText = "20/s:100"
     callback_poll_seconds: float = 2.0
     callback_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
     callback_max_response_bytes: int = Field(default=64 * 1024, ge=0)
     callback_concurrency: int = Field(default=50, ge=1, le=500)
     callback_batch: int = Field(default=100, ge=1, le=1000)
-    # An event claimed by a worker that died is sent again after this many seconds.
-    callback_lease_seconds: float = Field(default=120.0, ge=1)
+    # An event claimed by a worker that died is sent again after this many seconds (a live
+    # worker renews the lease while a delivery is in flight).
+    callback_lease_seconds: float = Field(default=10.0, ge=1)
 
 
 class Settings:

@@ -218,9 +218,13 @@ async def rotate_webhook_secret(db: Executor, seller_user_id: int) -> WebhookSet
 
 # --- invoices as a seller sees them ----------------------------------------------------------
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Links:
-    """Where an invoice is paid: the pay page's base URL and the bot's username."""
+    """Where an invoice is paid: the pay page's base URL and the bot's username.
+
+    One instance per process, made at the composition root and shared by every edge (pay
+    page, claims, seller API, callbacks, the bot): the bot sets `bot_username` from getMe, and
+    every link made after that names the bot people really talk to."""
 
     public_url: str
     bot_username: str
@@ -291,12 +295,21 @@ async def create_invoice_once(
         **invoice))
 
 
+class InvalidCursor(LedgerError):
+    code = "invalid_cursor"
+    message = "The cursor is not a next_cursor of one of your earlier pages."
+
+
 async def list_seller_invoices(
     db: Executor, seller_id: int, *, status: str | None = None,
     created_from: datetime | None = None, created_to: datetime | None = None,
-    limit: int = 20, before_id: int | None = None,
-) -> tuple[list[Invoice], int | None]:
-    """Newest first; returns the page and the cursor of the next one (None at the end)."""
+    limit: int = 20, after: str | None = None,
+) -> tuple[list[Invoice], str | None]:
+    """Newest first; returns the page and the cursor of the next one (None at the end).
+
+    The cursor is the public id of the page's last invoice: random, so it tells nothing of how
+    many invoices anyone issued, and it only means something to the seller it belongs to
+    (another seller's cursor is refused with InvalidCursor, like a made-up one)."""
     rows = await fetch_all(
         db,
         """
@@ -305,14 +318,21 @@ async def list_seller_invoices(
            AND (CAST(:status AS text) IS NULL OR status = :status)
            AND (CAST(:since AS timestamptz) IS NULL OR created_at >= :since)
            AND (CAST(:until AS timestamptz) IS NULL OR created_at < :until)
-           AND (CAST(:before AS bigint) IS NULL OR id < :before)
+           AND (CAST(:after AS text) IS NULL OR id < (
+                SELECT a.id FROM invoices a WHERE a.public_id = :after AND a.seller_id = :seller))
          ORDER BY id DESC LIMIT :limit
         """,
         seller=seller_id, status=status, since=created_from, until=created_to,
-        before=before_id, limit=limit + 1,
+        after=after, limit=limit + 1,
     )
+    if after is not None and not rows:  # the last page, or a cursor that is not this seller's
+        known = await fetch_one(
+            db, "SELECT 1 AS ok FROM invoices WHERE public_id = :after AND seller_id = :seller",
+            after=after, seller=seller_id)
+        if known is None:
+            raise InvalidCursor(after[:40])
     page = [Invoice.from_row(r) for r in rows[:limit]]
-    return page, (page[-1].id if len(rows) > limit else None)
+    return page, (page[-1].public_id if len(rows) > limit else None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -409,12 +429,34 @@ _CALLBACK_COLUMNS = """
 """
 
 
+# What a failed attempt may tell the seller: "connection failed", "timed out", "HTTP <code>",
+# why a URL is refused, or why there is nothing to send; never ports, addresses or OS errors
+# (those made last_error a port scanner). Errors stored before that rule are shown this way.
+_ERROR_PREFIX = re.compile(r"(attempt \d+: |gave up after \d+ attempts: )?(.*)", re.S)
+_HTTP_STATUS = re.compile(r"HTTP (\d{3})\b")
+_KEPT = ("blocked: ", "no callback URL", "the event names")
+
+
+def public_error(error: str | None) -> str | None:
+    if error is None:
+        return None
+    prefix, rest = _ERROR_PREFIX.fullmatch(error).groups()  # type: ignore[union-attr]
+    if status := _HTTP_STATUS.match(rest):
+        rest = f"HTTP {status[1]}"
+    elif rest.startswith("timed out"):
+        rest = "timed out"
+    elif not rest.startswith(_KEPT):
+        rest = "connection failed"
+    return (prefix or "") + rest
+
+
 def _callback(row: Any) -> CallbackRecord:
     status = "delivered" if row["delivered_at"] else "failed" if row["failed_at"] else "pending"
     return CallbackRecord(
         id=row["id"], event_id=row["event_id"], event_type=row["event_type"],
         seller_id=row["seller_id"], invoice=row["invoice"], url=row["url"], status=status,
-        attempts=row["attempts"], last_error=row["last_error"], created_at=row["created_at"],
+        attempts=row["attempts"], last_error=public_error(row["last_error"]),
+        created_at=row["created_at"],
         next_attempt_at=row["available_at"] if status == "pending" else None,
         delivered_at=row["delivered_at"], failed_at=row["failed_at"],
     )

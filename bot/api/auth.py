@@ -3,7 +3,12 @@
 A token that checked out is remembered for `cache_seconds` (API_TOKEN_CACHE_SECONDS), so a
 busy integration costs one database round trip per request instead of two; a revoked token
 therefore stops working within that many seconds (0: at once, every request asks the
-database)."""
+database).
+
+Limits (bot/ratelimit.py, 429 with Retry-After): per token on every request and once more on
+invoice creation; per client address for requests without a valid token, and an address over
+that rate is refused before its token is looked up, so guessing tokens cannot make every
+request a database round trip."""
 
 from __future__ import annotations
 
@@ -11,15 +16,56 @@ import asyncio
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.api.errors import ApiError, Handler
+from bot.api.errors import ApiError, Handler, rate_limited
+from bot.ratelimit import RateLimiter, client_address, limiter
 from ledger.sellers import ApiPrincipal, authenticate
+
+if TYPE_CHECKING:
+    from bot.api.routes import ApiConfig
 
 PRINCIPAL = web.RequestKey("principal", ApiPrincipal)
 PUBLIC_ROUTES = frozenset({"openapi"})  # route names reachable without a token
+CREATE_ROUTE = "create_invoice"  # limited per token once more: invoices are never deleted
+
+
+@dataclass(frozen=True, slots=True)
+class ApiLimits:
+    per_token: RateLimiter | None = None
+    create_per_token: RateLimiter | None = None
+    per_address: RateLimiter | None = None
+    address_header: str | None = None
+
+    @classmethod
+    def from_config(cls, cfg: ApiConfig) -> ApiLimits:
+        return cls(limiter(cfg.rate_per_token), limiter(cfg.rate_create_per_token),
+                   limiter(cfg.rate_per_address), cfg.client_address_header)
+
+    def check_address(self, request: web.Request, *, take: bool = True) -> None:
+        """Per client address, for requests without a valid token. `take=False` only refuses
+        an address already over its rate (before asking the database about a token) and
+        charges nothing, so a seller's own busy integration is never limited by it."""
+        if self.per_address is not None:
+            address = client_address(request, self.address_header)
+            limiter = self.per_address
+            wait = limiter.hit(address) if take else limiter.blocked(address)
+            if wait:
+                raise rate_limited(RateLimiter.retry_after(wait))
+
+    def check_token(self, principal: ApiPrincipal, route_name: str | None) -> None:
+        if self.per_token is not None:
+            wait = self.per_token.hit(principal.token_id)
+            if wait:
+                raise rate_limited(RateLimiter.retry_after(wait))
+        if self.create_per_token is not None and route_name == CREATE_ROUTE:
+            wait = self.create_per_token.hit(principal.token_id)
+            if wait:
+                raise rate_limited(RateLimiter.retry_after(wait))
 
 
 def bearer_token(header: str | None) -> str | None:
@@ -75,7 +121,10 @@ class TokenCache:
         return principal
 
 
-def auth_middleware(engine: AsyncEngine, cache: TokenCache):  # type: ignore[no-untyped-def]
+def auth_middleware(engine: AsyncEngine, cache: TokenCache,  # type: ignore[no-untyped-def]
+                    limits: ApiLimits | None = None):
+    limits = limits or ApiLimits()
+
     async def ask(token: str) -> ApiPrincipal | None:
         return await authenticate(engine, token)
 
@@ -83,14 +132,23 @@ def auth_middleware(engine: AsyncEngine, cache: TokenCache):  # type: ignore[no-
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         route = request.match_info.route
         if request.match_info.http_exception is not None or route.name in PUBLIC_ROUTES:
+            limits.check_address(request)
             return await handler(request)  # 404/405 need no token; the schema is public
         token = bearer_token(request.headers.get("Authorization"))
         if token is None:
+            limits.check_address(request)
             raise ApiError(401, "unauthorized",
                            "Send your API token as `Authorization: Bearer <token>`.")
-        principal = cache.get(token) or await cache.lookup(token, ask)
+        principal = cache.get(token)
         if principal is None:
+            # An unknown token costs a database round trip: an address that keeps sending bad
+            # ones is refused before asking.
+            limits.check_address(request, take=False)
+            principal = await cache.lookup(token, ask)
+        if principal is None:
+            limits.check_address(request)
             raise ApiError(401, "invalid_token", "This API token is not valid or was revoked.")
+        limits.check_token(principal, route.name)
         request[PRINCIPAL] = principal
         return await handler(request)
 

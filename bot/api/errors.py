@@ -1,8 +1,10 @@
 """Every failure of the seller API as `{"error": {"code", "message"}}` with a 4xx status.
 
-Ledger errors keep their stable codes; HTTP-level ones (no route, wrong method, bad JSON) get
-their own. Anything unexpected is logged and answered 500 `internal_error` — the OpenAPI
-fuzz test (tests/api) checks that no input gets there.
+Ledger errors keep their stable codes; HTTP-level ones (no route, wrong method, bad JSON, too
+large, too many) get their own. Unreadable input and a database outage are answered as
+bot/http_errors.py decides for the whole app (400; 503 with Retry-After, logged once per
+outage). Anything else is logged and answered 500 `internal_error` — the OpenAPI fuzz test
+(tests/api) and tests/test_hostile_inputs.py check that no input gets there.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
+from bot.http_errors import classify
 from ledger.errors import (
     IdempotencyKeyReused,
     InsufficientFunds,
@@ -30,12 +33,19 @@ log = logging.getLogger(__name__)
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
+    def __init__(self, status: int, code: str, message: str, *,
+                 headers: dict[str, str] | None = None, **extra: Any) -> None:
         super().__init__(f"{status} {code}: {message}")
         self.status = status
         self.code = code
         self.message = message
+        self.headers = headers
         self.extra = extra
+
+
+def rate_limited(retry_after: str) -> ApiError:
+    return ApiError(429, "rate_limited", f"Too many requests; retry in {retry_after} s.",
+                    headers={"Retry-After": retry_after})
 
 
 def invalid(message: str) -> ApiError:
@@ -75,8 +85,8 @@ def error_response(err: ApiError, headers: dict[str, str] | None = None) -> web.
     )
 
 
-_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large",
-               415: "unsupported_media_type"}
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 408: "request_timeout",
+               413: "request_too_large", 415: "unsupported_media_type"}
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -86,7 +96,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except ApiError as err:
-        headers = {"WWW-Authenticate": "Bearer"} if err.status == 401 else None
+        headers = {"WWW-Authenticate": "Bearer"} if err.status == 401 else err.headers
         return error_response(err, headers)
     except LedgerError as exc:
         return error_response(from_ledger(exc))
@@ -96,7 +106,11 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         code = _HTTP_CODES.get(exc.status, "bad_request" if exc.status < 500 else "server_error")
         headers = {k: v for k, v in exc.headers.items() if k.lower() == "allow"}
         return error_response(ApiError(exc.status, code, exc.reason), headers)
-    except Exception:
+    except Exception as exc:
+        failure = classify(exc, request)
+        if failure is not None:
+            return error_response(ApiError(failure.status, failure.code, failure.message),
+                                  failure.headers)
         log.exception("seller API: unexpected error on %s %s", request.method, request.path)
         return error_response(ApiError(500, "internal_error", "Something went wrong on our "
                                                                "side; the request may be retried."))

@@ -14,7 +14,7 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.api.auth import PRINCIPAL, TokenCache, auth_middleware
+from bot.api.auth import CREATE_ROUTE, PRINCIPAL, ApiLimits, TokenCache, auth_middleware
 from bot.api.errors import ApiError, error_middleware, invalid
 from bot.api.schemas import (
     InvoiceCreate,
@@ -26,14 +26,18 @@ from bot.api.schemas import (
     query_cursor,
     query_datetime,
     query_int,
+    query_invoice_cursor,
     read_body,
 )
+from bot.links import links_from_settings
+from bot.ratelimit import Rate
 from bot.settings import Settings
 from ledger.errors import InvalidAmount, InvalidInvoice, InvoiceNotFound, NotInvoiceSeller
 from ledger.invoices import cancel_invoice
 from ledger.money import format_amount, parse_amount, quote_ton
 from ledger.sellers import (
     CallbackRecord,
+    InvalidCursor,
     InvalidWebhookUrl,
     Links,
     WebhookSettings,
@@ -68,16 +72,27 @@ class ApiConfig:
     allow_private_callbacks: bool
     replay_window: int
     token_cache_seconds: float = 0.0
+    # Limits (None: off, as in benchmarks that measure the handlers themselves).
+    rate_per_token: Rate | None = None
+    rate_create_per_token: Rate | None = None
+    rate_per_address: Rate | None = None  # before a token is checked against the database
+    client_address_header: str | None = None
+    body_timeout: float = 10.0
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> ApiConfig:
+    def from_settings(cls, settings: Settings, links: Links | None = None) -> ApiConfig:
         return cls(
-            links=Links(settings.web.public_url, settings.telegram.bot_username),
+            links=links or links_from_settings(settings),
             ton_rate=settings.ledger.ton_rate,
             default_expiry=timedelta(hours=settings.ledger.invoice_expiry_hours),
             allow_private_callbacks=settings.api.allow_private_callbacks,
             replay_window=settings.api.replay_window_seconds,
             token_cache_seconds=settings.api.token_cache_seconds,
+            rate_per_token=Rate.parse(settings.api.rate_per_token),
+            rate_create_per_token=Rate.parse(settings.api.rate_create_per_token),
+            rate_per_address=Rate.parse(settings.web.rate_per_address),
+            client_address_header=settings.web.client_address_header,
+            body_timeout=settings.web.body_timeout_seconds,
         )
 
 
@@ -147,7 +162,7 @@ class SellerApi:
     async def create_invoice(self, request: web.Request) -> web.Response:
         seller = request[PRINCIPAL].user_id
         key = idempotency_key(request)
-        req = await read_body(request, InvoiceCreate)
+        req = await read_body(request, InvoiceCreate, self.cfg.body_timeout)
         amount = parse_amount(req.amount, req.currency)
         # create_invoice does not bound the TON quote; past bigint the database would refuse it.
         if quote_ton(amount, req.currency, self.cfg.ton_rate) > BIGINT_MAX:
@@ -172,16 +187,19 @@ class SellerApi:
         return _ok(invoice_view(invoice, self.cfg.links), status=201, headers=headers)
 
     async def list_invoices(self, request: web.Request) -> web.Response:
-        page, cursor = await list_seller_invoices(
-            self.engine, request[PRINCIPAL].user_id,
-            status=query_choice(request, "status", INVOICE_STATUSES),
-            created_from=query_datetime(request, "created_from"),
-            created_to=query_datetime(request, "created_to"),
-            limit=query_int(request, "limit", 20, 1, 100),
-            before_id=query_cursor(request),
-        )
+        try:
+            page, cursor = await list_seller_invoices(
+                self.engine, request[PRINCIPAL].user_id,
+                status=query_choice(request, "status", INVOICE_STATUSES),
+                created_from=query_datetime(request, "created_from"),
+                created_to=query_datetime(request, "created_to"),
+                limit=query_int(request, "limit", 20, 1, 100),
+                after=query_invoice_cursor(request),
+            )
+        except InvalidCursor:  # the same answer as a malformed cursor
+            raise invalid("cursor must be a value of next_cursor from an earlier page") from None
         return _ok({"items": [invoice_view(i, self.cfg.links) for i in page],
-                    "next_cursor": None if cursor is None else str(cursor)})
+                    "next_cursor": cursor})
 
     async def get_invoice(self, request: web.Request) -> web.Response:
         invoice = await seller_invoice(self.engine, request[PRINCIPAL].user_id,
@@ -207,7 +225,7 @@ class SellerApi:
         return self._webhook(await get_webhook(self.engine, request[PRINCIPAL].user_id))
 
     async def put_webhook(self, request: web.Request) -> web.Response:
-        req = await read_body(request, WebhookUpdate)
+        req = await read_body(request, WebhookUpdate, self.cfg.body_timeout)
         url = req.url.strip() if req.url and req.url.strip() else None
         if url is not None:
             url = check_webhook_url(url)
@@ -246,21 +264,23 @@ class SellerApi:
         return _ok(self._callback(record), status=202)
 
 
-def setup_api(app: web.Application, engine: AsyncEngine, settings: Settings) -> SellerApi:
+def setup_api(app: web.Application, engine: AsyncEngine, settings: Settings,
+              links: Links | None = None) -> SellerApi:
     """Mount the seller API under /api/v1 on `app` (the same app as the pay page)."""
-    return mount_api(app, engine, ApiConfig.from_settings(settings))
+    return mount_api(app, engine, ApiConfig.from_settings(settings, links))
 
 
 def mount_api(app: web.Application, engine: AsyncEngine, cfg: ApiConfig) -> SellerApi:
     api = SellerApi(engine, cfg)
     tokens = TokenCache(cfg.token_cache_seconds)
-    sub = web.Application(middlewares=[error_middleware, auth_middleware(engine, tokens)])
+    limits = ApiLimits.from_config(cfg)
+    sub = web.Application(middlewares=[error_middleware, auth_middleware(engine, tokens, limits)])
     r = sub.router
     r.add_get("/openapi.json", api.openapi, name="openapi")
     r.add_get("/me", api.me)
     r.add_get("/balance", api.balance)
     r.add_get("/stats", api.stats)
-    r.add_post("/invoices", api.create_invoice)
+    r.add_post("/invoices", api.create_invoice, name=CREATE_ROUTE)
     r.add_get("/invoices", api.list_invoices)
     r.add_get("/invoices/{invoice_id}", api.get_invoice)
     r.add_post("/invoices/{invoice_id}/cancel", api.cancel_invoice)

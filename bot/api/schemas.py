@@ -17,6 +17,8 @@ from aiohttp import web
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from bot.api.errors import ApiError, invalid
+from bot.http_limits import BodyTimeout
+from bot.http_limits import read_body as read_limited
 
 
 def _clean_text(value: str) -> str:
@@ -71,11 +73,21 @@ def _describe(exc: ValidationError) -> str:
 M = TypeVar("M", bound=BaseModel)
 
 
-async def read_body(request: web.Request, model: type[M]) -> M:
-    raw = await request.read()
+BODY_TIMEOUT = 10.0  # seconds for the whole body to arrive (WEB_BODY_TIMEOUT_SECONDS)
+
+
+async def read_body(request: web.Request, model: type[M],
+                    deadline: float = BODY_TIMEOUT) -> M:
+    """The body as `model`: at most the app's client_max_size bytes (413), sent within
+    `deadline` seconds (408), JSON (nested past the parser's recursion limit is not), then
+    the schema (422)."""
+    try:
+        raw = await read_limited(request, deadline)
+    except BodyTimeout:
+        raise ApiError(408, "request_timeout", "The body did not arrive in time.") from None
     try:
         data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise ApiError(400, "invalid_json", "The body is not valid JSON.") from None
     if not isinstance(data, dict):
         raise invalid("The body must be a JSON object.")
@@ -115,6 +127,20 @@ def query_cursor(request: web.Request) -> int | None:
     if not _DIGITS.fullmatch(raw):
         raise invalid("cursor must be a value of next_cursor from an earlier page")
     return int(raw)
+
+
+_INVOICE_CURSOR = re.compile(r"[0-9A-HJKMNP-TV-Z]{13}")
+
+
+def query_invoice_cursor(request: web.Request) -> str | None:
+    """An invoice list's `next_cursor` (opaque to clients: the public id of the last invoice
+    of the previous page)."""
+    raw = request.query.get("cursor")
+    if raw is None:
+        return None
+    if not _INVOICE_CURSOR.fullmatch(raw):
+        raise invalid("cursor must be a value of next_cursor from an earlier page")
+    return raw
 
 
 def parse_datetime(raw: str) -> datetime:

@@ -5,13 +5,15 @@ from __future__ import annotations
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bot.links import links_from_settings
 from bot.settings import Settings
 from ledger.sellers import Links
 from watchers.callbacks import CallbackSender, schedule_callback_delivery
 
 
 def schedule_callbacks(
-    settings: Settings, engine: AsyncEngine, scheduler: AsyncIOScheduler
+    settings: Settings, engine: AsyncEngine, scheduler: AsyncIOScheduler,
+    links: Links | None = None,
 ) -> CallbackSender:
     """Schedule callback delivery; the caller closes the returned sender on shutdown."""
     api = settings.api
@@ -20,7 +22,7 @@ def schedule_callbacks(
         max_response_bytes=api.callback_max_response_bytes, concurrency=api.callback_concurrency,
     )
     schedule_callback_delivery(
-        scheduler, engine, sender, Links(settings.web.public_url, settings.telegram.bot_username),
+        scheduler, engine, sender, links or links_from_settings(settings),
         seconds=api.callback_poll_seconds, batch=api.callback_batch,
         lease_seconds=api.callback_lease_seconds,
     )

@@ -223,6 +223,10 @@ TEXTS: Final[dict[str, tuple[str, str]]] = {
         "Already paid with this button — you were charged once.",
         "Уже оплачено этой кнопкой — списание было одно.",
     ),
+    "pay.retry": (
+        "We could not confirm the payment yet. Tap Confirm again: you will not be charged twice.",
+        "Не удалось подтвердить оплату. Нажмите «Подтвердить» ещё раз: дважды не спишется.",
+    ),
     "pay.granted": ("\nYou received: {items}", "\nВы получили: {items}"),
     "pay.ton": (
         "💎 Pay <b>{ton}</b> for <b>{title}</b>\nTo: <code>{address}</code>\n"

@@ -6,6 +6,7 @@ pay_<id> makes a new message and so (for multi-use invoices) a new purchase."""
 
 from __future__ import annotations
 
+import logging
 from html import escape
 from typing import Final
 
@@ -24,11 +25,12 @@ from bot.telegram.people import People, RecentInvoices
 from bot.telegram.render import CAPTION_LIMIT, fit, granted_line, money, top_up_text
 from bot.telegram.views import edit, invoice_card, refuse_unless_pending
 from ledger.accounts import balance
-from ledger.errors import OwnInvoice
+from ledger.errors import LedgerError, OwnInvoice
 from ledger.invoices import get_invoice
 from ledger.models import Invoice, User
 from ledger.payments import pay_from_balance
 
+log = logging.getLogger(__name__)
 router: Final[Router] = Router(name=__name__)
 
 
@@ -72,7 +74,18 @@ async def confirm(
     where = (f"{cb.message.chat.id}:{cb.message.message_id}" if cb.message
              else f"i:{cb.inline_message_id or cb.id}")
     key = f"tg:{where}:{invoice.public_id}:{user.id}"
-    result = await pay_from_balance(engine, invoice.public_id, user.id, key)
+    try:
+        result = await pay_from_balance(engine, invoice.public_id, user.id, key)
+    except LedgerError:
+        raise  # a definite answer: errors.py tells the user
+    except Exception as exc:
+        # The payment may or may not have happened (the connection broke mid-call, a deadline
+        # passed). The message keeps its buttons and so its key: the next tap asks about the
+        # same payment and gets its first outcome, never a second charge.
+        log.warning("payment outcome unknown for %s (%s: %s); asked to tap again", key,
+                    type(exc).__name__, str(exc)[:200])
+        await cb.answer(tr("pay.retry"), show_alert=True)
+        return
     cards.forget(invoice.public_id)
     if not result.replayed and notifier is not None:
         notifier.kick()  # the seller hears about it now, not at the next scheduled run

@@ -25,6 +25,7 @@ from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bot.ratelimit import Rate
 from bot.settings import Settings
 from bot.telegram import (
     account,
@@ -41,6 +42,7 @@ from bot.telegram.i18n import LANGUAGES, translator
 from bot.telegram.middlewares import UserMiddleware
 from bot.telegram.notifier import Notifier
 from bot.telegram.people import People, RecentInvoices
+from ledger.sellers import Links
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +68,7 @@ def create_bot(settings: Settings) -> Bot:
 
 def create_dispatcher(
     engine: AsyncEngine, settings: Settings, *, notifier: Notifier | None = None,
-    storage: BaseStorage | None = None,
+    storage: BaseStorage | None = None, links: Links | None = None,
 ) -> Dispatcher:
     """The dispatcher with every router. Dependencies reach handlers as dispatcher data:
     `engine`, `people`, `cards` (recent invoice reads for cards), `cfg` (BotConfig),
@@ -81,10 +83,11 @@ def create_dispatcher(
     dp["engine"] = engine
     dp["people"] = people
     dp["cards"] = RecentInvoices(engine, settings.telegram.card_cache_seconds)
-    dp["cfg"] = BotConfig.from_settings(settings)
+    dp["cfg"] = BotConfig.from_settings(settings, links)
     if notifier is not None:
         dp["notifier"] = notifier
-    dp.update.outer_middleware(UserMiddleware(people))
+    dp.update.outer_middleware(
+        UserMiddleware(people, Rate.parse(settings.telegram.rate_per_user)))
     routers = (
         errors.router,
         start.router,
@@ -116,11 +119,11 @@ class TelegramService:
 
     def __init__(
         self, settings: Settings, engine: AsyncEngine, app: web.Application,
-        scheduler: AsyncIOScheduler | None = None,
+        scheduler: AsyncIOScheduler | None = None, links: Links | None = None,
     ) -> None:
         self.bot = create_bot(settings)
         self.notifier = Notifier(engine, self.bot)
-        self.dp = create_dispatcher(engine, settings, notifier=self.notifier)
+        self.dp = create_dispatcher(engine, settings, notifier=self.notifier, links=links)
         self.webhook_url = settings.telegram.webhook_url
         secret = settings.telegram.webhook_secret
         # Telegram echoes the secret in a header; without a configured one, a random one per
@@ -199,7 +202,7 @@ class TelegramService:
         if me is not None and me.username and me.username != cfg.bot_username:
             log.warning("TELEGRAM_BOT_USERNAME is %s but the bot is @%s; using @%s in links",
                         cfg.bot_username, me.username, me.username)
-            cfg.bot_username = me.username
+            cfg.links.bot_username = me.username  # the web app and the API share it
 
     async def _set_commands(self) -> None:
         for lang in LANGUAGES:
@@ -221,7 +224,7 @@ class TelegramService:
 
 def telegram_service(
     settings: Settings, engine: AsyncEngine, app: web.Application,
-    scheduler: AsyncIOScheduler | None,
+    scheduler: AsyncIOScheduler | None, links: Links | None = None,
 ) -> TelegramService | None:
     """The bot for `paybot run`, or None (logged) when it cannot run: the rest keeps serving."""
     if settings.telegram.bot_token is None:
@@ -229,7 +232,7 @@ def telegram_service(
                     "(the web app and the watchers run without it)")
         return None
     try:
-        return TelegramService(settings, engine, app, scheduler)
+        return TelegramService(settings, engine, app, scheduler, links)
     except (ValueError, TokenValidationError) as exc:  # a malformed token, before any request
         log.error("the Telegram bot is not started: %s", exc)
         return None

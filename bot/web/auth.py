@@ -16,10 +16,12 @@ import secrets
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 
 from aiogram.utils.web_app import WebAppUser, safe_parse_webapp_init_data
 
 MAX_INIT_DATA = 4096  # real init data is well under 1 KB
+MAX_TELEGRAM_ID = 2**63 - 1  # Telegram ids fit a signed 64-bit integer; so does our column
 CLOCK_SKEW = 60  # seconds an auth_date may lie in the future (clock drift)
 
 
@@ -56,21 +58,34 @@ def validate_init_data(
         raise AuthError("mini_app_disabled", "Mini App sign-in is not configured")
     if not init_data or len(init_data) > MAX_INIT_DATA:
         raise AuthError("invalid_init_data", "init data is missing or too long")
+    auth_date, user = _signed(token, init_data)
+    now = time.time() if now is None else now
+    age = now - auth_date
+    if age > max_age or age < -CLOCK_SKEW:
+        raise AuthError("init_data_expired", "init data is too old; reopen the Mini App")
+    if user is None:
+        raise AuthError("invalid_init_data", "init data carries no user")
+    if not 0 < user.telegram_id <= MAX_TELEGRAM_ID:  # signed, but no Telegram id: refuse
+        raise AuthError("invalid_init_data", "init data carries an impossible user id")
+    return user
+
+
+@lru_cache(maxsize=4096)
+def _signed(token: str, init_data: str) -> tuple[float, MiniAppUser | None]:
+    """auth_date and user of init data whose signature is valid; AuthError otherwise (not
+    remembered). Remembered per exact string: a Mini App sends the same init data with every
+    request (status polls, payments), and checking and parsing it (parse_qsl twice, pydantic
+    models) cost more CPU than the rest of a payment request. The age is checked on each use."""
     try:
         data = safe_parse_webapp_init_data(token, init_data)
     except ValueError:  # bad signature, or a signed payload that does not parse
         raise AuthError("invalid_init_data", "init data signature is not valid") from None
-    now = time.time() if now is None else now
     auth_date = data.auth_date
     if auth_date.tzinfo is None:
         auth_date = auth_date.replace(tzinfo=UTC)
-    age = now - auth_date.timestamp()
-    if age > max_age or age < -CLOCK_SKEW:
-        raise AuthError("init_data_expired", "init data is too old; reopen the Mini App")
     user: WebAppUser | None = data.user
-    if user is None:
-        raise AuthError("invalid_init_data", "init data carries no user")
-    return MiniAppUser(user.id, user.username, user.language_code)
+    found = None if user is None else MiniAppUser(user.id, user.username, user.language_code)
+    return auth_date.timestamp(), found
 
 
 # --- guest cookie -------------------------------------------------------------------------
@@ -94,7 +109,9 @@ class CookieSigner:
 
     def issued_at(self, invoice: str, cookie: str | None) -> datetime | None:
         """When a valid cookie for `invoice` was issued; None for missing or bad ones."""
-        if not cookie or len(cookie) > 100:
+        # Cookies are client text: compare_digest refuses non-ASCII str, and isdigit() accepts
+        # other scripts' digits, so anything not ASCII is simply not our cookie.
+        if not cookie or len(cookie) > 100 or not cookie.isascii():
             return None
         body, _, sig = cookie.rpartition(".")
         issued, _, _nonce = body.partition(".")

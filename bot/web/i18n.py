@@ -73,6 +73,8 @@ TEXTS: Final[dict[str, dict[str, str]]] = {
         "err_key_reused": "This payment attempt was already used for something else. "
                           "Try again.",
         "err_generic": "Something went wrong. Try again in a moment.",
+        "err_retry": "We could not confirm the payment yet. Tap again: you will not be charged "
+                     "twice.",
         "topup": "Top up the balance",
         "try_again": "Try again",
         "footer": "Payments by paybot",
@@ -137,6 +139,8 @@ TEXTS: Final[dict[str, dict[str, str]]] = {
         "err_key_reused": "Эта попытка оплаты уже использована для другого запроса. "
                           "Попробуйте ещё раз.",
         "err_generic": "Что-то пошло не так. Попробуйте ещё раз чуть позже.",
+        "err_retry": "Не удалось подтвердить оплату. Нажмите ещё раз: дважды деньги не "
+                     "спишутся.",
         "topup": "Пополнить баланс",
         "try_again": "Попробовать снова",
         "footer": "Платежи через paybot",

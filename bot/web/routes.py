@@ -21,6 +21,7 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bot.http_errors import OUTAGES, is_database_outage
 from bot.qr import qr_etag, qr_png, qr_svg
 from bot.settings import Settings
 from bot.web import render
@@ -32,10 +33,13 @@ from bot.web.auth import (
     validate_init_data,
 )
 from bot.web.claims import guest_claim
+from bot.web.guard import PageGuard
 from bot.web.i18n import normalize, request_language, t
 from bot.web.view import (
+    KnownBuyers,
     PayConfig,
     RecentInvoices,
+    after_payment,
     effective_status,
     invoice_view,
     load_invoice,
@@ -57,11 +61,13 @@ from ledger.errors import (
 from ledger.ids import parse_invoice_id
 from ledger.models import Invoice
 from ledger.payments import IDEMPOTENCY_KEY_MAX, pay_from_balance
-from ledger.users import ensure_user, find_user_by_telegram
+from ledger.sellers import Links
+from ledger.users import find_user_by_telegram
 
 log = logging.getLogger(__name__)
 
 POLL_MS = 3000  # how often an open page asks for the status while the invoice is pending
+PAY_RETRY_AFTER = 1  # seconds; the buyer is watching the button
 COOKIE_EXTRA = timedelta(days=30)  # a guest may come back for the claim link after paying
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -73,12 +79,15 @@ class PayPages:
         self.poll_ms = poll_ms
         self.static = render.Static()
         self.recent = RecentInvoices(engine, cfg.page_cache_seconds)
+        self.buyers = KnownBuyers(engine)
 
     # --- helpers --------------------------------------------------------------------------
 
-    def _error(self, status: int, code: str, message: str, **extra: Any) -> web.Response:
+    def _error(self, status: int, code: str, message: str, *,
+               headers: dict[str, str] | None = None, **extra: Any) -> web.Response:
         return web.json_response({"error": {"code": code, "message": message, **extra}},
-                                 status=status, headers={"Cache-Control": "no-store"})
+                                 status=status, headers={"Cache-Control": "no-store",
+                                                         **(headers or {})})
 
     def _viewer(self, request: web.Request) -> MiniAppUser | None:
         """The Mini App user of the request, None without init data; AuthError when bad."""
@@ -210,27 +219,44 @@ class PayPages:
         if not isinstance(key, str) or not 0 < len(key) <= IDEMPOTENCY_KEY_MAX:
             return self._error(400, "bad_request", t(lang, "err_bad_request"),
                                detail="idempotency_key: 1 to 200 characters")
-        if parse_invoice_id(request.match_info["invoice_id"]) is None:
+        public_id = parse_invoice_id(request.match_info["invoice_id"])
+        if public_id is None:
             return self._ledger_error(InvoiceNotFound(), lang)
         try:
-            user = await ensure_user(self.engine, viewer.telegram_id, viewer.username,
-                                     viewer.language)
-            result = await pay_from_balance(self.engine, request.match_info["invoice_id"],
-                                            user.id, key)
-            invoice, seller = await load_invoice(self.engine, request.match_info["invoice_id"])
+            # Before the money moves: what the answer will show, and who pays.
+            snap = await self.recent.get(public_id)
+            user = await self.buyers.get(viewer.telegram_id, viewer.username, viewer.language)
+            result = await pay_from_balance(self.engine, public_id, user.id, key)
         except LedgerError as exc:
             return self._ledger_error(exc, lang)
-        self.recent.forget(invoice.public_id)  # this process knows it changed: show it at once
-        funds = result.buyer_balance
-        if funds is None:  # not every ledger path reports it (e.g. a replay)
-            funds = await balance(self.engine, user.id, invoice.currency)
-        return web.json_response({
+        except Exception as exc:  # whatever it was, only the same request again can tell
+            return self._outcome_unknown(request, exc, lang)
+        # The payment stands. Nothing below reads the database or can fail: the answer comes
+        # from the payment's own result (a failure here used to turn it into a 500, and the
+        # page's next tap into a second charge).
+        self.recent.forget(public_id)  # this process knows it changed: show it at once
+        invoice = after_payment(snap.invoice, result)
+        body: dict[str, Any] = {
             "payment": {"id": result.payment_id, "replayed": bool(result.replayed),
                         "invoice_status": result.invoice_status, "grant_id": result.grant_id},
-            "invoice": invoice_view(invoice, seller, self.cfg),
-            "viewer": {"balance": money(funds, invoice.currency),
-                       "is_seller": False},
-        }, headers={"Cache-Control": "no-store"})
+            "invoice": invoice_view(invoice, snap.seller, self.cfg),
+        }
+        if result.buyer_balance is not None:  # else the page's next status poll shows it
+            body["viewer"] = {"balance": money(result.buyer_balance, invoice.currency),
+                              "is_seller": False}
+        return web.json_response(body, headers={"Cache-Control": "no-store"})
+
+    def _outcome_unknown(self, request: web.Request, exc: Exception, lang: str) -> web.Response:
+        """The payment may or may not have happened (the connection broke mid-call, a deadline
+        passed, the database is restarting): only the same request again can tell, and its
+        idempotency key makes that safe. So: 503, "retry with the same key"; never a 500,
+        after which a client would make a new key and pay twice."""
+        if is_database_outage(exc):
+            OUTAGES.failed(exc, f"{request.method} {request.path}")
+        else:
+            log.exception("payment outcome unknown: %s %s", request.method, request.path)
+        return self._error(503, "retry", t(lang, "err_retry"),
+                           headers={"Retry-After": str(PAY_RETRY_AFTER)})
 
     # --- QR images -----------------------------------------------------------------------
 
@@ -256,36 +282,25 @@ class PayPages:
         return await self._qr(request, qr_svg, "image/svg+xml")
 
 
-def _safe(handler: Handler, json_api: bool) -> Handler:
-    """Unexpected failures become a plain 500 (HTML or JSON), logged; never a stack trace."""
-
-    async def wrapped(request: web.Request) -> web.StreamResponse:
-        try:
-            return await handler(request)
-        except web.HTTPException:
-            raise
-        except Exception:
-            log.exception("pay page failed: %s %s", request.method, request.path)
-            lang = request_language(request)
-            if json_api:
-                return web.json_response(
-                    {"error": {"code": "internal", "message": t(lang, "err_generic")}},
-                    status=500)
-            return web.Response(text=t(lang, "err_generic"), status=500)
-
-    return wrapped
+def _safe(handler: Handler, json_api: bool, guard: PageGuard, kind: str = "read") -> Handler:
+    """Limits first (bot/web/guard.py); then hostile input, too large or slow bodies and a
+    database outage answered as 4xx/503 in the route's shape; anything else a plain 500,
+    logged; never a stack trace."""
+    return guard.wrap(handler, json_api=json_api, kind=kind)
 
 
 def setup_pay_pages(
-    app: web.Application, engine: AsyncEngine, settings: Settings, *, poll_ms: int = POLL_MS
+    app: web.Application, engine: AsyncEngine, settings: Settings, *, poll_ms: int = POLL_MS,
+    links: Links | None = None,
 ) -> PayPages:
     """Mount the pay page, its JSON API, QR images and static files on `app`."""
-    pages = PayPages(engine, PayConfig.from_settings(settings), poll_ms)
+    pages = PayPages(engine, PayConfig.from_settings(settings, links), poll_ms)
+    guard = PageGuard.from_settings(settings.web, pages.cfg.bot_token)
     r = app.router
-    r.add_get("/pay/{invoice_id}", _safe(pages.page, json_api=False))
-    r.add_get("/pay/{invoice_id}/status", _safe(pages.status, json_api=True))
-    r.add_post("/pay/{invoice_id}/pay", _safe(pages.pay, json_api=True))
-    r.add_get("/pay/{invoice_id}/qr.png", _safe(pages.qr_png, json_api=False))
-    r.add_get("/pay/{invoice_id}/qr.svg", _safe(pages.qr_svg, json_api=False))
+    r.add_get("/pay/{invoice_id}", _safe(pages.page, False, guard))
+    r.add_get("/pay/{invoice_id}/status", _safe(pages.status, True, guard))
+    r.add_post("/pay/{invoice_id}/pay", _safe(pages.pay, True, guard, kind="pay"))
+    r.add_get("/pay/{invoice_id}/qr.png", _safe(pages.qr_png, False, guard))
+    r.add_get("/pay/{invoice_id}/qr.svg", _safe(pages.qr_svg, False, guard))
     r.add_get(render.STATIC_PREFIX + "/{name}", pages.static.handle)
     return pages

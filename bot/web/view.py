@@ -7,21 +7,25 @@ import hashlib
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bot.links import links_from_settings
 from bot.settings import Settings
 from bot.web.auth import CookieSigner
+from ledger.coalesce import Coalescer, Pending, Row, coalescer_for
 from ledger.db import Executor, fetch_one
 from ledger.errors import InvoiceNotFound
 from ledger.ids import parse_invoice_id
-from ledger.models import Invoice
+from ledger.models import Invoice, PaymentResult, User
 from ledger.money import SYMBOLS, format_amount
+from ledger.sellers import Links
+from ledger.users import ensure_user
 from watchers.ton_links import friendly_address, ton_transfer_link, tonkeeper_link
 
 
@@ -30,7 +34,7 @@ class PayConfig:
     """Everything the pay pages need from the settings, read once at start-up."""
 
     public_url: str
-    bot_username: str
+    links: Links  # shared with every edge; its bot_username follows getMe
     bot_token: str | None
     init_data_max_age: int
     page_cache_seconds: float
@@ -38,8 +42,12 @@ class PayConfig:
     signer: CookieSigner
     secure_cookies: bool
 
+    @property
+    def bot_username(self) -> str:
+        return self.links.bot_username
+
     @classmethod
-    def from_settings(cls, settings: Settings) -> PayConfig:
+    def from_settings(cls, settings: Settings, links: Links | None = None) -> PayConfig:
         token = settings.telegram.bot_token
         token_text = token.get_secret_value() if token is not None else None
         address = settings.ton.destination_address
@@ -57,7 +65,7 @@ class PayConfig:
         public_url = settings.web.public_url.rstrip("/")
         return cls(
             public_url=public_url,
-            bot_username=settings.telegram.bot_username.lstrip("@"),
+            links=links or links_from_settings(settings),
             bot_token=token_text,
             init_data_max_age=settings.web.init_data_max_age,
             page_cache_seconds=settings.web.page_cache_seconds,
@@ -67,30 +75,47 @@ class PayConfig:
         )
 
 
-# One round trip for the invoice and its seller's name (read-only). The pay page is the most
-# requested URL, so this read skips SQLAlchemy's result machinery (about half of the page's
-# CPU time) and asks asyncpg directly, on a connection of the same engine pool.
-_INVOICE_WITH_SELLER = """
+# The invoice and its seller's name, for every id asked at about the same time: one round trip
+# and one pooled connection per batch (ledger/coalesce.py), not per request. The pay page,
+# its status and the Mini App payment all start here, so under load this read is shared.
+_INVOICES_WITH_SELLERS = """
 SELECT i.*, u.username AS seller_username
   FROM invoices i JOIN users u ON u.id = i.seller_id
- WHERE i.public_id = $1
+ WHERE i.public_id = ANY($1::text[])
 """
+_INVOICE_WITH_SELLER = _INVOICES_WITH_SELLERS.replace("= ANY($1::text[])", "= :id")
+
+Found = tuple[Invoice, str | None] | None
+
+
+class PageInvoiceReader(Coalescer[Found]):
+    max_in_flight = 2  # a read needs no group commit; two lanes keep a lone read from waiting
+
+    def _statement(self, batch: list[Pending[Found]]) -> tuple[str, list[Any]]:
+        return _INVOICES_WITH_SELLERS, [sorted({r.args for r in batch})]
+
+    def _settle(self, batch: list[Pending[Found]], rows: Sequence[Row]) -> list[Pending[Found]]:
+        found = {row["public_id"]: (Invoice.from_row(row), row["seller_username"])
+                 for row in rows}
+        for req in batch:
+            req.future.set_result(found.get(req.args))
+        return []
 
 
 async def load_invoice(db: Executor, public_id: str) -> tuple[Invoice, str | None]:
     """The invoice and its seller's username; InvoiceNotFound for unknown or malformed ids."""
     canonical = parse_invoice_id(public_id)
-    row: Any = None
+    found: Found = None
     if canonical is not None:
         if isinstance(db, AsyncEngine):
-            async with db.connect() as conn:
-                raw = await conn.get_raw_connection()
-                row = await raw.driver_connection.fetchrow(_INVOICE_WITH_SELLER, canonical)
+            found = await coalescer_for(db, PageInvoiceReader).submit(canonical)
         else:
-            row = await fetch_one(db, _INVOICE_WITH_SELLER.replace("$1", ":id"), id=canonical)
-    if row is None:
+            row = await fetch_one(db, _INVOICE_WITH_SELLER, id=canonical)
+            if row is not None:
+                found = Invoice.from_row(row), row["seller_username"]
+    if found is None:
         raise InvoiceNotFound(public_id[:40])
-    return Invoice.from_row(row), row["seller_username"]
+    return found
 
 
 @dataclass(slots=True)
@@ -139,6 +164,42 @@ class RecentInvoices:
 
     def forget(self, public_id: str) -> None:
         self._items.pop(public_id, None)
+
+
+class KnownBuyers:
+    """The user behind each Mini App Telegram id, so a payment does not write the users row
+    (an upsert, a row lock and a commit of its own) every time.
+
+    `ensure_user` runs again whenever the init data brings another username or language than
+    the last time, so nothing it records goes stale; a user's id never changes. Bounded."""
+
+    def __init__(self, engine: AsyncEngine, size: int = 100_000) -> None:
+        self.engine = engine
+        self.size = size
+        self._items: OrderedDict[int, tuple[str | None, str | None, User]] = OrderedDict()
+
+    async def get(self, telegram_id: int, username: str | None, language: str | None) -> User:
+        hit = self._items.get(telegram_id)
+        if hit is not None and hit[:2] == (username, language):
+            self._items.move_to_end(telegram_id)
+            return hit[2]
+        user = await ensure_user(self.engine, telegram_id, username, language)
+        self._items[telegram_id] = (username, language, user)
+        self._items.move_to_end(telegram_id)
+        while len(self._items) > self.size:
+            self._items.popitem(last=False)
+        return user
+
+
+def after_payment(invoice: Invoice, result: PaymentResult) -> Invoice:
+    """`invoice` (read before the payment) as the payment's own result leaves it: its status
+    comes from the ledger's answer, so no read after the money moved can fail the answer.
+    `uses` counts this payment (other buyers' meanwhile show at the page's next status poll)."""
+    uses = max(invoice.uses + (0 if result.replayed else 1), 1)
+    paid_at = invoice.paid_at
+    if result.invoice_status == "paid" and paid_at is None:
+        paid_at = datetime.now(UTC)  # committed a moment ago
+    return replace(invoice, status=result.invoice_status, uses=uses, paid_at=paid_at)
 
 
 def effective_status(invoice: Invoice, now: datetime | None = None) -> str:

@@ -398,3 +398,40 @@ async def test_api_token_limit(person, engine) -> None:
     [reply] = await seller.send("/api")
     assert reply.plain == ("You already have the maximum number of active API tokens. "
                            "Revoke one first.")
+
+
+async def test_a_lost_answer_is_asked_again_with_the_same_button(person, engine,
+                                                                 monkeypatch) -> None:
+    """The payment commits but its answer is lost (the connection dropped after the commit):
+    the buyer is told to tap again, the confirmation keeps its buttons, and the next tap on
+    them replays the first payment instead of making a second one."""
+    import asyncpg
+
+    import bot.telegram.pay as pay_handlers
+
+    seller, buyer = await person(), await person(balance=5000)
+    invoice = await _coffee(engine, seller, kind="multi_use")  # only the key stops a repeat
+    [card] = await buyer.send(f"/start pay_{invoice.public_id}")
+    [confirm] = (await buyer.tap(card, "from balance")).edited
+    real_pay = pay_handlers.pay_from_balance
+
+    async def commit_then_lose_the_answer(*args, **kwargs):  # type: ignore[no-untyped-def]
+        await real_pay(*args, **kwargs)
+        raise asyncpg.exceptions.ConnectionDoesNotExistError(
+            "connection was closed in the middle of operation")
+
+    monkeypatch.setattr(pay_handlers, "pay_from_balance", commit_then_lose_the_answer)
+    tap = await buyer.tap(confirm, "Confirm payment")
+    assert tap.alert
+    assert tap.answer_text == ("We could not confirm the payment yet. Tap Confirm again: "
+                               "you will not be charged twice.")
+    assert tap.edited == []  # the confirmation (and its key) stays
+    assert len(await _payments(engine, invoice)) == 1
+
+    monkeypatch.setattr(pay_handlers, "pay_from_balance", real_pay)
+    tap = await buyer.tap(confirm, "Confirm payment")
+    assert tap.answer_text == "Already paid with this button — you were charged once."
+    [done] = tap.edited
+    assert done.plain.startswith("✅ Paid 12.50 Liquid $ for Coffee <beans>.")
+    assert len(await _payments(engine, invoice)) == 1
+    assert await balance(engine, buyer.user.id) == 5000 - 1250

@@ -189,3 +189,38 @@ async def test_run_with_a_token_answers_in_telegram(database_url, bot_api, make_
         await eventually(_replied(bot_api, user.telegram_id))
 
     await _serve_until(settings, database_url, answers)
+
+
+async def test_every_edge_links_to_the_bot_get_me_names(database_url, engine, bot_api,
+                                                         make_user) -> None:
+    """TELEGRAM_BOT_USERNAME left at its default: the pay page, its JSON and the seller API
+    name the bot that getMe reports, as the bot's own links do."""
+    from ledger.invoices import create_invoice
+    from ledger.sellers import issue_token
+
+    settings = bot_settings(bot_api.url, bot_api.token)
+    settings.telegram = settings.telegram.model_copy(update={"bot_username": "paybot"})
+    seller = await make_user()
+    invoice = await create_invoice(engine, seller_id=seller.id, title="Tea", amount=100)
+    token, _ = await issue_token(engine, seller.id)
+    login = f"https://t.me/paybot_test_bot?start=pay_{invoice.public_id}"
+
+    async def links_name_the_real_bot(port: int) -> None:
+        base = f"http://127.0.0.1:{port}"
+        async with ClientSession() as http:
+            deadline = asyncio.get_running_loop().time() + WAIT
+            while True:  # getMe runs right after the site starts serving
+                async with http.get(f"{base}/pay/{invoice.public_id}") as r:
+                    page = await r.text()
+                if login in page or asyncio.get_running_loop().time() > deadline:
+                    break
+                await asyncio.sleep(0.05)
+            assert login in page and "t.me/paybot?" not in page
+            async with http.get(f"{base}/pay/{invoice.public_id}/status") as r:
+                status = await r.text()
+            assert "t.me/paybot_test_bot" in status and "t.me/paybot?" not in status
+            async with http.get(f"{base}/api/v1/invoices/{invoice.public_id}",
+                                headers={"Authorization": f"Bearer {token}"}) as r:
+                assert (await r.json())["bot_url"] == login
+
+    await _serve_until(settings, database_url, links_name_the_real_bot)

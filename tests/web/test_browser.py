@@ -171,3 +171,61 @@ async def test_mini_app_double_tap_pays_once(chromium, served, make_invoice, mak
                          id=invoice.id)
     assert rows[0]["n"] == 1
     assert await balance(engine, buyer.id) == 2000 - 1250
+
+
+async def test_mini_app_keeps_its_key_until_the_server_knows(
+    chromium, served, make_invoice, make_user, engine, monkeypatch
+):
+    """A payment commits but its answer is lost (503 "retry"): the page asks again with the same
+    key and shows it paid; while answers stay lost it says so and its next tap asks about the
+    same payment. Only a definite answer ends the attempt: a new tap then is a new purchase."""
+    import asyncpg
+
+    import bot.web.routes as routes
+
+    base, requested = served
+    invoice = await make_invoice(kind="multi_use")
+    buyer = await make_user(balance=5000, username="unlucky_buyer")
+    init = sign_init_data(tg_user(buyer))
+    fragment = f"tgWebAppData={quote(init, safe='')}&tgWebAppVersion=8.0&tgWebAppPlatform=ios"
+    real_pay = routes.pay_from_balance
+    lose = {"answers": 0}
+
+    async def commit_then_maybe_lose_the_answer(*args, **kwargs):
+        result = await real_pay(*args, **kwargs)
+        if lose["answers"] > 0:
+            lose["answers"] -= 1
+            raise asyncpg.exceptions.ConnectionDoesNotExistError(
+                "connection was closed in the middle of operation")
+        return result
+
+    monkeypatch.setattr(routes, "pay_from_balance", commit_then_maybe_lose_the_answer)
+    message = "document.getElementById('pay-message')"
+    settled = (f"{message}.textContent === 'Payment complete. Thank you!'"
+               f" || {message}.className.includes('error')")
+    pay_url = f"/pay/{invoice.public_id}/pay"
+    async with chromium_page(chromium, block=BLOCK) as page:
+        await page.goto(f"{base}/pay/{invoice.public_id}#{fragment}")
+        await page.wait_for("!document.getElementById('pay-balance').hidden")
+
+        lose["answers"] = 1  # one lost answer: the page's own retry gets the first outcome
+        await page.evaluate("document.getElementById('pay-balance').click()")
+        await page.wait_for(settled)
+        assert await page.evaluate(f"{message}.textContent") == "Payment complete. Thank you!"
+        assert [r for r in requested if r.endswith(pay_url)] == [f"503 {pay_url}",
+                                                                 f"200 {pay_url}"]
+
+        lose["answers"] = 4  # a longer outage: the page gives up asking, keeping the key
+        await page.evaluate("document.getElementById('pay-balance').click()")
+        await page.wait_for(settled)
+        assert await page.evaluate(f"{message}.textContent") == (
+            "We could not confirm the payment yet. Tap again: you will not be charged twice.")
+        lose["answers"] = 0
+        await page.evaluate("document.getElementById('pay-balance').click()")
+        await page.wait_for(settled)
+        assert await page.evaluate(f"{message}.textContent") == "Payment complete. Thank you!"
+
+    rows = await run_sql(engine, "SELECT idempotency_key FROM payments WHERE invoice_id = :id",
+                         id=invoice.id)
+    assert len({r["idempotency_key"] for r in rows}) == len(rows) == 2  # two taps that counted
+    assert await balance(engine, buyer.id) == 5000 - 2 * 1250

@@ -5,6 +5,9 @@ from __future__ import annotations
 import time
 from datetime import timedelta
 
+import asyncpg
+import sqlalchemy.exc
+
 from ledger.accounts import balance
 from ledger.invoices import cancel_invoice, get_invoice
 from ledger.payments import pay_from_balance, settle_external_payment
@@ -333,3 +336,177 @@ async def test_no_claim_for_a_browser_that_arrives_after_the_payment(client, mak
     body = await (await client.get(f"/pay/{invoice.public_id}/status")).json()
     assert body["claim"] is None
 
+
+
+# --- the money moved, then something failed ---------------------------------------------------
+# The payment itself stays real (PostgreSQL commits it); what fails is injected around it, as
+# a database going down ("the database system is shutting down") or a pool timing out would.
+
+def _shutting_down() -> Exception:
+    return asyncpg.exceptions.CannotConnectNowError("the database system is shutting down")
+
+
+def _connection_lost() -> Exception:
+    return asyncpg.exceptions.ConnectionDoesNotExistError(
+        "connection was closed in the middle of operation")
+
+
+def _database_down_after_payment(monkeypatch) -> dict[str, bool]:
+    """Every read the pay route could make fails once a payment has committed."""
+    import bot.web.routes as routes
+    import bot.web.view as view
+
+    state = {"down": False}
+    real_pay = routes.pay_from_balance
+
+    async def pay_then_go_down(*args, **kwargs):
+        result = await real_pay(*args, **kwargs)
+        state["down"] = True
+        return result
+
+    monkeypatch.setattr(routes, "pay_from_balance", pay_then_go_down)
+    for module, name in ((routes, "load_invoice"), (view, "load_invoice"), (routes, "balance"),
+                         (routes, "find_user_by_telegram"), (routes, "guest_claim")):
+        original = getattr(module, name, None)
+        if original is None:
+            continue
+
+        async def failing(*args, _original=original, **kwargs):
+            if state["down"]:
+                raise _shutting_down()
+            return await _original(*args, **kwargs)
+
+        monkeypatch.setattr(module, name, failing)
+    return state
+
+
+async def test_reads_failing_after_the_payment_still_tell_the_buyer_paid(
+    client, make_invoice, make_user, engine, monkeypatch
+):
+    invoice = await make_invoice(kind="multi_use")
+    buyer = await make_user(balance=5000)
+    init = sign_init_data(tg_user(buyer))
+    state = _database_down_after_payment(monkeypatch)
+    resp = await pay(client, invoice, init, key="tap-1")
+    assert resp.status == 200, await resp.text()
+    body = await resp.json()
+    assert body["payment"]["replayed"] is False
+    assert body["payment"]["invoice_status"] == "pending"  # multi-use: still open
+    assert body["invoice"]["id"] == invoice.public_id
+    assert body["viewer"]["balance"]["minor"] == 5000 - 1250
+    # The page would tap again with the same key (it got an answer, but say it did not):
+    state["down"] = False
+    again = await pay(client, invoice, init, key="tap-1")
+    assert again.status == 200 and (await again.json())["payment"]["replayed"] is True
+    assert await payments_of(engine, invoice) == 1
+    assert await balance(engine, buyer.id) == 5000 - 1250
+
+
+async def test_a_one_time_invoice_paid_then_reads_failing_says_paid(
+    client, make_invoice, make_user, engine, monkeypatch
+):
+    invoice = await make_invoice()
+    buyer = await make_user(balance=2000)
+    _database_down_after_payment(monkeypatch)
+    resp = await pay(client, invoice, sign_init_data(tg_user(buyer)))
+    assert resp.status == 200, await resp.text()
+    body = await resp.json()
+    assert body["payment"]["invoice_status"] == "paid"
+    assert body["invoice"]["status"] == "paid" and body["invoice"]["pay_ton"] is None
+    assert await balance(engine, buyer.id) == 750
+
+
+async def test_an_answer_lost_after_the_commit_is_503_retry_and_the_retry_replays(
+    client, make_invoice, make_user, engine, monkeypatch
+):
+    import bot.web.routes as routes
+
+    invoice = await make_invoice(kind="multi_use")
+    buyer = await make_user(balance=5000)
+    init = sign_init_data(tg_user(buyer))
+    real_pay = routes.pay_from_balance
+
+    async def commit_then_lose_the_answer(*args, **kwargs):
+        await real_pay(*args, **kwargs)
+        raise _connection_lost()
+
+    monkeypatch.setattr(routes, "pay_from_balance", commit_then_lose_the_answer)
+    resp = await pay(client, invoice, init, key="tap-1")
+    assert resp.status == 503
+    assert int(resp.headers["Retry-After"]) >= 1
+    error = (await resp.json())["error"]
+    assert error["code"] == "retry"
+    assert "not be charged twice" in error["message"]
+    assert await payments_of(engine, invoice) == 1  # it did happen; the server cannot know
+
+    monkeypatch.setattr(routes, "pay_from_balance", real_pay)
+    again = await pay(client, invoice, init, key="tap-1")  # the client repeats the same key
+    assert again.status == 200
+    body = await again.json()
+    assert body["payment"]["replayed"] is True
+    assert body["viewer"]["balance"]["minor"] == 5000 - 1250
+    assert await payments_of(engine, invoice) == 1
+    assert await balance(engine, buyer.id) == 5000 - 1250
+
+
+async def test_a_pool_timeout_before_the_payment_is_503_and_the_retry_pays_once(
+    client, make_invoice, make_user, engine, monkeypatch
+):
+    import bot.web.routes as routes
+
+    invoice = await make_invoice()
+    buyer = await make_user(balance=2000)
+    init = sign_init_data(tg_user(buyer))
+    real_pay = routes.pay_from_balance
+
+    async def pool_timeout(*args, **kwargs):
+        raise sqlalchemy.exc.TimeoutError("QueuePool limit of size 10 overflow 10 reached, "
+                                          "connection timed out, timeout 30.00")
+
+    monkeypatch.setattr(routes, "pay_from_balance", pool_timeout)
+    resp = await pay(client, invoice, init, key="tap-1")
+    assert resp.status == 503 and (await resp.json())["error"]["code"] == "retry"
+    assert "Retry-After" in resp.headers
+    assert await payments_of(engine, invoice) == 0 and await balance(engine, buyer.id) == 2000
+
+    monkeypatch.setattr(routes, "pay_from_balance", real_pay)
+    again = await pay(client, invoice, init, key="tap-1")
+    assert again.status == 200 and (await again.json())["payment"]["replayed"] is False
+    assert await payments_of(engine, invoice) == 1 and await balance(engine, buyer.id) == 750
+
+
+# --- what the pay path remembers (bench.web's mini_app_pay) -----------------------------------
+
+async def test_a_new_username_or_language_in_the_init_data_is_recorded(
+    client, make_invoice, make_user, engine
+):
+    buyer = await make_user(balance=9000, username="old_name")
+    for username, language in (("old_name", "en"), ("new_name", "en"), ("new_name", "ru")):
+        invoice = await make_invoice()
+        init = sign_init_data({**tg_user(buyer, language), "username": username})
+        assert (await pay(client, invoice, init, key=f"{username}-{language}")).status == 200
+        user = await find_user_by_telegram(engine, buyer.telegram_id)
+        assert (user.id, user.username, user.language) == (buyer.id, username, language)
+
+
+async def test_init_data_checked_once_still_expires():
+    from bot.web.auth import AuthError, validate_init_data
+    from tests.web.conftest import BOT_TOKEN
+
+    init = sign_init_data({"id": 5551234, "first_name": "A"})
+    assert validate_init_data(BOT_TOKEN, init, MAX_AGE).telegram_id == 5551234
+    assert validate_init_data(BOT_TOKEN, init, MAX_AGE).telegram_id == 5551234  # remembered
+    try:
+        validate_init_data(BOT_TOKEN, init, MAX_AGE, now=time.time() + MAX_AGE + 5)
+    except AuthError as exc:
+        assert exc.code == "init_data_expired"
+    else:
+        raise AssertionError("stale init data was accepted")
+    forged = init[: init.index("hash=") + 5] + "0" * 64
+    for _ in range(2):  # a refusal is never remembered as a success
+        try:
+            validate_init_data(BOT_TOKEN, forged, MAX_AGE)
+        except AuthError as exc:
+            assert exc.code == "invalid_init_data"
+        else:
+            raise AssertionError("forged init data was accepted")

@@ -211,7 +211,14 @@
 
   // --- paying from the balance -------------------------------------------------------------
 
-  var attemptKey = null; // one key per payment attempt: a double tap or a retry pays once
+  // One key per payment intent. It is kept until the server gives a definite answer (2xx or
+  // 4xx), in memory and in sessionStorage (a reload of the Mini App is the same intent): an
+  // unknown outcome (5xx, 429, no answer) is asked again with the SAME key, which replays
+  // the first outcome, so a retry never pays twice. Only after a definite answer does the
+  // next tap make a new key (a new purchase of a multi-use invoice).
+  var KEY_STORE = "paybot.payKey." + inv.id;
+  var AUTO_RETRIES = 3;
+  var attemptKey = storedKey();
   var busy = false;
   var tonOpen = false;
 
@@ -221,6 +228,14 @@
     return "web-" + Array.prototype.map.call(bytes, function (b) {
       return ("0" + b.toString(16)).slice(-2);
     }).join("");
+  }
+  function storedKey() { try { return sessionStorage.getItem(KEY_STORE); } catch (e) { return null; } }
+  function keepKey(key) {
+    attemptKey = key;
+    try {
+      if (key) sessionStorage.setItem(KEY_STORE, key);
+      else sessionStorage.removeItem(KEY_STORE);
+    } catch (e) { /* private mode: memory only */ }
   }
 
   function message(text, kind) {
@@ -232,41 +247,63 @@
   function pay() {
     if (busy || !initData) return;
     busy = true;
-    var button = $("pay-balance");
-    button.disabled = true;
+    $("pay-balance").disabled = true;
     show($("topup-link"), false);
     message(T("paying"));
-    if (!attemptKey) attemptKey = newKey();
+    if (!attemptKey) keepKey(newKey());
+    send(attemptKey, 0);
+  }
+
+  function done() {
+    busy = false;
+    $("pay-balance").disabled = false;
+  }
+
+  function send(key, tries) {
     fetch(inv.links.pay, {
       method: "POST",
       headers: Object.assign({ "Content-Type": "application/json" }, authHeaders()),
-      body: JSON.stringify({ idempotency_key: attemptKey }),
+      body: JSON.stringify({ idempotency_key: key }),
       credentials: "same-origin"
     }).then(function (r) {
+      if (r.status >= 500 || r.status === 429) {
+        unknown(key, tries, parseInt(r.headers.get("Retry-After"), 10));
+        return;
+      }
       return r.json().catch(function () { return {}; }).then(function (body) {
-        // Any answer from the server ends this attempt; the next tap is a new payment.
-        attemptKey = null;
-        if (r.ok) {
-          applyState(body);
-          message(T("paid_ok"), "ok");
-          haptic("success");
-          return;
-        }
-        if (r.status === 401) { sessionExpired(); return; }
-        var err = body.error || {};
-        message(err.message || T("err_generic"), "error");
-        haptic("error");
-        if (err.code === "insufficient_funds") show($("topup-link"), true);
-        if (r.status === 409 || r.status === 410 || r.status === 403) refresh();
+        definite(r, body);
+        done();
       });
     }).catch(function () {
-      // No answer: the payment may or may not have happened. Keep the key, so tapping
-      // again asks about the same attempt instead of paying twice.
-      message(T("err_generic"), "error");
-    }).then(function () {
-      busy = false;
-      button.disabled = false;
+      unknown(key, tries, NaN); // no answer at all: offline, or the server restarting
     });
+  }
+
+  function unknown(key, tries, retryAfter) {
+    if (tries < AUTO_RETRIES) {
+      var seconds = Math.min(isNaN(retryAfter) ? tries + 1 : Math.max(retryAfter, 0.2), 5);
+      setTimeout(function () { send(key, tries + 1); }, seconds * 1000);
+      return;
+    }
+    // Still no answer: say so, keep the key; the next tap asks about the same payment.
+    message(T("err_retry"), "error");
+    done();
+  }
+
+  function definite(r, body) {
+    keepKey(null); // this intent is over: the next tap is a new one
+    if (r.ok) {
+      applyState(body);
+      message(T("paid_ok"), "ok");
+      haptic("success");
+      return;
+    }
+    if (r.status === 401) { sessionExpired(); return; }
+    var err = body.error || {};
+    message(err.message || T("err_generic"), "error");
+    haptic("error");
+    if (err.code === "insufficient_funds") show($("topup-link"), true);
+    if (r.status === 409 || r.status === 410 || r.status === 403) refresh();
   }
 
   function startMiniApp(data) {

@@ -14,7 +14,9 @@ Lateness is judged by the transfer's block time: sent before the invoice's expir
 when settled after ("paid late", note says so; the invoice is expired first and stays closed
 for new payments, see migrations/versions/0008_paid_late.py); sent at or after, it is late.
 Money that cannot go anywhere yet sits in `suspense` as a holding, released once by
-`resolve_transfer` (operator) or `claim_excess` (a guest who claimed their purchase).
+`resolve_transfer` (operator), `claim_excess` (a claimed purchase) or ledger.payers.bind_user.
+The payer is named by the comment's payer tag (`INV-<id>-<tag>`, ledger/payers.py, SQL in
+migrations/versions/0009_payer_tags.py); a bare `INV-<id>` pays with nobody known.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from ledger.errors import (
     UserNotFound,
     register_sqlstates,
 )
-from ledger.ids import parse_invoice_id
+from ledger.ids import normalize_code, parse_invoice_id
 from ledger.invoices import get_invoice
 from ledger.money import DECIMALS
 
@@ -147,6 +149,7 @@ class ChainTransfer:
     ignore_reason: str | None = None  # not a customer payment (bounced, aborted, outgoing...)
     invoice_id: str | None = None  # canonical public id found in the comment
     deposit_code: str | None = None  # canonical deposit code found in the comment
+    payer_tag: str | None = None  # canonical payer tag of `INV-<id>-<tag>` (ledger/payers.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,13 +201,14 @@ async def record_transfer(
             """
             SELECT * FROM paybot_ton_receive(:address, :hash, :lt, :utime, :prev_lt, :prev_hash,
                 :incoming, :source, :value, :body_kind, :comment, :ignore, :invoice, :deposit,
-                :currency, :rate, :claim)
+                :currency, :rate, :claim, :tag)
             """,
             address=t.address, hash=t.tx_hash, lt=t.lt, utime=t.utime, prev_lt=t.prev_lt,
             prev_hash=t.prev_hash, incoming=t.incoming, source=t.source, value=t.value_nano,
             body_kind=t.body_kind, comment=_clean_comment(t.comment), ignore=t.ignore_reason,
             invoice=t.invoice_id, deposit=t.deposit_code, currency=currency, rate=ton_rate,
             claim=secrets.token_urlsafe(24),
+            tag=normalize_code(t.payer_tag)[:16] if t.invoice_id and t.payer_tag else None,
         )
     assert row is not None
     return TransferResult(
@@ -501,13 +505,9 @@ async def record_invoice_contact(
     email: str | None = None,
     telegram: str | None = None,
 ) -> InvoiceContact:
-    """Remember who is about to pay an invoice by TON.
-
-    - `user_id`: a logged-in buyer chose "Pay with TON". When exactly one buyer did so, the
-      watcher treats them as the payer: the item goes to them (no claim needed) and an excess
-      is credited to their balance.
-    - `email` / `telegram`: a guest's contact, so the seller or operator can reach them; the
-      guest still receives the item through the claim link.
+    """Remember who said they are about to pay an invoice by TON (for the seller or the
+    operator). It decides nothing: the payer of a transfer is the one its payer tag names
+    (ledger/payers.py) — "whoever said so" would hand a guest's item to whoever was there.
     """
     email = _clean_email(email) if email else None
     telegram = _clean_telegram(telegram) if telegram else None

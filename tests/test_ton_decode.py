@@ -52,6 +52,7 @@ REQUIRED_ORDER = [
 # Written out by hand (not derived from `expect`) so a fixture regeneration that changes the
 # meaning of a case is noticed.
 PAYMENTS = {
+    "user_tag", "guest_tag", "foreign_tag", "unknown_tag",  # INV-<id>-<payer tag>
     "plain",
     "lowercase_spaces",
     "non_ascii",

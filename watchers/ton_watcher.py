@@ -99,6 +99,7 @@ def to_chain_transfer(tx: DecodedTransaction, address: str) -> ChainTransfer:
         ignore_reason=ignore,
         invoice_id=match.code if match and match.kind == "invoice" else None,
         deposit_code=match.code if match and match.kind == "deposit" else None,
+        payer_tag=match.tag if match else None,
     )
 
 

@@ -39,7 +39,16 @@ FIXTURE_INVOICES: dict[str, str] = {
     "1C3D5E7F9G0HJ": "LIQ",  # over: 1.5 TON -> excess
     "2K4M6N8P0Q1RS": "TON",  # late: cancelled before the transfer is seen
     "8B2D4F6H8K0MP": "TON",  # aborted: a dust transfer that must not count
+    "4A6C8E0G2J4KM": "LIQ",  # user_tag: 1.5 TON with the buyer's tag -> item + excess to them
+    "6D8F0H2K4M6PR": "TON",  # guest_tag: 1.2 TON with a guest's tag (typed in lower case)
+    "0R2T4V6X8Z0B1": "TON",  # foreign_tag: the buyer's tag of 4A6C8E0G2J4KM -> bare
+    "3W5Y7A9C1E3GH": "LIQ",  # unknown_tag: a tag nobody was given -> bare
 }
+# The payer tags the fixture comments carry (tests/fixtures/ton/README.md), bound in make_world.
+USER_TAG = ("4A6C8E0G2J4KM", "K3M9P")  # the buyer's
+GUEST_TAG = ("6D8F0H2K4M6PR", "G7H10")  # a guest browser's
+GUEST_KEY = "fixture-guest-browser-key"
+GUEST_PROOF = "fixture-guest-proof-0001"
 
 EXPECTED: dict[str, str] = {
     "prefund": "ignored",
@@ -62,6 +71,10 @@ EXPECTED: dict[str, str] = {
     "bounce_send": "ignored",
     "bounced": "ignored",
     "outgoing": "ignored",
+    "user_tag": "excess",
+    "guest_tag": "excess",
+    "foreign_tag": "paid",
+    "unknown_tag": "paid",
 }
 CASE_OF_HASH = {t["hash_hex"]: t["case"] for t in TXS}
 HASH_OF_CASE = {t["case"]: t["hash_hex"] for t in TXS}
@@ -123,6 +136,12 @@ async def make_world(url: str) -> World:
         assert inv.ton_amount == TON
         invoices[public_id] = inv
     await cancel_invoice(engine, "2K4M6N8P0Q1RS", seller.id)
+    # Fixed tags (the server picks random ones; the fixture comments were written with these).
+    await run_sql(engine, "INSERT INTO payer_tags (invoice_id, tag, user_id) VALUES (:i, :t, :u)",
+                  i=invoices[USER_TAG[0]].id, t=USER_TAG[1], u=buyer.id)
+    await run_sql(engine, "INSERT INTO payer_tags (invoice_id, tag, guest_key, proof) "
+                          "VALUES (:i, :t, :g, :p)",
+                  i=invoices[GUEST_TAG[0]].id, t=GUEST_TAG[1], g=GUEST_KEY, p=GUEST_PROOF)
     return World(url, engine, seller, buyer, depositor, invoices)
 
 

@@ -35,7 +35,7 @@ async def test_operator_lists_and_resolves_transfers(
         capsys: pytest.CaptureFixture[str]) -> None:
     await settle_fixtures(world, toncenter)
     code, out, _ = await subprocess_paybot(world, "transfers")  # the real entry point
-    assert code == 0 and len(out.splitlines()) == 17
+    assert code == 0 and len(out.splitlines()) == 21  # incoming: not deploy/bounce_send/outgoing
 
     monkeypatch.setenv("DATABASE_URL", world.url)
     monkeypatch.setenv("LEDGER_TON_RATE", "5")
@@ -52,7 +52,7 @@ async def test_operator_lists_and_resolves_transfers(
     assert "'INV-7Q4M2X9KTBHWA'" in out and "deposit" in out and "(binary)" in out
     code, out, _ = await paybot(world, "transfers", "--unmatched")
     lines = out.splitlines()
-    assert code == 0 and len(lines) == 9
+    assert code == 0 and len(lines) == 10
     wrong = next(line for line in lines if HASH_OF_CASE["wrong_comment"] in line)
     assert "unmatched" in wrong and "held 1 TON (unmatched)" in wrong
 
@@ -73,7 +73,7 @@ async def test_operator_lists_and_resolves_transfers(
                                   "--refund-note", "sent back in 4f3c...")
     assert code == 0 and "recorded as refunded" in out
     code, out, _ = await paybot(world, "transfers", "--unmatched")
-    assert len(out.splitlines()) == 6
+    assert len(out.splitlines()) == 7
 
     # Bad input: a clear message, a non-zero exit, nothing changed.
     code, _, err = await paybot(world, "resolve", "zz", "--refund-note", "x")

@@ -38,7 +38,7 @@ async def assert_each_once(world: World) -> None:
                                        "GROUP BY tx_hash")
     assert sorted(str(r["tx_hash"]) for r in rows) == sorted(t["hash_hex"] for t in TXS)
     refs = await run_sql(world.engine, "SELECT external_ref FROM payments")
-    assert len(refs) == 5 and len({r["external_ref"] for r in refs}) == 5
+    assert len(refs) == 9 and len({r["external_ref"] for r in refs}) == 9
 
 
 async def test_failure_inside_the_transaction_undoes_all_of_it(

@@ -7,6 +7,7 @@ import pytest
 
 from ledger.accounts import balance
 from ledger.invoices import get_invoice
+from ledger.payments import grants_of_user
 from tests.conftest import run_sql
 from tests.watchers.conftest import (
     EXPECTED,
@@ -48,6 +49,8 @@ async def assert_fixture_world(world: World) -> None:
         "7Q4M2X9KTBHWA": "paid", "3N8P5R1CVD6YE": "paid", "9F2G7H4JKM0NQ": "paid",
         "5T6V8W2XYZ4AB": "paid", "1C3D5E7F9G0HJ": "paid", "2K4M6N8P0Q1RS": "cancelled",
         "8B2D4F6H8K0MP": "pending",  # the aborted dust transfer did not count
+        "4A6C8E0G2J4KM": "paid", "6D8F0H2K4M6PR": "paid", "0R2T4V6X8Z0B1": "paid",
+        "3W5Y7A9C1E3GH": "paid",
     }
     under = await get_invoice(world.engine, "5T6V8W2XYZ4AB")
     assert under.ton_received == TON
@@ -56,18 +59,37 @@ async def assert_fixture_world(world: World) -> None:
           FROM payments p JOIN invoices i ON i.id = p.invoice_id
           JOIN grants g ON g.payment_id = p.id""")
     assert sorted(p["public_id"] for p in payments) == sorted(
-        ["7Q4M2X9KTBHWA", "3N8P5R1CVD6YE", "9F2G7H4JKM0NQ", "5T6V8W2XYZ4AB", "1C3D5E7F9G0HJ"])
-    assert all(p["method"] == "ton" and p["claim"] for p in payments)  # guests: held for claim
+        ["7Q4M2X9KTBHWA", "3N8P5R1CVD6YE", "9F2G7H4JKM0NQ", "5T6V8W2XYZ4AB", "1C3D5E7F9G0HJ",
+         "4A6C8E0G2J4KM", "6D8F0H2K4M6PR", "0R2T4V6X8Z0B1", "3W5Y7A9C1E3GH"])
+    assert all(p["method"] == "ton" for p in payments)
+    # Only the buyer's tag named a payer; everyone else's item waits under a claim.
+    assert {p["public_id"] for p in payments if not p["claim"]} == {"4A6C8E0G2J4KM"}
 
-    # Where the money is (entries, pending credits included): 13.6 TON came in.
+    # The payer tags: the buyer's got the item and 0.5 TON at the locked 5.00 at once; the
+    # guest's (typed "g7hlo") is linked to its tag with the 0.2 TON excess held; another
+    # invoice's tag and an unknown one paid as bare references, noted.
+    tagged = {c: by_case[HASH_OF_CASE[c]] for c in ("user_tag", "guest_tag", "foreign_tag",
+                                                    "unknown_tag")}
+    assert (tagged["user_tag"]["credited"], tagged["user_tag"]["held_nano"]) == (250, 0)
+    assert (tagged["guest_tag"]["credited"], tagged["guest_tag"]["held_nano"]) == (
+        None, 200_000_000)
+    assert tagged["foreign_tag"]["note"] == "unknown payer tag K3M9P"
+    assert tagged["unknown_tag"]["note"] == "unknown payer tag ZZZZZ"
+    assert tagged["user_tag"]["note"] is None and tagged["guest_tag"]["note"] is None
+    assert [g.item_id for g in await grants_of_user(world.engine, world.buyer.id)] == [
+        "item-4A6C8E0G2J4KM"]
+    assert await balance(world.engine, world.buyer.id) == 250
+
+    # Where the money is (entries, pending credits included): 18.3 TON came in.
     sums = await world.account_sums()
     seller = f"user:{world.seller.id}"
-    assert sums[("chain_inflow", "TON")] == -13_600_000_000
-    assert sums[("suspense", "TON")] == 5_600_000_000  # unmatched, late, duplicate, excess
-    assert sums[("fx", "TON")] == 5 * TON  # became Liquid $: two LIQ invoices and the deposit
-    assert sums[(seller, "TON")] == 3 * TON
-    assert sums[(seller, "LIQ")] == 1000
-    assert sums[("chain_inflow", "LIQ")] == -2500
+    assert sums[("chain_inflow", "TON")] == -18_300_000_000
+    assert sums[("suspense", "TON")] == 5_800_000_000  # unmatched, late, duplicate, excess
+    # became Liquid $: three LIQ invoices, the buyer's credited excess and the deposit
+    assert sums[("fx", "TON")] == 7_500_000_000
+    assert sums[(seller, "TON")] == 5 * TON
+    assert sums[(seller, "LIQ")] == 2000
+    assert sums[("chain_inflow", "LIQ")] == -3750
     assert await balance(world.engine, world.depositor.id) == 1500
     assert await world.invariants() == []
 
@@ -83,11 +105,12 @@ async def test_http_source_settles_every_fixture_case(world: World, toncenter: T
     finally:
         await watcher.close()
     await assert_fixture_world(world)
-    # 20 transactions through pages of 4: walked back page by page from the head, each page
+    # 24 transactions through pages of 4: walked back page by page from the head, each page
     # asked from the previous one's predecessor (lt + hash), never past the cursor.
-    first_poll, second_poll = toncenter.chain.requests[:5], toncenter.chain.requests[5:]
+    pages = -(-len(TXS) // 4)
+    first_poll, second_poll = toncenter.chain.requests[:pages], toncenter.chain.requests[pages:]
     assert "lt" not in first_poll[0] and "to_lt" not in first_poll[0]
-    assert [r["limit"] for r in first_poll] == ["4"] * 5
+    assert [r["limit"] for r in first_poll] == ["4"] * pages
     assert all("lt" in r and "hash" in r and r["archival"] == "true" for r in first_poll[1:])
     assert all(r["X-API-Key"] == "test-key" for r in toncenter.chain.headers)
     # The next poll asks only for what is newer than the cursor: nothing.
@@ -161,9 +184,10 @@ async def test_start_lt_leaves_the_history_before_it_alone(world: World,
     deposit = next(t for t in TXS if t["case"] == "deposit")
     watcher = world.watcher(http(toncenter, page_size=2), start_lt=int(deposit["lt"]))
     try:
-        assert await run_until_idle(watcher) == 4
+        assert await run_until_idle(watcher) == 8
     finally:
         await watcher.close()
-    assert await world.outcomes() == {
-        c: "ignored" for c in ("aborted", "bounce_send", "bounced", "outgoing")}
+    after = ("aborted", "bounce_send", "bounced", "outgoing", "user_tag", "guest_tag",
+             "foreign_tag", "unknown_tag")
+    assert await world.outcomes() == {c: EXPECTED[c] for c in after}
     assert await balance(world.engine, world.depositor.id) == 0

@@ -39,6 +39,9 @@ from tests.watchers.conftest import HASH_OF_CASE, RATE, TON, Toncenter, World, r
 from tests.watchers.standins import DESTINATION, Chain
 from watchers.ton_sources import HttpApiSource
 
+# The fixture transactions before the payer-tagged ones (tests/fixtures/ton/README.md).
+BARE_CASES = next(i for i, t in enumerate(Chain().txs) if t["case"] == "user_tag")
+
 
 async def settle_fixtures(world: World, toncenter: Toncenter, visible: int | None = None) -> None:
     if visible is not None:
@@ -106,7 +109,7 @@ async def test_partial_then_completed_and_what_the_pay_page_reads(
 
 async def test_a_guests_excess_is_held_and_claimed_with_the_purchase(
         world: World, toncenter: Toncenter) -> None:
-    await settle_fixtures(world, toncenter)
+    await settle_fixtures(world, toncenter, visible=BARE_CASES)
     seen = await transfers_for_invoice(world.engine, "3N8P5R1CVD6YE")  # 2 TON for 1 TON
     assert seen.excess_held_nano == TON and seen.claim_token
     token = seen.claim_token
@@ -126,26 +129,25 @@ async def test_a_guests_excess_is_held_and_claimed_with_the_purchase(
     assert await world.invariants() == []
 
 
-async def test_a_known_payer_gets_the_item_and_the_excess(
+async def test_saying_you_pay_does_not_make_you_the_payer_of_a_bare_transfer(
         world: World, toncenter: Toncenter) -> None:
-    # The logged-in buyer chose "Pay with TON" on the pay page; a guest left an email elsewhere.
-    await record_invoice_contact(world.engine, "1C3D5E7F9G0HJ", user_id=world.buyer.id)
+    """A logged-in buyer said they pay, then a bare `INV-<id>` arrived: anyone could have sent
+    it (the reference is public), so the item waits for proof and the excess stays held. The
+    payer is whoever the comment's payer tag names (tests/watchers/test_payer_tags.py)."""
     await record_invoice_contact(world.engine, "1C3D5E7F9G0HJ", user_id=world.buyer.id)
     await record_invoice_contact(world.engine, "3N8P5R1CVD6YE", email="guest@example.com")
-    await settle_fixtures(world, toncenter)
+    await settle_fixtures(world, toncenter, visible=BARE_CASES)
 
     over = await transfers_for_invoice(world.engine, "1C3D5E7F9G0HJ")
     (t,) = over.transfers
-    assert (t.outcome, t.excess_nano, t.credited, t.user_id) == ("excess", TON // 2, 250,
-                                                                  world.buyer.id)
-    assert t.open_hold_nano == 0 and over.claim_token is None and over.claims == []
-    assert await balance(world.engine, world.buyer.id) == 250  # 0.5 TON at the locked 5.00
-    assert [g.item_id for g in await grants_of_user(world.engine, world.buyer.id)] == [
-        "item-1C3D5E7F9G0HJ"]
+    assert (t.outcome, t.excess_nano, t.credited, t.user_id) == ("excess", TON // 2, None, None)
+    assert t.open_hold_nano == TON // 2 and over.claim_token
+    assert await balance(world.engine, world.buyer.id) == 0
+    assert await grants_of_user(world.engine, world.buyer.id) == []
     events = await run_sql(world.engine, "SELECT payload FROM outbox WHERE event_type = "
                                          "'balance.credited'")
     assert {(e["payload"]["recipient"], e["payload"]["kind"]) for e in events} == {  # type: ignore[index]
-        (world.buyer.id, "excess"), (world.depositor.id, "deposit")}
+        (world.depositor.id, "deposit")}
     guest = await transfers_for_invoice(world.engine, "3N8P5R1CVD6YE")
     assert guest.excess_held_nano == TON and guest.claim_token  # email only: still a guest
     assert await world.invariants() == []
@@ -238,9 +240,9 @@ async def test_operator_resolves_each_held_transfer_once(
     held = await list_transfers(world.engine, unmatched=True)
     assert {t.tx_hash for t in held} == {HASH_OF_CASE[c] for c in (
         "lowercase_spaces", "non_ascii", "no_comment", "binary_body", "invalid_utf8",
-        "wrong_comment", "over", "duplicate", "late")}
+        "wrong_comment", "over", "duplicate", "late", "guest_tag")}
     everything = await list_transfers(world.engine)
-    assert len(everything) == 17  # incoming only: not deploy / bounce_send / outgoing
+    assert len(everything) == 21  # incoming only: not deploy / bounce_send / outgoing
 
     async def suspense_sum() -> int:
         return (await world.account_sums())[("suspense", "TON")]

@@ -49,3 +49,37 @@ def test_no_match(comment: str | None) -> None:
 @given(st.text())
 def test_never_raises(comment: str) -> None:
     match_comment(comment)
+
+
+# --- payer tags: INV-<id>-<tag> ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("comment", [
+    "INV-7Q4M2X9KTBHWA-K3M9P",
+    "  inv-7q4m2x9ktbhwa-k3m9p  ",
+    "INV-7Q4M2X9KTBHWA-K3M9P thanks!",
+    "INV-7Q4M2X9KTBHWA-K3M9P INV-7Q4M2X9KTBHWA",  # the tag once, the bare id again
+])
+def test_payer_tag_found(comment: str) -> None:
+    assert match_comment(comment) == CommentMatch("invoice", "7Q4M2X9KTBHWA", "K3M9P")
+
+
+def test_payer_tag_look_alikes_are_mapped() -> None:
+    assert match_comment("inv-7q4m2x9ktbhwa-g7hlo") == CommentMatch(
+        "invoice", "7Q4M2X9KTBHWA", "G7H10")
+
+
+@pytest.mark.parametrize("comment", [
+    "INV-7Q4M2X9KTBHWA",
+    "INV-7Q4M2X9KTBHWA-K3M9",  # too short: no tag
+    "INV-7Q4M2X9KTBHWA-K3M9PX",  # too long
+    "INV-7Q4M2X9KTBHWA-K3M9U",  # U is not Crockford
+    "INV-7Q4M2X9KTBHWA-thanks",
+    "INV-7Q4M2X9KTBHWA-K3M9P INV-7Q4M2X9KTBHWA-G7H10",  # two different tags: nobody named
+])
+def test_bare_or_malformed_tag_still_names_the_invoice(comment: str) -> None:
+    assert match_comment(comment) == INV
+
+
+def test_tagged_references_to_two_invoices_match_nothing() -> None:
+    assert match_comment("INV-7Q4M2X9KTBHWA-K3M9P INV-3N8P5R1CVD6YE-K3M9P") is None

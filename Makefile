@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench clean-venv
+.PHONY: run demo test lint bench clean-venv
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,6 +14,10 @@ $(STAMP): pyproject.toml
 
 run: $(STAMP)
 	$(BIN)/paybot run
+
+# No Telegram token needed: a seller, a buyer and two invoices in ./.data-demo, then the pay pages.
+demo: $(STAMP)
+	$(BIN)/paybot demo
 
 test: $(STAMP)
 	$(BIN)/ruff check .

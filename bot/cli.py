@@ -8,6 +8,7 @@ import logging
 import sys
 from collections.abc import Awaitable, Callable
 
+from bot import demo
 from bot.api import admin as api_admin
 from bot.app import database, run
 from bot.settings import Settings
@@ -28,6 +29,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("run", help="migrate, then serve the bot, web app and watchers")
     sub.add_parser("migrate", help="apply database migrations")
+    demo.add_parser(sub)
     admin = sub.add_parser("admin", help="operator tools").add_subparsers(
         dest="admin_command", required=True
     )
@@ -108,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "run":
         run(settings)
         return 0
+    if args.command == "demo":
+        return demo.run_demo(args, settings)
     handler = {"migrate": _noop, "credit": _adjust, "debit": _adjust, "balance": _balance,
                "check": _check, **api_admin.COMMANDS, **ton_admin.COMMANDS,
                }[getattr(args, "admin_command", None) or args.command]

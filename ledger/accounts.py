@@ -6,6 +6,7 @@ from ledger.db import Executor, fetch_all, fetch_one
 from ledger.errors import InvalidAmount
 from ledger.models import Movement, StatementLine
 from ledger.money import DECIMALS, check_amount
+from ledger.purchases import joined_user, user_columns
 
 SYSTEM_ACCOUNTS = ("chain_inflow", "adjustments", "fees", "suspense", "fx")
 
@@ -79,14 +80,24 @@ async def statement(
     db: Executor, user_id: int, currency: str = "LIQ", limit: int = 50
 ) -> list[StatementLine]:
     """The user's latest entries, newest first. `balance_after` is None for a credit that has
-    not been folded into the balance yet (it already counts in `balance()`)."""
+    not been folded into the balance yet (it already counts in `balance()`). A payment's line
+    names its invoice and the other party: the seller for the buyer, the payer (or whoever
+    claimed a guest's purchase) for the seller."""
     rows = await fetch_all(
         db,
-        """
-        SELECT e.id, e.created_at, t.kind, t.reason, e.amount, e.balance_after
+        f"""
+        SELECT e.id, e.created_at, t.kind, t.reason, e.amount, e.balance_after,
+               i.number, i.title, {user_columns("cp", "cp_")}
           FROM accounts a
           JOIN entries e ON e.account_id = a.id
           JOIN ledger_transactions t ON t.id = e.tx_id
+          LEFT JOIN payments p ON p.ledger_tx_id = t.id
+                              AND t.kind IN ('invoice_payment', 'external_payment')
+          LEFT JOIN invoices i ON i.id = p.invoice_id
+          LEFT JOIN grants g ON g.payment_id = p.id
+          LEFT JOIN users cp ON cp.id = CASE WHEN i.seller_id = a.user_id
+                                             THEN coalesce(p.payer_id, g.user_id)
+                                             ELSE i.seller_id END
          WHERE a.user_id = :user AND a.currency = :currency
          ORDER BY e.id DESC LIMIT :limit
         """,
@@ -94,6 +105,6 @@ async def statement(
     )
     return [
         StatementLine(r["id"], r["created_at"], r["kind"], r["reason"], r["amount"],
-                      r["balance_after"])
+                      r["balance_after"], r["number"], r["title"], joined_user(r, "cp_"))
         for r in rows
     ]

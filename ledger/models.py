@@ -17,11 +17,19 @@ class User:
     username: str | None
     language: str
     deposit_code: str
+    first_name: str | None = None
+    last_name: str | None = None
 
     @classmethod
     def from_row(cls, row: RowMapping) -> User:
         return cls(row["id"], row["telegram_id"], row["username"], row["language"],
-                   row["deposit_code"])
+                   row["deposit_code"], row.get("first_name"), row.get("last_name"))
+
+    @property
+    def full_name(self) -> str | None:
+        """"First Last" as the person set it in Telegram; None when we know no name."""
+        name = " ".join(part for part in (self.first_name, self.last_name) if part)
+        return name or None
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +91,11 @@ class StatementLine:
     reason: str | None
     amount: int
     balance_after: int | None
+    # for a payment: the invoice, and the other party (the seller to a buyer, the payer to a
+    # seller; None for a guest)
+    invoice_number: str | None = None
+    title: str | None = None
+    counterparty: User | None = None
 
 
 @dataclass(frozen=True, slots=True)

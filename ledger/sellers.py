@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -24,6 +24,7 @@ from ledger.invoice_batches import InvoiceReader
 from ledger.invoices import issue_invoice, new_invoice
 from ledger.models import Invoice
 from ledger.money import DECIMALS, format_amount
+from ledger.purchases import Payer, payers_of_invoices
 
 TOKEN_PREFIX = "pbk_"
 _TOKEN_RE = re.compile(r"pbk_[A-Za-z0-9_-]{43}")
@@ -238,8 +239,30 @@ def iso(at: datetime | None) -> str | None:
     return at.isoformat().replace("+00:00", "Z")
 
 
-def invoice_view(inv: Invoice, links: Links) -> dict[str, Any]:
-    """The seller-facing JSON form of an invoice (API responses and callback bodies)."""
+def payer_view(payer: Payer | None) -> dict[str, Any] | None:
+    """Who paid, for the invoice's seller only: the Telegram user (id, @username, name), or
+    a guest's contact (e-mail or @handle, as the guest typed it: unproven)."""
+    if payer is None or not payer.known:
+        return None
+    user = payer.user
+    return {
+        "telegram_id": user.telegram_id if user else None,
+        "username": user.username if user else None,
+        "name": user.full_name if user else None,
+        "contact": payer.contact,
+    }
+
+
+async def payers_for_views(db: Executor, invoices: Iterable[Invoice]) -> dict[int, Payer]:
+    """The payers invoice_view shows, in one query; unpaid invoices cost nothing."""
+    paid = [inv.id for inv in invoices if inv.uses]
+    return await payers_of_invoices(db, paid) if paid else {}
+
+
+def invoice_view(inv: Invoice, links: Links, payers: Mapping[int, Payer] | None = None
+                 ) -> dict[str, Any]:
+    """The seller-facing JSON form of an invoice (API responses and callback bodies).
+    `payers` (from payers_for_views) fills `paid_by`: the payer of the latest payment."""
     return {
         "id": inv.public_id,
         "number": inv.number,
@@ -264,6 +287,7 @@ def invoice_view(inv: Invoice, links: Links) -> dict[str, Any]:
         "expires_at": iso(inv.expires_at),
         "paid_at": iso(inv.paid_at),
         "closed_at": iso(inv.closed_at),
+        "paid_by": payer_view(payers.get(inv.id)) if payers else None,
     }
 
 

@@ -50,6 +50,7 @@ from ledger.outbox import (
     mark_retry,
     renew_leases,
 )
+from ledger.purchases import Payer, payers_of_payments
 from ledger.sellers import (
     Links,
     WebhookSettings,
@@ -134,12 +135,14 @@ def signed_headers(event: OutboxEvent, secret: str, body: bytes, now: float) -> 
     }
 
 
-def event_body(event: OutboxEvent, invoice: Invoice, links: Links) -> bytes:
+def event_body(event: OutboxEvent, invoice: Invoice, links: Links,
+               payer: Payer | None = None) -> bytes:
+    """The signed document; `payer` (of this event's payment) fills `invoice.paid_by`."""
     doc: dict[str, Any] = {
         "id": str(event.event_id),
         "type": event.event_type,
         "created_at": iso(event.created_at),
-        "invoice": invoice_view(invoice, links),
+        "invoice": invoice_view(invoice, links, {invoice.id: payer} if payer else None),
     }
     if event.event_type == "invoice_paid":  # which payment (multi-use invoices take many)
         doc["payment"] = {"id": event.payload.get("payment_id"),
@@ -350,8 +353,12 @@ async def deliver_due(
             engine, (str(e.payload.get("invoice")) for e in events))
         sellers = {int(e.payload["seller_id"]) for e in events if e.payload.get("seller_id")}
         webhooks = await webhooks_of(engine, sellers)
+        payers = await payers_of_payments(engine, (
+            int(e.payload["payment_id"]) for e in events
+            if e.event_type == "invoice_paid" and str(e.payload.get("payment_id", "")).isdigit()))
         outcomes = await asyncio.gather(*(
-            _deliver_one(engine, sender, links, e, invoices, webhooks, in_flight, breakers)
+            _deliver_one(engine, sender, links, e, invoices, webhooks, payers, in_flight,
+                         breakers)
             for e in events
         ))
     finally:
@@ -379,10 +386,11 @@ async def _keep_leases(
 async def _deliver_one(
     engine: AsyncEngine, sender: CallbackSender, links: Links, event: OutboxEvent,
     invoices: Mapping[str, Invoice], webhooks: Mapping[int, WebhookSettings],
-    in_flight: set[int], breakers: BatchBreakers,
+    payers: Mapping[int, Payer], in_flight: set[int], breakers: BatchBreakers,
 ) -> str:
     try:
-        return await _attempt(engine, sender, links, event, invoices, webhooks, breakers)
+        return await _attempt(engine, sender, links, event, invoices, webhooks, payers,
+                              breakers)
     finally:
         in_flight.discard(event.id)
 
@@ -390,7 +398,7 @@ async def _deliver_one(
 async def _attempt(
     engine: AsyncEngine, sender: CallbackSender, links: Links, event: OutboxEvent,
     invoices: Mapping[str, Invoice], webhooks: Mapping[int, WebhookSettings],
-    breakers: BatchBreakers,
+    payers: Mapping[int, Payer], breakers: BatchBreakers,
 ) -> str:
     invoice = invoices.get(str(event.payload.get("invoice")))
     webhook = webhooks.get(int(event.payload.get("seller_id") or 0))
@@ -414,7 +422,9 @@ async def _attempt(
         if until is not None and event.claim is not None:
             await defer(engine, event.claim, [event.id], until)
             return "deferred"
-        body = event_body(event, invoice, links)
+        payment_id = str(event.payload.get("payment_id", ""))
+        payer = payers.get(int(payment_id)) if payment_id.isdigit() else None
+        body = event_body(event, invoice, links, payer)
         error = await sender.post(url, body,
                                   signed_headers(event, webhook.secret, body, time.time()))
         if error is not None and endpoint_trouble(error):

@@ -48,6 +48,7 @@ from ledger.sellers import (
     invoice_view,
     list_callbacks,
     list_seller_invoices,
+    payers_for_views,
     redeliver_callback,
     rotate_webhook_secret,
     seller_invoice,
@@ -198,13 +199,15 @@ class SellerApi:
             )
         except InvalidCursor:  # the same answer as a malformed cursor
             raise invalid("cursor must be a value of next_cursor from an earlier page") from None
-        return _ok({"items": [invoice_view(i, self.cfg.links) for i in page],
+        payers = await payers_for_views(self.engine, page)
+        return _ok({"items": [invoice_view(i, self.cfg.links, payers) for i in page],
                     "next_cursor": cursor})
 
     async def get_invoice(self, request: web.Request) -> web.Response:
         invoice = await seller_invoice(self.engine, request[PRINCIPAL].user_id,
                                        request.match_info["invoice_id"])
-        return _ok(invoice_view(invoice, self.cfg.links))
+        payers = await payers_for_views(self.engine, [invoice])
+        return _ok(invoice_view(invoice, self.cfg.links, payers))
 
     async def cancel_invoice(self, request: web.Request) -> web.Response:
         public_id = request.match_info["invoice_id"]
@@ -212,7 +215,8 @@ class SellerApi:
             invoice = await cancel_invoice(self.engine, public_id, request[PRINCIPAL].user_id)
         except NotInvoiceSeller:
             raise InvoiceNotFound(public_id[:40]) from None
-        return _ok(invoice_view(invoice, self.cfg.links))
+        payers = await payers_for_views(self.engine, [invoice])
+        return _ok(invoice_view(invoice, self.cfg.links, payers))
 
     # --- webhook and callbacks ----------------------------------------------------------------
 

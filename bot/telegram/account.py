@@ -15,11 +15,18 @@ from bot.telegram.config import BotConfig
 from bot.telegram.i18n import Translator
 from bot.telegram.keyboards import wallet_keyboard
 from bot.telegram.links import deposit_links
-from bot.telegram.render import CAPTION_LIMIT, fit, granted_items, money, top_up_text
+from bot.telegram.render import (
+    CAPTION_LIMIT,
+    fit,
+    granted_items,
+    money,
+    person,
+    top_up_text,
+)
 from ledger.accounts import balance, statement
-from ledger.models import User
+from ledger.models import StatementLine, User
 from ledger.money import DECIMALS, SYMBOLS, format_amount
-from ledger.payments import grants_of_user
+from ledger.purchases import Purchase, purchases_of_user
 
 router: Final[Router] = Router(name=__name__)
 
@@ -34,6 +41,8 @@ async def send_balance(
         other = await balance(engine, user.id, currency)
         if other:
             text += tr("balance.other", amount=money(other, currency))
+    if cfg.currency == "LIQ":  # the first place most buyers meet the name: say what it is
+        text += tr("balance.liquid")
     text += "\n\n" + top_up_text(tr, cfg, user, cfg.ton_rate)
     links = deposit_links(cfg, f"DEP-{user.deposit_code}")
     if links is None:
@@ -52,18 +61,43 @@ async def cmd_balance(
     await send_balance(bot, message.chat.id, user, tr, engine, cfg)
 
 
+def _deal(purchase: Purchase) -> str:
+    """"Coffee beans · INV-2026-0012 · 12.50 Liquid $ · @seller": what was bought, from whom."""
+    parts = [escape(purchase.title or ""), purchase.invoice_number or ""]
+    if purchase.amount is not None and purchase.currency is not None:
+        parts.append(money(purchase.amount, purchase.currency))
+    if purchase.seller is not None:
+        parts.append(person(purchase.seller))
+    return " · ".join(p for p in parts if p)
+
+
 @router.message(Command("inventory"))
 async def cmd_inventory(message: Message, user: User, tr: Translator, engine: AsyncEngine) -> None:
-    grants = await grants_of_user(engine, user.id, limit=LIST_LIMIT)
-    if not grants:
+    purchases = await purchases_of_user(engine, user.id, limit=LIST_LIMIT)
+    if not purchases:
         await message.answer(tr("inventory.empty"))
         return
     lines = [tr("inventory.title")]
-    for g in grants:
-        items = granted_items(tr, {"item_id": g.item_id, "achievement_id": g.achievement_id})
-        what = ", ".join(items) or tr("inventory.paid_only", id=g.payment_id)
-        lines.append(tr("inventory.line", what=what, date=g.created_at.strftime("%Y-%m-%d")))
+    for p in purchases:
+        items = ", ".join(granted_items(tr, {"item_id": p.item_id,
+                                             "achievement_id": p.achievement_id}))
+        deal, date = _deal(p), p.acquired_at.strftime("%Y-%m-%d")
+        if items and deal:
+            lines.append(tr("inventory.bought", what=items, deal=deal, date=date))
+        else:
+            lines.append(tr("inventory.line", what=items or deal or "—", date=date))
     await message.answer(fit("\n".join(lines)))
+
+
+def _movement(tr: Translator, line: StatementLine) -> str:
+    """What a statement line was: for a payment, the invoice and the other party."""
+    kind = tr(f"kind.{line.kind}")
+    if line.invoice_number is not None:
+        who = person(line.counterparty) if line.counterparty else tr("history.guest")
+        return f"{kind}: {escape(line.title or '')} · {line.invoice_number} · {who}"
+    if line.kind == "adjustment" and line.reason:
+        return f"{kind} · {escape(line.reason)}"
+    return kind
 
 
 @router.message(Command("history"))
@@ -79,9 +113,7 @@ async def cmd_history(
     for line in lines_:
         sign = "+" if line.amount > 0 else "−"
         amount = format_amount(abs(line.amount), cfg.currency)
-        kind = tr(f"kind.{line.kind}")
-        reason = f" · {escape(line.reason)}" if line.kind == "adjustment" and line.reason else ""
         pending = tr("history.pending") if line.balance_after is None else ""
-        out.append(f"{line.at.strftime('%Y-%m-%d %H:%M')}  <b>{sign}{amount}</b> {kind}"
-                   f"{reason}{pending}")
+        out.append(f"{line.at.strftime('%Y-%m-%d %H:%M')}  <b>{sign}{amount}</b> "
+                   f"{_movement(tr, line)}{pending}")
     await message.answer(fit("\n".join(out)))

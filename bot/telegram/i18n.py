@@ -19,12 +19,18 @@ TEXTS: Final[dict[str, tuple[str, str]]] = {
         "(or <code>/invoice 12.50 Coffee beans</code>)\n"
         "/invoices — your invoices, cancel one\n/api — a token for the HTTP API\n\n"
         "<b>Everyone</b>\n/balance — balance and how to top up\n/inventory — what you bought\n"
-        "/history — balance movements",
+        "/history — balance movements\n\n"
+        "💵 <b>Liquid $</b> is your balance here: pay any invoice from it in one tap; sellers "
+        "are paid in it. Top it up by sending TON with your personal comment: /balance shows "
+        "the comment, the wallet link and the rate.",
         "👋 <b>paybot</b> — продавайте и получайте оплату в Telegram.\n\n"
         "<b>Продавцам</b>\n/invoice — выставить счёт (или <code>/invoice 12.50 Кофе</code>)\n"
         "/invoices — ваши счета, отмена\n/api — токен для HTTP API\n\n"
         "<b>Всем</b>\n/balance — баланс и пополнение\n/inventory — ваши покупки\n"
-        "/history — движения по балансу",
+        "/history — движения по балансу\n\n"
+        "💵 <b>Liquid $</b> — ваш баланс здесь: любой счёт оплачивается с него в одно касание, "
+        "продавцы получают оплату на него же. Пополняется переводом TON с вашим личным "
+        "комментарием: /balance покажет комментарий, ссылку для кошелька и курс.",
     ),
     "start.bad_link": (
         "This link is not valid. Ask the seller for a new one.",
@@ -91,6 +97,17 @@ TEXTS: Final[dict[str, tuple[str, str]]] = {
     "err.claim_already_used": (
         "This item was already claimed by someone else.",
         "Эту покупку уже получил кто-то другой.",
+    ),
+    "err.tag_taken": (
+        "This purchase is already linked to another Telegram account.",
+        "Эта покупка уже привязана к другому аккаунту Telegram.",
+    ),
+    "err.unknown_tag": (
+        "This payment reference is not known for this invoice.",
+        "Такой метки плательщика у этого счёта нет.",
+    ),
+    "err.invalid_guest_key": (
+        "This claim link is not valid.", "Ссылка на получение недействительна."
     ),
     "err.too_many_tokens": (
         "You already have the maximum number of active API tokens. Revoke one first.",
@@ -169,11 +186,15 @@ TEXTS: Final[dict[str, tuple[str, str]]] = {
     # --- invoice views ------------------------------------------------------------------------
     "invoice.created": (
         "🧾 <b>Invoice {number}</b> is ready\n{title} — <b>{amount}</b>{ton}\n{kind} · valid until "
-        "{expires}{item}\n\nPay page: {url}\nIn Telegram: {deep}\nTON comment: <code>{comment}"
-        "</code>\n\nSend the link or show this QR. I will tell you the moment it is paid.",
+        "{expires}{item}\n\nPay page: {url}\nIn Telegram: {deep}\nTON: each buyer gets a comment "
+        "of their own on the pay page or in the bot; a bare <code>{comment}</code> also pays, "
+        "but then nobody can prove the purchase is theirs (the operator hands it over)."
+        "\n\nSend the link or show this QR. I will tell you the moment it is paid.",
         "🧾 <b>Счёт {number}</b> готов\n{title} — <b>{amount}</b>{ton}\n{kind} · действует до "
-        "{expires}{item}\n\nСтраница оплаты: {url}\nВ Telegram: {deep}\nКомментарий для TON: "
-        "<code>{comment}</code>\n\nОтправьте ссылку или покажите QR. "
+        "{expires}{item}\n\nСтраница оплаты: {url}\nВ Telegram: {deep}\nTON: каждый покупатель "
+        "получит свой комментарий на странице оплаты или в боте; просто <code>{comment}</code> "
+        "тоже оплатит счёт, но тогда никто не докажет, что покупка его (передаёт "
+        "оператор).\n\nОтправьте ссылку или покажите QR. "
         "Я сообщу, как только его оплатят.",
     ),
     "invoice.card": (
@@ -245,6 +266,12 @@ TEXTS: Final[dict[str, tuple[str, str]]] = {
     # --- claims -------------------------------------------------------------------------------
     "claim.done": ("🎁 It is yours now:{granted}", "🎁 Теперь это ваше:{granted}"),
     "claim.nothing": (" the payment (no item attached).", " оплата (без товара)."),
+    "claim.bound": (
+        "✅ Linked to your Telegram account. Pay with the comment <code>{comment}</code> and the "
+        "purchase comes to you here (see /inventory).",
+        "✅ Привязано к вашему аккаунту Telegram. Оплатите с комментарием <code>{comment}</code>, "
+        "и покупка придёт вам сюда (см. /inventory).",
+    ),
     # --- /invoices ----------------------------------------------------------------------------
     "invoices.title": ("Your invoices:", "Ваши счета:"),
     "invoices.empty": (
@@ -254,6 +281,7 @@ TEXTS: Final[dict[str, tuple[str, str]]] = {
     "invoices.line": ("{number} · {title} · {amount} · {status}",
                       "{number} · {title} · {amount} · {status}"),
     "invoices.uses": (" ({uses} paid)", " (оплат: {uses})"),
+    "invoices.by": (" · by {payer}", " · оплатил {payer}"),
     "btn.cancel_invoice": ("✖ Cancel {number}", "✖ Отменить {number}"),
     "btn.cancel_yes": ("Yes, cancel it", "Да, отменить"),
     "btn.older": ("Older →", "Раньше →"),
@@ -265,6 +293,12 @@ TEXTS: Final[dict[str, tuple[str, str]]] = {
     # --- balance, inventory, history ----------------------------------------------------------
     "balance": ("💰 Balance: <b>{amount}</b>", "💰 Баланс: <b>{amount}</b>"),
     "balance.other": ("\nAlso: {amount}", "\nЕщё: {amount}"),
+    "balance.liquid": (
+        "\n<i>Liquid $ is paybot's own money: invoices are paid from it in one tap and sales "
+        "are credited to it. You add to it with TON, as below.</i>",
+        "\n<i>Liquid $ — внутренние деньги paybot: счета оплачиваются с них в одно касание, "
+        "продажи зачисляются на них же. Пополнить можно через TON, как описано ниже.</i>",
+    ),
     "top_up": (
         "To top up, send TON to <code>{address}</code> with the comment "
         "<code>{comment}</code> (yours alone; without it the money cannot be matched).{rate}"
@@ -281,7 +315,8 @@ TEXTS: Final[dict[str, tuple[str, str]]] = {
     "inventory.title": ("🎒 Your purchases:", "🎒 Ваши покупки:"),
     "inventory.empty": ("Nothing here yet.", "Пока пусто."),
     "inventory.line": ("{what} — {date}", "{what} — {date}"),
-    "inventory.paid_only": ("payment #{id} (no item)", "платёж №{id} (без товара)"),
+    "inventory.bought": ("{what} — {deal} · {date}", "{what} — {deal} · {date}"),
+    "history.guest": ("guest", "гость"),
     "history.title": ("📜 Latest movements ({symbol}):", "📜 Последние движения ({symbol}):"),
     "history.empty": ("No movements yet.", "Движений пока нет."),
     "history.pending": (" (being applied)", " (зачисляется)"),
@@ -299,6 +334,37 @@ TEXTS: Final[dict[str, tuple[str, str]]] = {
         "🔑 Ваш API-токен (показывается один раз, храните в секрете):\n<code>{token}</code>\n"
         "Передавайте его в заголовке <code>Authorization: Bearer …</code>.",
     ),
+    "api.list": (
+        "🔑 <b>API tokens</b> for the HTTP API ({count} of {max} active):",
+        "🔑 <b>API-токены</b> для HTTP API (активных: {count} из {max}):",
+    ),
+    "api.none": (
+        "🔑 You have no API tokens. A token lets your shop's backend issue invoices over the "
+        "HTTP API.",
+        "🔑 У вас нет API-токенов. Токен позволяет бэкенду вашего магазина выставлять счета "
+        "через HTTP API.",
+    ),
+    "api.line": ("• <code>{hint}…</code> — created {created}, last used {used}",
+                 "• <code>{hint}…</code> — создан {created}, использован {used}"),
+    "api.never": ("never", "ни разу"),
+    "api.full": (
+        "That is the most you may hold: revoke one below to get a new one.",
+        "Больше держать нельзя: отзовите один ниже, чтобы получить новый.",
+    ),
+    "api.revoke_confirm": (
+        "Revoke <code>{hint}…</code>? Requests with it stop working within seconds; this "
+        "cannot be undone.",
+        "Отозвать <code>{hint}…</code>? Запросы с ним перестанут работать через несколько "
+        "секунд; отменить это нельзя.",
+    ),
+    "api.revoked": ("Token {hint}… revoked.", "Токен {hint}… отозван."),
+    "api.not_active": (
+        "That token is not active any more.",
+        "Этот токен уже не действует.",
+    ),
+    "btn.api_new": ("➕ New token", "➕ Новый токен"),
+    "btn.api_revoke": ("✖ Revoke {hint}…", "✖ Отозвать {hint}…"),
+    "btn.api_revoke_yes": ("Yes, revoke it", "Да, отозвать"),
     "api.unavailable": (
         "API tokens are not available yet.",
         "API-токены пока недоступны.",
@@ -313,6 +379,7 @@ TEXTS: Final[dict[str, tuple[str, str]]] = {
         "🧾 <b>Чек:</b> {title} ({number}) — {amount}, {method}.{granted}",
     ),
     "notify.guest": ("a guest without a Telegram account", "гость без аккаунта Telegram"),
+    "notify.guest_contact": ("a guest ({contact})", "гость ({contact})"),
     "notify.credited": (
         "💳 <b>Balance credited:</b> +{amount} ({why}).",
         "💳 <b>Баланс пополнен:</b> +{amount} ({why}).",

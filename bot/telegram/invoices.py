@@ -17,6 +17,7 @@ from bot.telegram.views import View, edit, invoices_list, refuse_unless_pending
 from ledger.errors import NotInvoiceSeller
 from ledger.invoices import cancel_invoice, get_invoice, list_invoices
 from ledger.models import User
+from ledger.purchases import payers_of_invoices
 
 router: Final[Router] = Router(name=__name__)
 
@@ -25,7 +26,9 @@ PAGE = 10
 
 async def _page(engine: AsyncEngine, tr: Translator, user: User, before: int | None) -> View:
     found = await list_invoices(engine, user.id, limit=PAGE + 1, before_id=before)
-    return invoices_list(tr, found[:PAGE], has_older=len(found) > PAGE)
+    page = found[:PAGE]
+    payers = await payers_of_invoices(engine, [i.id for i in page if i.uses])
+    return invoices_list(tr, page, has_older=len(found) > PAGE, payers=payers)
 
 
 @router.message(Command("invoices"))

@@ -141,3 +141,25 @@ def skip_keyboard(tr: Translator) -> InlineKeyboardMarkup:
         [InlineKeyboardButton(text=tr("form.skip"),
                               callback_data=FormCb(field="item", value="-").pack())],
     ])
+
+
+class ApiCb(CallbackData, prefix="api"):
+    action: Literal["new", "ask", "revoke", "list"]
+    token: int = 0  # api_tokens.id; revoking checks it is the tapping seller's own
+
+
+def api_tokens_keyboard(
+    tr: Translator, tokens: list[tuple[int, str]], *, can_issue: bool
+) -> InlineKeyboardMarkup | None:
+    """/api: a new token (below the limit), and one revoke button per active token."""
+    buttons = [_callback(tr("btn.api_new"), ApiCb(action="new"))] if can_issue else []
+    buttons += [_callback(tr("btn.api_revoke", hint=hint), ApiCb(action="ask", token=token_id))
+                for token_id, hint in tokens]
+    return _column(buttons)
+
+
+def api_revoke_keyboard(tr: Translator, token_id: int) -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup(inline_keyboard=[
+        [_callback(tr("btn.api_revoke_yes"), ApiCb(action="revoke", token=token_id))],
+        [_callback(tr("btn.back"), ApiCb(action="list"))],
+    ])

@@ -42,14 +42,17 @@ def usable_in_button(url: str) -> bool:
     return False
 
 
-def invoice_ton_links(cfg: BotConfig, invoice: Invoice) -> tuple[str, str] | None:
-    """(ton://transfer link, Tonkeeper https link) for paying `invoice` with TON, or None when
-    TON is not configured or the invoice has no TON quote."""
+def invoice_ton_links(cfg: BotConfig, invoice: Invoice,
+                      comment: str | None = None) -> tuple[str, str] | None:
+    """(ton://transfer link, Tonkeeper https link) for paying `invoice` with TON (with the
+    payer's own `comment`, `INV-<id>-<tag>`, when given), or None when TON is not configured
+    or the invoice has no TON quote."""
     if cfg.ton_destination is None or not invoice.ton_amount:
         return None
+    text = comment or invoice.comment
     return (
-        ton_transfer_link(cfg.ton_destination, invoice.ton_amount, invoice.comment),
-        tonkeeper_link(cfg.ton_destination, invoice.ton_amount, invoice.comment),
+        ton_transfer_link(cfg.ton_destination, invoice.ton_amount, text),
+        tonkeeper_link(cfg.ton_destination, invoice.ton_amount, text),
     )
 
 

@@ -35,8 +35,8 @@ def _limited_kind(update: Update) -> str | None:
 
 
 class UserMiddleware(BaseMiddleware):
-    """Every handler gets `user` (ensure_user for the sender: created on first contact, username
-    and language refreshed; see People) and `tr`. Updates without a person (channel posts) get
+    """Every handler gets `user` (ensure_user for the sender: created on first contact, username,
+    name and language refreshed; see People) and `tr`. Updates without a person (channel posts) get
     neither; a sender whose id cannot be a Telegram id is ignored. With `rate`, paying,
     confirming and /invoice are limited per user (TELEGRAM_RATE_PER_USER)."""
 

@@ -28,10 +28,12 @@ from aiogram.exceptions import (
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.telegram.i18n import translator
-from bot.telegram.render import fit, granted_line, money, person
+from bot.telegram.render import fit, granted_line, money
+from bot.telegram.views import payer_label
 from ledger.errors import InvoiceNotFound, UserNotFound
 from ledger.invoices import get_invoice
 from ledger.outbox import OutboxEvent, claim_due, mark_delivered, mark_failed, mark_retry
+from ledger.purchases import payer_of_payment
 from ledger.users import get_user
 
 log = logging.getLogger(__name__)
@@ -158,16 +160,18 @@ class Notifier:
         try:
             recipient = await get_user(self.engine, int(p["recipient"]))
             invoice = await get_invoice(self.engine, str(p["invoice"]))
-            payer = await get_user(self.engine, int(p["payer_id"])) if p.get("payer_id") else None
+            seller = p.get("role") == "seller"
+            # Read when sent, not when paid: a guest who claimed since is named, and the
+            # payer's name is the one they use now.
+            payer = await payer_of_payment(self.engine, int(p["payment_id"])) if seller else None
         except (KeyError, TypeError, ValueError, UserNotFound, InvoiceNotFound) as exc:
             raise Undeliverable(f"bad payload: {exc}") from exc
         tr = translator(recipient.language)
         values = dict(title=html.escape(invoice.title), number=invoice.number,
                       amount=money(invoice.amount, invoice.currency),
                       method=tr(f"method.{p.get('method', 'internal')}"))
-        if p.get("role") == "seller":
-            text = tr("notify.seller", **values,
-                      payer=person(payer) if payer else tr("notify.guest"))
+        if seller:
+            text = tr("notify.seller", **values, payer=payer_label(tr, payer))
         else:
             text = tr("notify.buyer", **values, granted=granted_line(tr, invoice.payload))
         await self._send(recipient.telegram_id, text)

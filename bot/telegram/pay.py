@@ -28,6 +28,7 @@ from ledger.accounts import balance
 from ledger.errors import LedgerError, OwnInvoice
 from ledger.invoices import get_invoice
 from ledger.models import Invoice, User
+from ledger.payers import tag_for_user
 from ledger.payments import pay_from_balance
 
 log = logging.getLogger(__name__)
@@ -115,16 +116,20 @@ async def pay_with_ton(
     engine: AsyncEngine, cfg: BotConfig,
 ) -> None:
     invoice = await _payable(engine, callback_data.invoice, user)
-    links = invoice_ton_links(cfg, invoice)
-    if links is None or invoice.ton_amount is None:
+    if invoice_ton_links(cfg, invoice) is None or invoice.ton_amount is None:
         await cb.answer(tr("pay.ton.unavailable"), show_alert=True)
         return
+    # The comment names this user too (INV-<id>-<tag>): the transfer that carries it gives
+    # them the item and credits an overpayment to their balance at once.
+    comment = (await tag_for_user(engine, invoice.public_id, user.id)).comment
+    links = invoice_ton_links(cfg, invoice, comment)
+    assert links is not None
     ton_link, wallet_link = links
     caption = tr("pay.ton", ton=money(invoice.ton_amount, "TON"), title=escape(invoice.title),
-                 address=cfg.ton_destination, comment=invoice.comment, link=escape(ton_link))
+                 address=cfg.ton_destination, comment=comment, link=escape(ton_link))
     await cb.answer()
     await bot.send_photo(
-        chat_of(cb, user), BufferedInputFile(qr_png(ton_link), f"{invoice.comment}.png"),
+        chat_of(cb, user), BufferedInputFile(qr_png(ton_link), f"{comment}.png"),
         caption=fit(caption, CAPTION_LIMIT), reply_markup=wallet_keyboard(tr, wallet_link),
     )
 

@@ -2,7 +2,7 @@
 reads for invoice cards.
 
 `ensure_user` is an upsert; calling it for each update would turn every button tap into a
-committed write. The memo calls it again whenever the sender's Telegram id, username or
+committed write. The memo calls it again whenever the sender's Telegram id, username, name or
 language differs from what this process last stored, and at least every `ttl` seconds, so the
 ledger's users row is as fresh as with a call per update. Sellers' names on invoice cards come
 from a short-lived memo of their own (display only; money never depends on it)."""
@@ -53,16 +53,18 @@ class People:
     def __init__(self, engine: AsyncEngine, *, ttl: float = 600.0, seller_ttl: float = 60.0,
                  size: int = 50_000) -> None:
         self.engine = engine
-        self._senders: _Memo[tuple[int, str | None, str | None], User] = _Memo(ttl, size)
+        self._senders: _Memo[tuple[int, str | None, str | None, str | None, str | None],
+                             User] = _Memo(ttl, size)
         self._by_id: _Memo[int, User] = _Memo(seller_ttl, size)
 
     async def sender(self, tg: TgUser) -> User:
         """ensure_user for a Telegram sender (created on first contact, name and language
         kept current)."""
-        key = (tg.id, tg.username, tg.language_code)
+        key = (tg.id, tg.username, tg.language_code, tg.first_name, tg.last_name)
         user = self._senders.get(key)
         if user is None:
-            user = await ensure_user(self.engine, tg.id, tg.username, tg.language_code)
+            user = await ensure_user(self.engine, tg.id, tg.username, tg.language_code,
+                                     tg.first_name, tg.last_name)
             self._senders.put(key, user)
             self._by_id.put(user.id, user)
         return user

@@ -39,11 +39,14 @@ def effective_status(invoice: Invoice, now: datetime | None = None) -> str:
 
 
 def person(user: User | None) -> str:
+    """How a person is named to others: the @username, else their Telegram name (a link that
+    opens their profile), and only when Telegram never told us a name, their id."""
     if user is None:
         return "—"
     if user.username:
         return f"@{escape(user.username)}"
-    return f'<a href="tg://user?id={user.telegram_id}">#{user.telegram_id}</a>'
+    label = escape(user.full_name) if user.full_name else f"#{user.telegram_id}"
+    return f'<a href="tg://user?id={user.telegram_id}">{label}</a>'
 
 
 def granted_items(tr: Translator, payload: dict[str, Any]) -> list[str]:

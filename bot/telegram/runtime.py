@@ -16,8 +16,8 @@ from aiogram.client.default import DefaultBotProperties
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
-from aiogram.fsm.storage.base import BaseStorage
-from aiogram.fsm.storage.memory import MemoryStorage, SimpleEventIsolation
+from aiogram.fsm.storage.base import BaseEventIsolation, BaseStorage
+from aiogram.fsm.storage.memory import SimpleEventIsolation
 from aiogram.types import BotCommand, BotCommandScopeDefault
 from aiogram.utils.token import TokenValidationError
 from aiogram.webhook.aiohttp_server import SimpleRequestHandler
@@ -38,6 +38,7 @@ from bot.telegram import (
     start,
 )
 from bot.telegram.config import BotConfig
+from bot.telegram.fsm_storage import PostgresEventIsolation, PostgresStorage
 from bot.telegram.i18n import LANGUAGES, translator
 from bot.telegram.middlewares import UserMiddleware
 from bot.telegram.notifier import Notifier
@@ -69,15 +70,19 @@ def create_bot(settings: Settings) -> Bot:
 def create_dispatcher(
     engine: AsyncEngine, settings: Settings, *, notifier: Notifier | None = None,
     storage: BaseStorage | None = None, links: Links | None = None,
+    isolation: BaseEventIsolation | None = None,
 ) -> Dispatcher:
     """The dispatcher with every router. Dependencies reach handlers as dispatcher data:
     `engine`, `people`, `cards` (recent invoice reads for cards), `cfg` (BotConfig),
-    `notifier` (optional: kicked after payments made here)."""
+    `notifier` (optional: kicked after payments made here).
+
+    Conversations live in PostgreSQL: they survive restarts, and webhook replicas behind a
+    round-robin share them. One update at a time per user and chat (a double tap is processed
+    after the first) within this process by default; pass PostgresEventIsolation when other
+    processes receive updates too (webhook mode, see TelegramService)."""
     dp = Dispatcher(
-        # Form state lives in memory: one process per bot token (polling allows no more).
-        storage=storage or MemoryStorage(),
-        # One update at a time per user and chat: a double tap is processed after the first.
-        events_isolation=SimpleEventIsolation(),
+        storage=storage or PostgresStorage(engine),
+        events_isolation=isolation or SimpleEventIsolation(),
     )
     people = People(engine)
     dp["engine"] = engine
@@ -123,8 +128,13 @@ class TelegramService:
     ) -> None:
         self.bot = create_bot(settings)
         self.notifier = Notifier(engine, self.bot)
-        self.dp = create_dispatcher(engine, settings, notifier=self.notifier, links=links)
         self.webhook_url = settings.telegram.webhook_url
+        # Polling: Telegram hands updates to one getUpdates consumer, so a per-process lock is
+        # enough (and costs no database round trips). Webhook: any replica behind the load
+        # balancer may get the next tap, so the lock is a PostgreSQL advisory lock.
+        isolation = PostgresEventIsolation(engine) if self.webhook_url else None
+        self.dp = create_dispatcher(engine, settings, notifier=self.notifier, links=links,
+                                    isolation=isolation)
         secret = settings.telegram.webhook_secret
         # Telegram echoes the secret in a header; without a configured one, a random one per
         # run is set with setWebhook, so requests are always checked.

@@ -1,4 +1,8 @@
-"""/start (with pay_<id> and claim_<token> deep links) and /help."""
+"""/start (with pay_<id>, claim_<token> and bind_<id>_<tag>_<proof> deep links) and /help.
+
+`bind_…` is a guest's proof, shown only to the browser holding that payer tag's cookie
+(bot/web/claims.py): opening it binds the tag to this Telegram account, so what was paid with
+it comes here, and what will be paid with it too."""
 
 from __future__ import annotations
 
@@ -14,8 +18,11 @@ from bot.telegram.i18n import Translator
 from bot.telegram.people import People, RecentInvoices
 from bot.telegram.render import granted_items
 from bot.telegram.views import invoice_card
+from bot.web.claims import BIND_PREFIX, parse_bind_payload
+from ledger.errors import ClaimNotFound
 from ledger.models import User
-from ledger.payments import claim_grant
+from ledger.payers import bind_user
+from ledger.payments import claim_grant, grants_of_user
 
 router: Final[Router] = Router(name=__name__)
 
@@ -30,6 +37,8 @@ async def cmd_start(
         await show_invoice(message, arg.removeprefix("pay_"), user, tr, people, cards, cfg)
     elif arg.startswith("claim_"):
         await claim(message, arg.removeprefix("claim_"), user, tr, engine)
+    elif arg.startswith(BIND_PREFIX):
+        await bind(message, arg, user, tr, engine, cfg)
     elif arg:
         await message.answer(tr("start.bad_link") + "\n\n" + tr("start.welcome"))
     else:
@@ -59,3 +68,25 @@ async def claim(
     granted = ("\n" + "\n".join(items)) if items else tr("claim.nothing")
     await message.answer(tr("claim.done", granted=granted))
 
+
+
+async def bind(
+    message: Message, arg: str, user: User, tr: Translator, engine: AsyncEngine, cfg: BotConfig
+) -> None:
+    """The guest proved this is their Telegram account: the tag and what it paid are theirs.
+    A wrong proof, an unknown tag (ClaimNotFound / UnknownTag) or a tag already bound to
+    someone else (TagTaken) is one sentence from errors.py, with nothing changed."""
+    parsed = parse_bind_payload(arg)
+    if parsed is None:
+        raise ClaimNotFound(arg[:40])
+    public_id, tag, proof = parsed
+    payer = await bind_user(engine, public_id, tag, user.id, proof=proof,
+                            currency=cfg.currency, ton_rate=cfg.ton_rate)
+    grants = [g for g in await grants_of_user(engine, user.id) if g.invoice_id == payer.invoice_id]
+    if not grants:  # nothing paid yet: it will come here
+        await message.answer(tr("claim.bound", comment=payer.comment))
+        return
+    lines = [line for g in grants for line in granted_items(
+        tr, {"item_id": g.item_id, "achievement_id": g.achievement_id})]
+    granted = ("\n" + "\n".join(lines)) if lines else tr("claim.nothing")
+    await message.answer(tr("claim.done", granted=granted))

@@ -15,6 +15,7 @@ from bot.telegram.links import pay_deep_link, pay_url, usable_in_button
 from bot.telegram.render import effective_status, fit, money, person, ton_suffix, when
 from ledger.errors import InvoiceAlreadyPaid, InvoiceCancelled, InvoiceExpired
 from ledger.models import Invoice, User
+from ledger.purchases import Payer
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,18 @@ def created_caption(tr: Translator, cfg: BotConfig, invoice: Invoice) -> str:
     return text
 
 
-def invoices_list(tr: Translator, invoices: list[Invoice], *, has_older: bool) -> View:
+def payer_label(tr: Translator, payer: Payer | None) -> str:
+    """Who paid, as the seller sees it: a name or @username, else the guest's contact."""
+    if payer is not None and payer.user is not None:
+        return person(payer.user)
+    if payer is not None and payer.contact:
+        return tr("notify.guest_contact", contact=escape(payer.contact))
+    return tr("notify.guest")
+
+
+def invoices_list(tr: Translator, invoices: list[Invoice], *, has_older: bool,
+                  payers: dict[int, Payer] | None = None) -> View:
+    """The seller's invoices; `payers` (invoices.id -> the latest payer) names who paid."""
     if not invoices:
         return tr("invoices.empty"), None
     lines = [tr("invoices.title")]
@@ -72,6 +84,8 @@ def invoices_list(tr: Translator, invoices: list[Invoice], *, has_older: bool) -
                   status=tr(f"status.{effective_status(inv)}"))
         if inv.kind == "multi_use" and inv.uses:
             line += tr("invoices.uses", uses=inv.uses)
+        if payers is not None and inv.id in payers:
+            line += tr("invoices.by", payer=payer_label(tr, payers[inv.id]))
         lines.append(line)
     older = invoices[-1].id if has_older else None
     return fit("\n".join(lines)), invoices_keyboard(tr, invoices, older_than=older)

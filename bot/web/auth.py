@@ -4,18 +4,20 @@ Init data is checked with aiogram's `safe_parse_webapp_init_data` (the HMAC Tele
 with) and, because that helper does not, against a maximum age of its `auth_date`: a leaked
 init data string must not pay invoices forever.
 
-The guest cookie marks the browser that had this invoice's page open before a guest payment
-arrived; only that browser is shown the guest's claim link (see bot/web/claims.py).
+The guest cookie carries the browser's secret guest key and the payer tag the ledger bound to
+it (ledger/payers.py); only that browser is shown what was paid with its tag and the link
+that proves it in Telegram (see bot/web/claims.py).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC
 from functools import lru_cache
 
 from aiogram.utils.web_app import WebAppUser, safe_parse_webapp_init_data
@@ -91,10 +93,24 @@ def _signed(token: str, init_data: str) -> tuple[float, MiniAppUser | None]:
 # --- guest cookie -------------------------------------------------------------------------
 
 GUEST_COOKIE = "pb_guest"
+_KEY_RE = re.compile(r"[A-Za-z0-9_-]{16,64}")
+_TAG_RE = re.compile(r"[0-9A-Z]{5}")
+
+
+@dataclass(frozen=True, slots=True)
+class GuestCookie:
+    """What a valid guest cookie says: this browser's secret key and its payer tag."""
+
+    guest_key: str
+    tag: str
 
 
 class CookieSigner:
-    """Signs `<issued>.<nonce>` for one invoice; tampering or another invoice's cookie fails."""
+    """Signs `<guest_key>.<tag>` for one invoice; tampering or another invoice's cookie fails.
+
+    The guest key is random and secret (HttpOnly): it is what the ledger binds the guest's tag
+    to, so only this browser can see what was paid with that tag. No time is in it: who may
+    claim is decided by the tag a transfer carried, never by when a cookie was issued."""
 
     def __init__(self, secret: bytes) -> None:
         self._key = hashlib.sha256(b"paybot guest cookie\0" + secret).digest()
@@ -103,18 +119,24 @@ class CookieSigner:
         msg = f"{invoice}.{body}".encode()
         return hmac.new(self._key, msg, hashlib.sha256).hexdigest()[:32]
 
-    def issue(self, invoice: str, now: float | None = None) -> str:
-        body = f"{int(time.time() if now is None else now)}.{secrets.token_urlsafe(9)}"
+    @staticmethod
+    def new_guest_key() -> str:
+        return secrets.token_urlsafe(18)  # 24 characters, 144 bits
+
+    def issue(self, invoice: str, guest: GuestCookie) -> str:
+        body = f"{guest.guest_key}.{guest.tag}"
         return f"{body}.{self._sign(invoice, body)}"
 
-    def issued_at(self, invoice: str, cookie: str | None) -> datetime | None:
-        """When a valid cookie for `invoice` was issued; None for missing or bad ones."""
-        # Cookies are client text: compare_digest refuses non-ASCII str, and isdigit() accepts
-        # other scripts' digits, so anything not ASCII is simply not our cookie.
-        if not cookie or len(cookie) > 100 or not cookie.isascii():
+    def read(self, invoice: str, cookie: str | None) -> GuestCookie | None:
+        """The guest key and tag of a valid cookie for `invoice`; None for missing or bad ones."""
+        # Cookies are client text: compare_digest refuses non-ASCII str, and the patterns are
+        # ASCII-only, so anything not ASCII is simply not our cookie.
+        if not cookie or len(cookie) > 120 or not cookie.isascii():
             return None
         body, _, sig = cookie.rpartition(".")
-        issued, _, _nonce = body.partition(".")
-        if not issued.isdigit() or not hmac.compare_digest(sig, self._sign(invoice, body)):
+        guest_key, _, tag = body.partition(".")
+        if not _KEY_RE.fullmatch(guest_key) or not _TAG_RE.fullmatch(tag):
             return None
-        return datetime.fromtimestamp(int(issued), UTC)
+        if not hmac.compare_digest(sig, self._sign(invoice, body)):
+            return None
+        return GuestCookie(guest_key, tag)

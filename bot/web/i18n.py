@@ -30,6 +30,7 @@ TEXTS: Final[dict[str, dict[str, str]]] = {
         "pay_balance": "Pay from balance",
         "pay_ton": "Pay with TON",
         "your_balance": "Your balance: {amount}",
+        "paid_by": "Paid by {who}",
         "paying": "Paying…",
         "paid_ok": "Payment complete. Thank you!",
         "paid_heading": "Paid — thank you!",
@@ -39,7 +40,8 @@ TEXTS: Final[dict[str, dict[str, str]]] = {
         "address": "Address",
         "ton_amount": "Amount, TON",
         "comment": "Comment (required)",
-        "comment_hint": "Send exactly this comment: it is how the payment finds this invoice.",
+        "comment_hint": "Send exactly this comment: it names this invoice and you, so the "
+                        "purchase comes to you and nobody else.",
         "copy": "Copy",
         "copied": "Copied",
         "open_wallet": "Open in wallet",
@@ -49,8 +51,8 @@ TEXTS: Final[dict[str, dict[str, str]]] = {
         "login_hint": "Continue in Telegram and pay from your balance in one tap.",
         "ton_unavailable": "Payment in TON is not available for this invoice.",
         "claim_heading": "Your purchase is waiting",
-        "claim_text": "Open this link in Telegram to receive it. Keep it private: "
-                      "whoever opens it first receives the item.",
+        "claim_text": "Open this link in Telegram to receive it. It is shown only in this "
+                      "browser and works for one Telegram account: keep it private.",
         "claim_button": "Receive in Telegram",
         "claimed": "The purchase has been received.",
         "own_invoice_note": "This is your invoice: share the link with the buyer.",
@@ -75,6 +77,19 @@ TEXTS: Final[dict[str, dict[str, str]]] = {
         "err_generic": "Something went wrong. Try again in a moment.",
         "err_retry": "We could not confirm the payment yet. Tap again: you will not be charged "
                      "twice.",
+        "contact_heading": "Get your purchase by Telegram or e-mail",
+        "contact_hint": "Leave a Telegram @username or an e-mail before paying: the seller "
+                        "sees it with your payment. To receive the item in Telegram, open the "
+                        "bot with the button: that proves the account is yours.",
+        "contact_label": "@username or e-mail",
+        "contact_save": "Save",
+        "contact_saved": "Saved: {contact}",
+        "bind_button": "Link my Telegram",
+        "bound": "Linked to your Telegram account: the purchase goes there.",
+        "err_contact": "Enter an e-mail address or a Telegram @username.",
+        "err_unknown_tag": "This payer reference does not belong to this invoice.",
+        "err_tag_taken": "This purchase is already linked to another Telegram account.",
+        "err_no_guest": "Open the pay page in this browser first, then try again.",
         "topup": "Top up the balance",
         "try_again": "Try again",
         "footer": "Payments by paybot",
@@ -95,6 +110,7 @@ TEXTS: Final[dict[str, dict[str, str]]] = {
         "pay_balance": "Оплатить с баланса",
         "pay_ton": "Оплатить в TON",
         "your_balance": "Ваш баланс: {amount}",
+        "paid_by": "Оплатил(а): {who}",
         "paying": "Оплата…",
         "paid_ok": "Оплата прошла. Спасибо!",
         "paid_heading": "Оплачено — спасибо!",
@@ -105,7 +121,8 @@ TEXTS: Final[dict[str, dict[str, str]]] = {
         "address": "Адрес",
         "ton_amount": "Сумма, TON",
         "comment": "Комментарий (обязательно)",
-        "comment_hint": "Отправьте именно этот комментарий: по нему платёж найдёт счёт.",
+        "comment_hint": "Отправьте именно этот комментарий: он называет счёт и вас, и покупка "
+                        "достанется вам и никому другому.",
         "copy": "Копировать",
         "copied": "Скопировано",
         "open_wallet": "Открыть в кошельке",
@@ -115,8 +132,9 @@ TEXTS: Final[dict[str, dict[str, str]]] = {
         "login_hint": "Продолжите в Telegram и оплатите с баланса в одно касание.",
         "ton_unavailable": "Оплата в TON для этого счёта недоступна.",
         "claim_heading": "Ваша покупка ждёт вас",
-        "claim_text": "Откройте эту ссылку в Telegram, чтобы получить её. Никому её не "
-                      "показывайте: покупку получит тот, кто откроет ссылку первым.",
+        "claim_text": "Откройте эту ссылку в Telegram, чтобы получить покупку. Она видна "
+                      "только в этом браузере и сработает для одного аккаунта Telegram: "
+                      "никому её не показывайте.",
         "claim_button": "Получить в Telegram",
         "claimed": "Покупка получена.",
         "own_invoice_note": "Это ваш счёт: отправьте ссылку покупателю.",
@@ -141,6 +159,19 @@ TEXTS: Final[dict[str, dict[str, str]]] = {
         "err_generic": "Что-то пошло не так. Попробуйте ещё раз чуть позже.",
         "err_retry": "Не удалось подтвердить оплату. Нажмите ещё раз: дважды деньги не "
                      "спишутся.",
+        "contact_heading": "Получить покупку в Telegram или по e-mail",
+        "contact_hint": "Перед оплатой оставьте @имя в Telegram или e-mail: продавец увидит "
+                        "его вместе с оплатой. Чтобы получить покупку в Telegram, откройте "
+                        "бота по кнопке: так вы подтвердите, что аккаунт ваш.",
+        "contact_label": "@имя или e-mail",
+        "contact_save": "Сохранить",
+        "contact_saved": "Сохранено: {contact}",
+        "bind_button": "Привязать мой Telegram",
+        "bound": "Привязано к вашему аккаунту Telegram: покупка придёт туда.",
+        "err_contact": "Укажите адрес e-mail или @имя в Telegram.",
+        "err_unknown_tag": "Эта метка плательщика не относится к этому счёту.",
+        "err_tag_taken": "Эта покупка уже привязана к другому аккаунту Telegram.",
+        "err_no_guest": "Сначала откройте страницу оплаты в этом браузере, затем повторите.",
         "topup": "Пополнить баланс",
         "try_again": "Попробовать снова",
         "footer": "Платежи через paybot",

@@ -28,7 +28,7 @@ SECURITY_HEADERS = {
     # The Mini App runs inside Telegram's clients; Telegram Web frames it.
     "Content-Security-Policy": (
         "default-src 'none'; script-src 'self' https://telegram.org; style-src 'self'; "
-        "img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; "
+        "img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'self'; "
         "frame-ancestors 'self' https://web.telegram.org https://*.telegram.org"
     ),
 }
@@ -139,18 +139,23 @@ _PAGE_KEYS = (
     "claim_button", "claimed", "own_invoice_note", "pay_balance", "pay_ton", "topup",
     "guest_heading", "guest_scan", "qr_alt", "comment", "copy", "comment_hint", "ton_amount",
     "address", "open_wallet", "open_tonkeeper", "ton_unavailable", "login_heading",
-    "login_hint", "login_pay", "footer",
+    "login_hint", "login_pay", "footer", "contact_heading", "contact_hint", "contact_label",
+    "contact_save", "bind_button", "bound",
 )
 
 
 def pay_page(view: dict[str, Any], claim: dict[str, Any] | None, lang: str, static: Static,
-             bot_username: str, poll_ms: int) -> str:
+             bot_username: str, poll_ms: int, payer: dict[str, Any] | None = None) -> str:
+    """The page; `payer` is the guest browser's own tag, contact and Telegram proof link
+    (None for a visitor without a guest cookie)."""
     status = view["status"]
     pending = status == "pending"
     ton = view["pay_ton"]
     seller = view["seller"]["username"]
-    data = {"invoice": view, "claim": claim, "lang": lang, "bot": bot_username,
-            "poll_ms": poll_ms}
+    data = {"invoice": view, "claim": claim, "payer": payer, "lang": lang,
+            "bot": bot_username, "poll_ms": poll_ms}
+    contact = (payer or {}).get("contact")
+    bound = bool((payer or {}).get("bound"))
     values = {
         "page_title": _e(t(lang, "page_title", title=view["title"])),
         "status": _e(status),
@@ -182,6 +187,18 @@ def pay_page(view: dict[str, Any], claim: dict[str, Any] | None, lang: str, stat
         "ton_link": _e(ton["ton"] if ton else "#"),
         "tonkeeper_link": _e(ton["tonkeeper"] if ton else "#"),
         "login_url": _e(view["links"]["login"]),
+        "claim_hidden": _hidden(claim is None),
+        "claim_url": _e((claim or {}).get("url", "#")),
+        "claim_link_hidden": _hidden(not (claim or {}).get("url")),
+        "claimed_hidden": _hidden(not (claim or {}).get("claimed")),
+        "contact_hidden": _hidden(payer is None or not pending),
+        "contact_url": _e(f"/pay/{view['id']}/contact"),
+        "contact_value": _e(contact or ""),
+        "contact_saved": _e(t(lang, "contact_saved", contact=contact) if contact else ""),
+        "contact_saved_hidden": _hidden(not contact),
+        "bind_url": _e((payer or {}).get("bind_url", "#")),
+        "bind_hidden": _hidden(bound),
+        "bound_hidden": _hidden(not bound),
         "topup_url": _e(f"https://t.me/{bot_username}"),
         "data_json": script_json(data),
     }

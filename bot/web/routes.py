@@ -2,12 +2,15 @@
 
 GET  /pay/<id>            the page (Mini App and plain browser); 404/410 pages when it cannot
                           be paid; non-canonical ids (lower case, O for 0) redirect
-GET  /pay/<id>/status     the invoice as JSON (+ the viewer's balance with Mini App init data,
-                          + the guest's claim link for the browser that may see it)
+GET  /pay/<id>/status     the invoice as JSON, as this viewer sees it (their payer tag in the
+                          comment; + the viewer's balance with Mini App init data; + the
+                          guest's claim link for the browser whose tag paid)
 POST /pay/<id>/pay        pay from balance; `Authorization: tma <initData>`,
                           body {"idempotency_key": "..."}
-GET  /pay/<id>/qr.png     QR of the wallet link (or of the page once it cannot be paid)
-GET  /pay/<id>/qr.svg
+POST /pay/<id>/contact    a guest leaves a @handle or an e-mail for their tag (JSON
+                          {"contact": "..."} or a form field `contact`)
+GET  /pay/<id>/qr.png     QR of the wallet link (or of the page once it cannot be paid);
+GET  /pay/<id>/qr.svg     `?tag=<tag>` puts that payer's comment in it
 """
 
 from __future__ import annotations
@@ -28,23 +31,28 @@ from bot.web import render
 from bot.web.auth import (
     GUEST_COOKIE,
     AuthError,
+    CookieSigner,
+    GuestCookie,
     MiniAppUser,
     init_data_from_header,
     validate_init_data,
 )
-from bot.web.claims import guest_claim
+from bot.web.claims import guest_claim, payer_info
 from bot.web.guard import PageGuard
 from bot.web.i18n import normalize, request_language, t
 from bot.web.view import (
     KnownBuyers,
     PayConfig,
     RecentInvoices,
+    UserTags,
     after_payment,
     effective_status,
     invoice_view,
     load_invoice,
     money,
+    payer_display,
     qr_text,
+    ton_links,
 )
 from ledger.accounts import balance
 from ledger.errors import (
@@ -60,8 +68,20 @@ from ledger.errors import (
 )
 from ledger.ids import parse_invoice_id
 from ledger.models import Invoice
+from ledger.payers import (
+    InvalidGuestKey,
+    PayerTag,
+    TagTaken,
+    UnknownTag,
+    find_tag,
+    guest_purchase,
+    set_contact,
+    tag_for_guest,
+)
 from ledger.payments import IDEMPOTENCY_KEY_MAX, pay_from_balance
+from ledger.purchases import payers_of_invoices
 from ledger.sellers import Links
+from ledger.transfers import InvalidContact
 from ledger.users import find_user_by_telegram
 
 log = logging.getLogger(__name__)
@@ -69,6 +89,7 @@ log = logging.getLogger(__name__)
 POLL_MS = 3000  # how often an open page asks for the status while the invoice is pending
 PAY_RETRY_AFTER = 1  # seconds; the buyer is watching the button
 COOKIE_EXTRA = timedelta(days=30)  # a guest may come back for the claim link after paying
+CONTACT_MAX = 320  # an e-mail address's longest legal form
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -80,6 +101,7 @@ class PayPages:
         self.static = render.Static()
         self.recent = RecentInvoices(engine, cfg.page_cache_seconds)
         self.buyers = KnownBuyers(engine)
+        self.user_tags = UserTags(engine)
 
     # --- helpers --------------------------------------------------------------------------
 
@@ -100,16 +122,39 @@ class PayPages:
         key = "session_expired" if exc.code == "init_data_expired" else "err_auth"
         return self._error(401, exc.code, t(lang, key))
 
-    def _cookie_issued_at(self, request: web.Request, invoice: Invoice) -> datetime | None:
-        return self.cfg.signer.issued_at(invoice.public_id, request.cookies.get(GUEST_COOKIE))
+    def _guest(self, request: web.Request, invoice: Invoice) -> GuestCookie | None:
+        """This browser's guest key and tag for `invoice`: None without a valid cookie (a
+        forged one, or one signed for another invoice, is no cookie)."""
+        return self.cfg.signer.read(invoice.public_id, request.cookies.get(GUEST_COOKIE))
 
-    def _set_guest_cookie(self, response: web.Response, invoice: Invoice) -> None:
+    async def _new_guest(self, invoice: Invoice,
+                         guest_key: str | None = None) -> tuple[GuestCookie, PayerTag]:
+        key = guest_key or CookieSigner.new_guest_key()
+        payer = await tag_for_guest(self.engine, invoice.public_id, key)
+        return GuestCookie(key, payer.tag), payer
+
+    def _set_guest_cookie(self, response: web.Response, invoice: Invoice,
+                          guest: GuestCookie) -> None:
         max_age = invoice.expires_at - datetime.now(UTC) + COOKIE_EXTRA
         response.set_cookie(
-            GUEST_COOKIE, self.cfg.signer.issue(invoice.public_id),
+            GUEST_COOKIE, self.cfg.signer.issue(invoice.public_id, guest),
             path=f"/pay/{invoice.public_id}", max_age=int(max_age.total_seconds()),
             httponly=True, samesite="Lax", secure=self.cfg.secure_cookies,
         )
+
+    async def _guest_state(
+        self, invoice: Invoice, guest: GuestCookie
+    ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        """(claim, payer) for the browser holding `guest`, read now (never from the page
+        cache): only what was paid with this browser's own tag."""
+        purchase = await guest_purchase(self.engine, invoice.public_id, guest.guest_key)
+        if purchase is None:  # a valid cookie whose tag is gone (the database was replaced)
+            if effective_status(invoice) != "pending":
+                return None, None
+            return None, payer_info((await self._new_guest(invoice, guest.guest_key))[1],
+                                    self.cfg.bot_username)
+        payer = payer_info(purchase.tag, self.cfg.bot_username)
+        return guest_claim(purchase, payer["bind_url"]), payer
 
     def _ledger_error(self, exc: LedgerError, lang: str) -> web.Response:
         bot = self.cfg.bot_username
@@ -130,6 +175,10 @@ class PayPages:
             (InvoiceExpired, 410, "err_expired"),
             (IdempotencyKeyReused, 409, "err_key_reused"),
             (InvalidAmount, 400, "err_bad_request"),
+            (InvalidContact, 400, "err_contact"),
+            (UnknownTag, 404, "err_unknown_tag"),
+            (TagTaken, 409, "err_tag_taken"),
+            (InvalidGuestKey, 403, "err_no_guest"),
         ]
         for cls, status, key in table:
             if isinstance(exc, cls):
@@ -157,19 +206,31 @@ class PayPages:
             return render.html_response(render.error_page(
                 lang, self.static, heading=invoice.title, number=invoice.number,
                 message=t(lang, f"{status}_text"), status=status), status=410)
-        issued = self._cookie_issued_at(request, invoice)
-        claim = await guest_claim(self.engine, invoice, issued, self.cfg.bot_username)
-        # Without a claim the page is the same for every visitor of this snapshot.
-        body = snap.pages.get(lang) if claim is None else None
-        if body is None:
-            view = invoice_view(invoice, snap.seller, self.cfg)
+        # The guest's cookie and tag belong to this browser, whatever the (possibly
+        # second-old) snapshot says; what it may see is read now, by its tag alone.
+        guest = self._guest(request, invoice)
+        # A tag only where a guest can pay in TON: it is what their transfer will carry.
+        fresh = guest is None and status == "pending" and ton_links(invoice, self.cfg) is not None
+        claim: dict[str, Any] | None = None
+        payer: dict[str, Any] | None = None
+        if fresh:
+            guest, tag = await self._new_guest(invoice)
+            payer = payer_info(tag, self.cfg.bot_username)
+        elif guest is not None:
+            claim, payer = await self._guest_state(invoice, guest)
+        if guest is not None and payer is not None:
+            view = invoice_view(invoice, snap.seller, self.cfg, payer["tag"])
             body = render.pay_page(view, claim, lang, self.static, self.cfg.bot_username,
-                                   self.poll_ms)
-            if claim is None:
-                snap.pages[lang] = body
+                                   self.poll_ms, payer)
+        else:  # no cookie, nothing to pay: the same page for every such visitor
+            body = snap.pages.get(lang)
+            if body is None:
+                view = invoice_view(invoice, snap.seller, self.cfg)
+                body = snap.pages[lang] = render.pay_page(
+                    view, None, lang, self.static, self.cfg.bot_username, self.poll_ms, None)
         response = render.html_response(body)
-        if issued is None and status == "pending":
-            self._set_guest_cookie(response, invoice)
+        if fresh and guest is not None:
+            self._set_guest_cookie(response, invoice, guest)
         return response
 
     # --- JSON API ------------------------------------------------------------------------
@@ -186,21 +247,40 @@ class PayPages:
             invoice, seller = await load_invoice(self.engine, request.match_info["invoice_id"])
         except InvoiceNotFound as exc:
             return self._ledger_error(exc, lang)
-        body: dict[str, Any] = {
-            "invoice": invoice_view(invoice, seller, self.cfg),
-            "claim": await guest_claim(self.engine, invoice,
-                                       self._cookie_issued_at(request, invoice),
-                                       self.cfg.bot_username),
-        }
+        guest = self._guest(request, invoice)
+        tag = None
+        claim: dict[str, Any] | None = None
+        body: dict[str, Any] = {}
+        if guest is not None:
+            claim, payer = await self._guest_state(invoice, guest)
+            if payer is not None:
+                body["payer"] = payer
+                tag = payer["tag"]
         if viewer is not None:
-            body["viewer"] = await self._viewer_info(viewer, invoice)
+            body["viewer"], user_tag = await self._viewer_info(viewer, invoice)
+            tag = user_tag or tag
+        body["invoice"] = invoice_view(invoice, seller, self.cfg, tag)
+        body["claim"] = claim
         return web.json_response(body, headers={"Cache-Control": "no-store"})
 
-    async def _viewer_info(self, viewer: MiniAppUser, invoice: Invoice) -> dict[str, Any]:
+    async def _viewer_info(self, viewer: MiniAppUser,
+                           invoice: Invoice) -> tuple[dict[str, Any], str | None]:
+        """The Mini App user's balance, and their own payer tag (a transfer carrying it gives
+        them the item at once); no tag for the seller or an invoice that cannot be paid."""
         user = await find_user_by_telegram(self.engine, viewer.telegram_id)
         funds = await balance(self.engine, user.id, invoice.currency) if user else 0
-        return {"balance": money(funds, invoice.currency),
-                "is_seller": user is not None and user.id == invoice.seller_id}
+        is_seller = user is not None and user.id == invoice.seller_id
+        tag = None
+        if not is_seller and effective_status(invoice) == "pending" and invoice.ton_amount:
+            if user is None:
+                user = await self.buyers.get(viewer.telegram_id, viewer.username,
+                                             viewer.language)
+            tag = await self.user_tags.get(invoice.public_id, user.id)
+        info: dict[str, Any] = {"balance": money(funds, invoice.currency), "is_seller": is_seller}
+        if is_seller and invoice.uses:  # who paid: for the invoice's seller, nobody else
+            payer = (await payers_of_invoices(self.engine, [invoice.id])).get(invoice.id)
+            info["paid_by"] = payer_display(payer)
+        return info, tag
 
     async def pay(self, request: web.Request) -> web.Response:
         lang = request_language(request)
@@ -236,10 +316,11 @@ class PayPages:
         # page's next tap into a second charge).
         self.recent.forget(public_id)  # this process knows it changed: show it at once
         invoice = after_payment(snap.invoice, result)
+        tag = self.user_tags.peek(public_id, user.id)  # no read: the money has moved
         body: dict[str, Any] = {
             "payment": {"id": result.payment_id, "replayed": bool(result.replayed),
                         "invoice_status": result.invoice_status, "grant_id": result.grant_id},
-            "invoice": invoice_view(invoice, snap.seller, self.cfg),
+            "invoice": invoice_view(invoice, snap.seller, self.cfg, tag),
         }
         if result.buyer_balance is not None:  # else the page's next status poll shows it
             body["viewer"] = {"balance": money(result.buyer_balance, invoice.currency),
@@ -258,6 +339,43 @@ class PayPages:
         return self._error(503, "retry", t(lang, "err_retry"),
                            headers={"Retry-After": str(PAY_RETRY_AFTER)})
 
+    # --- the guest's contact ------------------------------------------------------------
+
+    async def contact(self, request: web.Request) -> web.StreamResponse:
+        """A guest leaves a @handle or an e-mail for their tag: shown to the seller and used
+        to deliver. Only the browser holding the tag's cookie may; a form post (no script)
+        goes back to the page."""
+        lang = request_language(request)
+        is_form = request.content_type in ("application/x-www-form-urlencoded",
+                                           "multipart/form-data")
+        try:
+            invoice = (await self.recent.get(request.match_info["invoice_id"])).invoice
+        except InvoiceNotFound as exc:
+            return self._ledger_error(exc, lang)
+        guest = self._guest(request, invoice)
+        if guest is None:
+            return self._error(403, "no_guest_cookie", t(lang, "err_no_guest"))
+        if is_form:
+            form = await request.post()
+            raw: Any = form.get("contact")
+        else:
+            try:
+                data = await request.json()
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                data = None
+            raw = data.get("contact") if isinstance(data, dict) else None
+        if not isinstance(raw, str) or not 0 < len(raw.strip()) <= CONTACT_MAX:
+            return self._error(400, "invalid_contact", t(lang, "err_contact"))
+        try:
+            payer = await set_contact(self.engine, invoice.public_id, guest.tag,
+                                      guest.guest_key, raw.strip())
+        except LedgerError as exc:
+            return self._ledger_error(exc, lang)
+        if is_form:
+            raise web.HTTPSeeOther(f"/pay/{invoice.public_id}")
+        return web.json_response({"contact": payer.contact, "tag": payer.tag},
+                                 headers={"Cache-Control": "no-store"})
+
     # --- QR images -----------------------------------------------------------------------
 
     async def _qr(self, request: web.Request, render_fn: Callable[[str], bytes],
@@ -266,7 +384,17 @@ class PayPages:
             invoice = (await self.recent.get(request.match_info["invoice_id"])).invoice
         except InvoiceNotFound:
             raise web.HTTPNotFound(text="no invoice with this id") from None
-        text = qr_text(invoice, self.cfg)
+        tag = None
+        if "tag" in request.query:
+            # Only a tag the ledger gave out for this invoice: the QR never encodes a
+            # reference that would pay as someone else's, or as nobody's.
+            raw = request.query["tag"]
+            payer = (await find_tag(self.engine, invoice.public_id, raw)
+                     if raw.isascii() and 0 < len(raw) <= 8 else None)
+            if payer is None:
+                raise web.HTTPNotFound(text="no such payer tag for this invoice")
+            tag = payer.tag
+        text = qr_text(invoice, self.cfg, tag)
         etag = qr_etag(text)
         # Short max-age: the code switches to the page link once the invoice is paid.
         headers = {"Cache-Control": "public, max-age=60", "ETag": etag,
@@ -300,6 +428,7 @@ def setup_pay_pages(
     r.add_get("/pay/{invoice_id}", _safe(pages.page, False, guard))
     r.add_get("/pay/{invoice_id}/status", _safe(pages.status, True, guard))
     r.add_post("/pay/{invoice_id}/pay", _safe(pages.pay, True, guard, kind="pay"))
+    r.add_post("/pay/{invoice_id}/contact", _safe(pages.contact, True, guard))
     r.add_get("/pay/{invoice_id}/qr.png", _safe(pages.qr_png, False, guard))
     r.add_get("/pay/{invoice_id}/qr.svg", _safe(pages.qr_svg, False, guard))
     r.add_get(render.STATIC_PREFIX + "/{name}", pages.static.handle)

@@ -24,6 +24,8 @@ from ledger.errors import InvoiceNotFound
 from ledger.ids import parse_invoice_id
 from ledger.models import Invoice, PaymentResult, User
 from ledger.money import SYMBOLS, format_amount
+from ledger.payers import tag_for_user
+from ledger.purchases import Payer
 from ledger.sellers import Links
 from ledger.users import ensure_user
 from watchers.ton_links import friendly_address, ton_transfer_link, tonkeeper_link
@@ -191,6 +193,32 @@ class KnownBuyers:
         return user
 
 
+class UserTags:
+    """The payer tag of each (invoice, Telegram user) that asked: chosen once by the ledger
+    (`tag_for_user` is idempotent) and never changed, so a Mini App's status polls do not ask
+    again. Bounded."""
+
+    def __init__(self, engine: AsyncEngine, size: int = 100_000) -> None:
+        self.engine = engine
+        self.size = size
+        self._items: OrderedDict[tuple[str, int], str] = OrderedDict()
+
+    async def get(self, invoice_public_id: str, user_id: int) -> str:
+        key = (invoice_public_id, user_id)
+        hit = self._items.get(key)
+        if hit is not None:
+            self._items.move_to_end(key)
+            return hit
+        tag = (await tag_for_user(self.engine, invoice_public_id, user_id)).tag
+        self._items[key] = tag
+        while len(self._items) > self.size:
+            self._items.popitem(last=False)
+        return tag
+
+    def peek(self, invoice_public_id: str, user_id: int) -> str | None:
+        return self._items.get((invoice_public_id, user_id))
+
+
 def after_payment(invoice: Invoice, result: PaymentResult) -> Invoice:
     """`invoice` (read before the payment) as the payment's own result leaves it: its status
     comes from the ledger's answer, so no read after the money moved can fail the answer.
@@ -215,11 +243,18 @@ def money(minor: int, currency: str) -> dict[str, Any]:
             "display": f"{text} {SYMBOLS.get(currency, currency)}"}
 
 
-def ton_links(invoice: Invoice, cfg: PayConfig) -> dict[str, str] | None:
-    """Wallet links for paying `invoice` in TON, or None when that is not possible."""
+def payer_comment(invoice: Invoice, tag: str | None) -> str:
+    """The comment this payer sends: `INV-<id>-<tag>` names them too; bare without a tag."""
+    return f"{invoice.comment}-{tag}" if tag else invoice.comment
+
+
+def ton_links(invoice: Invoice, cfg: PayConfig, tag: str | None = None) -> dict[str, str] | None:
+    """Wallet links for paying `invoice` in TON (with this payer's tag in the comment), or
+    None when that is not possible."""
     if cfg.ton_address is None or not invoice.ton_amount:
         return None
-    return dict(_wallet_links(cfg.ton_address, invoice.ton_amount, invoice.comment))
+    comment = payer_comment(invoice, tag)
+    return dict(_wallet_links(cfg.ton_address, invoice.ton_amount, comment))
 
 
 @lru_cache(maxsize=4096)
@@ -233,18 +268,22 @@ def page_url(invoice: Invoice, cfg: PayConfig) -> str:
     return f"{cfg.public_url}/pay/{invoice.public_id}"
 
 
-def qr_text(invoice: Invoice, cfg: PayConfig) -> str:
-    """The wallet link while the invoice can be paid in TON; the page link otherwise (so an
-    old QR of a paid invoice never sends money)."""
-    links = ton_links(invoice, cfg)
+def qr_text(invoice: Invoice, cfg: PayConfig, tag: str | None = None) -> str:
+    """The wallet link (with this payer's tag) while the invoice can be paid in TON; the page
+    link otherwise (so an old QR of a paid invoice never sends money)."""
+    links = ton_links(invoice, cfg, tag)
     if links is not None and effective_status(invoice) == "pending":
         return links["ton"]
     return page_url(invoice, cfg)
 
 
-def invoice_view(invoice: Invoice, seller_username: str | None, cfg: PayConfig) -> dict[str, Any]:
+def invoice_view(invoice: Invoice, seller_username: str | None, cfg: PayConfig,
+                 tag: str | None = None) -> dict[str, Any]:
+    """The invoice as the viewer holding payer tag `tag` sees it: their own comment in the
+    copy field, the wallet links and the QR (the QR's URL names the tag)."""
     status = effective_status(invoice)
     base = f"/pay/{invoice.public_id}"
+    qr_query = f"?tag={tag}" if tag else ""
     return {
         "id": invoice.public_id,
         "number": invoice.number,
@@ -258,17 +297,32 @@ def invoice_view(invoice: Invoice, seller_username: str | None, cfg: PayConfig) 
         "ton": money(invoice.ton_amount, "TON") if invoice.ton_amount else None,
         "ton_received": money(invoice.ton_received, "TON") if invoice.ton_received else None,
         "seller": {"username": seller_username},
-        "comment": invoice.comment,
+        "comment": payer_comment(invoice, tag),
         "created_at": invoice.created_at.isoformat(),
         "expires_at": invoice.expires_at.isoformat(),
         "paid_at": invoice.paid_at.isoformat() if invoice.paid_at else None,
-        "pay_ton": ton_links(invoice, cfg) if status == "pending" else None,
+        "pay_ton": ton_links(invoice, cfg, tag) if status == "pending" else None,
         "links": {
             "page": page_url(invoice, cfg),
             "login": f"https://t.me/{cfg.bot_username}?start=pay_{invoice.public_id}",
-            "qr_png": f"{base}/qr.png",
-            "qr_svg": f"{base}/qr.svg",
+            "qr_png": f"{base}/qr.png{qr_query}",
+            "qr_svg": f"{base}/qr.svg{qr_query}",
             "status": f"{base}/status",
             "pay": f"{base}/pay",
         },
     }
+
+
+def payer_display(who: User | Payer | None) -> str | None:
+    """How the page names a person — the seller, or (to the invoice's parties only) who paid:
+    @username, else their Telegram name, else a guest's contact; None when nobody is known.
+    Plain text: the page escapes it."""
+    if isinstance(who, Payer):
+        if who.user is None:
+            return who.contact
+        who = who.user
+    if who is None:
+        return None
+    if who.username:
+        return f"@{who.username}"
+    return who.full_name or f"#{who.telegram_id}"

@@ -85,7 +85,7 @@ def test_retry_schedule_backs_off_for_about_three_days() -> None:
 async def test_paid_invoice_is_called_back_signed_once(api, engine, make_seller, make_user,
                                                        receiver, sender) -> None:
     seller = await make_seller()
-    buyer = await make_user(balance=1000)
+    buyer = await make_user(balance=1000, username="sword_fan")
     inv = await new_invoice(api, seller, callback_url=receiver.url, item_id="sword")
     await pay_from_balance(engine, inv["id"], buyer.id, "cb-1")
     await deliver(engine, sender)
@@ -100,6 +100,8 @@ async def test_paid_invoice_is_called_back_signed_once(api, engine, make_seller,
     assert event["id"] == got.headers["X-Paybot-Event-Id"]
     assert event["invoice"]["id"] == inv["id"] and event["invoice"]["status"] == "paid"
     assert event["invoice"]["item_id"] == "sword" and event["payment"]["method"] == "internal"
+    assert event["invoice"]["paid_by"]["telegram_id"] == buyer.telegram_id  # who paid
+    assert event["invoice"]["paid_by"]["username"] == "sword_fan"
     [row] = await events_of(engine, inv["id"])
     assert str(row["event_id"]) == event["id"]
     assert row["delivered_at"] is not None and row["attempts"] == 1

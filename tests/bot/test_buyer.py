@@ -13,6 +13,7 @@ from bot.qr import qr_png
 from bot.telegram import create_dispatcher
 from ledger.accounts import adjust_balance, balance, credit_deposit
 from ledger.invoices import cancel_invoice, create_invoice, get_invoice
+from ledger.payers import tag_for_guest, tag_for_user
 from ledger.payments import pay_from_balance, settle_external_payment
 from ledger.sellers import MAX_ACTIVE_TOKENS, issue_token
 from tests.bot.client import TgClient
@@ -240,16 +241,23 @@ async def test_pay_with_ton(person, engine) -> None:
     [card] = await buyer.send(f"/start pay_{invoice.public_id}")
     tap = await buyer.tap(card, "Pay with TON")
     [ton] = tap.sent
-    link = f"ton://transfer/{TON_WALLET}?amount=2500000000&text=INV-{invoice.public_id}"
+    # The comment names this buyer too: a transfer carrying it gives them the item at once.
+    payer = await tag_for_user(engine, invoice.public_id, buyer.user.id)  # the same tag again
+    comment = f"INV-{invoice.public_id}-{payer.tag}"
+    link = f"ton://transfer/{TON_WALLET}?amount=2500000000&text={comment}"
     assert "Pay 2.5 TON for Coffee <beans>" in ton.plain
     assert f"To: {TON_WALLET}" in ton.plain
-    assert f"Comment (required): INV-{invoice.public_id}" in ton.plain
+    assert f"Comment (required): {comment}\n" in ton.plain
     assert link in ton.plain
     assert ton.photo == qr_png(link)
     assert ton.button("Open in wallet")["url"] == (
-        f"https://app.tonkeeper.com/transfer/{TON_WALLET}?amount=2500000000"
-        f"&text=INV-{invoice.public_id}")
+        f"https://app.tonkeeper.com/transfer/{TON_WALLET}?amount=2500000000&text={comment}")
     assert await _payments(engine, invoice) == []
+    # Another buyer gets a comment of their own.
+    other = await person()
+    [card] = await other.send(f"/start pay_{invoice.public_id}")
+    [theirs] = (await other.tap(card, "Pay with TON")).sent
+    assert comment not in theirs.plain and f"INV-{invoice.public_id}-" in theirs.plain
 
 
 async def test_without_ton_or_a_public_page(person, engine, cfg) -> None:
@@ -287,6 +295,42 @@ async def test_guest_purchase_is_claimed_once(person, engine) -> None:
     assert items == [{"user_id": claimer.user.id}]
 
 
+async def test_a_guest_proves_their_telegram_account_through_the_link_once(
+        person, engine) -> None:
+    from tests.web.test_guest_claims import Chain
+
+    seller, guest, other = await person(), await person(), await person()
+    invoice = await _coffee(engine, seller)
+    # The pay page gave a guest browser its tag; the guest paid with it.
+    payer = await tag_for_guest(engine, invoice.public_id, "browser-key-0123456789abcdef")
+    assert await Chain(engine).send(payer.comment) == "paid"
+    link = f"bind_{invoice.public_id}_{payer.tag}_{payer.proof}"
+    # Knowing the tag (it is public on chain) is not enough: the proof must match.
+    for forged in (f"bind_{invoice.public_id}_{payer.tag}_{'A' * 20}",
+                   f"bind_{invoice.public_id}_ZZZZZ_{payer.proof}", "bind_nope"):
+        [bad] = await other.send(f"/start {forged}")
+        assert bad.plain in ("This claim link is not valid.",
+                             "This payment reference is not known for this invoice."), bad.plain
+    [reply] = await guest.send(f"/start {link}")
+    assert reply.plain == "🎁 It is yours now:\n🎁 coffee-1"
+    [again] = await guest.send(f"/start {link}")  # the same account again: fine, no change
+    assert again.plain == reply.plain
+    [refused] = await other.send(f"/start {link}")  # a second account
+    assert refused.plain == "This purchase is already linked to another Telegram account."
+    items = await run_sql(engine, "SELECT user_id FROM grants WHERE invoice_id = :i",
+                          i=invoice.id)
+    assert items == [{"user_id": guest.user.id}]
+
+
+async def test_a_guest_links_telegram_before_paying(person, engine) -> None:
+    seller, guest = await person(), await person()
+    invoice = await _coffee(engine, seller)
+    payer = await tag_for_guest(engine, invoice.public_id, "browser-key-fedcba9876543210")
+    [reply] = await guest.send(f"/start bind_{invoice.public_id}_{payer.tag}_{payer.proof}")
+    assert f"INV-{invoice.public_id}-{payer.tag}" in reply.plain
+    assert "comes to you here" in reply.plain
+
+
 async def test_balance_shows_deposit_instructions(person, engine) -> None:
     buyer = await person(balance=1234)
     await credit_deposit(engine, buyer.user.id, 3_000_000_000, "TON", reference="dep-ton-1")
@@ -308,7 +352,8 @@ async def test_empty_inventory_and_history(person) -> None:
 
 async def test_api_token(person, engine) -> None:
     seller = await person()
-    [reply] = await seller.send("/api")
+    [menu] = await seller.send("/api")  # the list; more in tests/bot/test_api_tokens.py
+    [reply] = (await seller.tap(menu, "New token")).sent
     token = reply.plain.split("\n")[1]
     assert token.startswith("pbk_") and "Authorization: Bearer" in reply.plain
     rows = await run_sql(engine, "SELECT hint FROM api_tokens WHERE user_id = :u",
@@ -396,8 +441,8 @@ async def test_api_token_limit(person, engine) -> None:
     for _ in range(MAX_ACTIVE_TOKENS):
         await issue_token(engine, seller.user.id)
     [reply] = await seller.send("/api")
-    assert reply.plain == ("You already have the maximum number of active API tokens. "
-                           "Revoke one first.")
+    assert "revoke one below to get a new one" in reply.plain  # not a dead end
+    assert "➕ New token" not in reply.button_texts
 
 
 async def test_a_lost_answer_is_asked_again_with_the_same_button(person, engine,

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
 
 import pytest
 
-from bot.web.auth import AuthError, CookieSigner, init_data_from_header, validate_init_data
+from bot.web.auth import (
+    AuthError,
+    CookieSigner,
+    GuestCookie,
+    init_data_from_header,
+    validate_init_data,
+)
 from bot.web.i18n import TEXTS, from_accept_language, normalize
 from tests.web.conftest import BOT_TOKEN, sign_init_data
 
@@ -61,14 +66,16 @@ def test_authorization_header():
 
 def test_cookie_signer():
     signer = CookieSigner(b"secret")
-    cookie = signer.issue("INVOICE1", now=1_800_000_000)
-    assert signer.issued_at("INVOICE1", cookie) == datetime.fromtimestamp(1_800_000_000, UTC)
-    assert signer.issued_at("INVOICE2", cookie) is None
-    assert CookieSigner(b"other").issued_at("INVOICE1", cookie) is None
-    _issued, nonce, sig = cookie.split(".")
-    assert signer.issued_at("INVOICE1", f"1.{nonce}.{sig}") is None  # backdated
-    for bad in (None, "", "x", "a.b.c", "1.2", cookie + "x" * 100):
-        assert signer.issued_at("INVOICE1", bad) is None
+    guest = GuestCookie(CookieSigner.new_guest_key(), "K3M9P")
+    cookie = signer.issue("INVOICE1", guest)
+    assert signer.read("INVOICE1", cookie) == guest
+    assert signer.read("INVOICE2", cookie) is None  # another invoice's cookie
+    assert CookieSigner(b"other").read("INVOICE1", cookie) is None
+    key, tag, sig = cookie.split(".")
+    assert signer.read("INVOICE1", f"{key}.ZZZZZ.{sig}") is None  # another tag
+    assert signer.read("INVOICE1", f"{'x' * 24}.{tag}.{sig}") is None  # another browser
+    for bad in (None, "", "x", "a.b.c", "1.2", cookie + "x" * 100, cookie.replace("K", "К")):
+        assert signer.read("INVOICE1", bad) is None
 
 
 def test_languages():

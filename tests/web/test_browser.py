@@ -1,7 +1,8 @@
 """The pay page in a real browser: Debian's headless chromium at phone size.
 
-Guest view: amount, QR and comment are visible, the page fits the phone's width, and the
-status flips to paid (with the guest's claim link) without a reload. Mini App view: signed
+Guest view: amount, QR and the browser's own tagged comment are visible, "Log in and pay" is
+on the first screen, the page fits the phone's width, and the status flips to paid (with the
+guest's Telegram proof link) without a reload. Mini App view: signed
 init data in the URL fragment (as Telegram passes it), a double tap on "Pay from balance"
 pays once. Screenshots go to $PAYBOT_SCREENSHOTS or a temporary directory (printed).
 
@@ -11,6 +12,7 @@ fails in CI (CI=true), so a missing browser can never pass silently there."""
 from __future__ import annotations
 
 import os
+import re
 import socket
 import tempfile
 from collections.abc import AsyncIterator
@@ -23,10 +25,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.web import setup_pay_pages
 from ledger.accounts import balance
-from ledger.payments import settle_external_payment
+from ledger.payers import find_tag
 from tests.conftest import run_sql
 from tests.web.cdp import chromium_page, find_chromium
 from tests.web.conftest import make_settings, sign_init_data, tg_user
+from tests.web.test_guest_claims import Chain
 
 BLOCK = ("*telegram.org*",)  # unreachable here; the page must work without its script
 
@@ -41,6 +44,7 @@ VISIBLE_JS = """
       visible: r.width > 0 && r.height > 0 && cs.display !== "none"
                && cs.visibility !== "hidden" && parseFloat(cs.opacity) > 0,
       inside: r.left >= 0 && r.right <= window.innerWidth + 1,
+      aboveFold: r.top >= 0 && r.bottom <= window.innerHeight + 1,
       text: el.textContent.trim(),
       width: r.width, height: r.height,
     };
@@ -118,20 +122,28 @@ async def test_guest_sees_amount_qr_and_comment_then_paid(
             assert seen[element]["inside"], (element, seen[element])
         assert seen["amount"]["text"] == "12.50 Liquid $"
         assert seen["amount-ton"]["text"] == "≈ 2.5 TON"
-        assert seen["comment"]["text"] == f"INV-{invoice.public_id}"
+        # This browser's own payer tag is in the comment (and the QR and wallet links).
+        comment = seen["comment"]["text"]
+        assert re.fullmatch(f"INV-{invoice.public_id}-[0-9A-Z]{{5}}", comment), comment
+        # "Log in and pay" is on the first screen of a phone, no scrolling needed.
+        assert seen["login-link"]["aboveFold"], seen["login-link"]
         assert seen["status"]["text"] == "Awaiting payment"
         assert seen["qrDecoded"] and seen["qr"]["width"] >= 200  # big enough to scan
         assert not seen["miniapp"]["visible"] and not seen["claim"]["visible"]
         assert seen["scrollWidth"] <= seen["viewport"][0]  # no sideways scrolling on a phone
         assert f"200 /pay/{invoice.public_id}/qr.svg" in requested
+        qr_src = await page.evaluate("document.getElementById('qr').getAttribute('src')")
+        assert qr_src == f"/pay/{invoice.public_id}/qr.svg?tag={comment[-5:]}"
 
-        # The TON transfer is seen: the open page flips to paid and offers the claim link.
-        result = await settle_external_payment(engine, invoice.public_id, method="ton",
-                                               reference=f"browser-{invoice.public_id}")
+        # The transfer carrying this browser's comment is seen: the open page flips to paid
+        # and offers the Telegram link that proves the purchase is this browser's.
+        assert await Chain(engine).send(comment) == "paid"
         await page.wait_for("document.getElementById('status').textContent === 'Paid'")
         await page.wait_for("!document.getElementById('claim').hidden")
         href = await page.evaluate("document.getElementById('claim-link').href")
-        assert href == f"https://t.me/paybot_test?start=claim_{result.claim_token}"
+        payer = await find_tag(engine, invoice.public_id, comment[-5:])
+        assert payer is not None and href == (
+            f"https://t.me/paybot_test?start=bind_{invoice.public_id}_{payer.tag}_{payer.proof}")
         seen = await page.evaluate(VISIBLE_JS % ["ton", "login", "paid", "claim-link"])
         assert not seen["ton"]["visible"] and not seen["login"]["visible"]
         assert seen["paid"]["visible"] and seen["claim-link"]["visible"]

@@ -37,18 +37,19 @@ async def test_pending_invoice_page_shows_everything_a_guest_needs(client, make_
     assert "2.5 TON" in body  # the locked TON quote (2_500_000_000 nanotons at 5 LIQ/TON)
     assert "Awaiting payment" in body and 'data-status="pending"' in body
     assert "@coffee_shop" in body
-    assert f'<code id="comment">INV-{invoice.public_id}</code>' in body
-    assert f'src="/pay/{invoice.public_id}/qr.svg"' in body
+    data = page_data(body)
+    tag = data["payer"]["tag"]  # this browser's own payer tag (tests/web/test_guest_claims.py)
+    assert f'<code id="comment">INV-{invoice.public_id}-{tag}</code>' in body
+    assert f'src="/pay/{invoice.public_id}/qr.svg?tag={tag}"' in body
     assert html.escape(f"https://t.me/{BOT_USERNAME}?start=pay_{invoice.public_id}") in body
     assert DEST["non_bounceable"] in body  # the receiving address, friendly form
     assert html.escape(f"ton://transfer/{DEST['non_bounceable']}?amount=2500000000"
-                       f"&text=INV-{invoice.public_id}") in body
+                       f"&text=INV-{invoice.public_id}-{tag}") in body
     assert "app.tonkeeper.com/transfer/" in body
-    data = page_data(body)
     assert data["invoice"]["ton"]["minor"] == 2_500_000_000
     assert data["invoice"]["amount"]["minor"] == 1250
     assert data["claim"] is None
-    # A guest browser gets the invoice-bound cookie that may later reveal its claim link.
+    # A guest browser gets the invoice-bound cookie holding its secret key and tag.
     cookie = resp.cookies["pb_guest"]
     assert cookie["path"] == f"/pay/{invoice.public_id}"
     assert cookie["httponly"] and cookie["secure"]

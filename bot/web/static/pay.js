@@ -2,6 +2,8 @@
  *
  * The page is fully rendered by the server; this script only improves it:
  *  - polls /pay/<id>/status so the status flips without a reload (and shows a guest's claim);
+ *  - shows the viewer's own payer comment (QR, wallet links, copy field) and lets a guest
+ *    leave a @handle or an e-mail;
  *  - inside Telegram (init data in Telegram.WebApp or in the URL fragment), shows the balance
  *    and "Pay from balance", authenticated by `Authorization: tma <initData>`;
  *  - telegram-web-app.js is loaded only inside Telegram, and nothing depends on it loading.
@@ -118,6 +120,7 @@
 
   var viewer = null; // {balance, is_seller} when signed in through the Mini App
   var claim = DATA.claim;
+  var payer = DATA.payer; // the guest browser's own tag, contact and Telegram link
 
   function render() {
     var status = inv.status;
@@ -147,6 +150,29 @@
       show($("own-invoice"), own && pending);
       show($("pay-balance"), pending && !own);
       if (own) show($("pay-ton-toggle"), false);
+      // Who paid: told to the invoice's seller only (the server sends it to nobody else).
+      show($("paid-by"), !!viewer.paid_by);
+      if (viewer.paid_by) $("paid-by").textContent = T("paid_by", { who: viewer.paid_by });
+    }
+
+    // The comment, QR and wallet links are this viewer's own (their payer tag).
+    if (inv.pay_ton) {
+      $("comment").textContent = inv.comment;
+      var qr = $("qr");
+      if (qr && qr.getAttribute("src") !== inv.links.qr_svg) qr.setAttribute("src", inv.links.qr_svg);
+      $("qr-link").href = inv.pay_ton.ton;
+      $("ton-link").href = inv.pay_ton.ton;
+      $("tonkeeper-link").href = inv.pay_ton.tonkeeper;
+    }
+
+    show($("contact"), pending && !!payer && !viewer);
+    if (payer) {
+      show($("bind-link"), !payer.bound && !!payer.bind_url);
+      if (payer.bind_url) $("bind-link").href = payer.bind_url;
+      show($("bound"), !!payer.bound);
+      var saved = $("contact-saved");
+      show(saved, !!payer.contact);
+      if (payer.contact) saved.textContent = T("contact_saved", { contact: payer.contact });
     }
 
     var claimBox = $("claim");
@@ -180,6 +206,7 @@
   function applyState(body) {
     if (body.invoice) inv = body.invoice;
     if ("claim" in body) claim = body.claim;
+    if (body.payer) payer = body.payer;
     if (body.viewer) viewer = body.viewer;
     render();
   }
@@ -340,9 +367,32 @@
       copy(ev.currentTarget.getAttribute("data-copy"), ev.currentTarget);
     });
   }
+  var contactForm = $("contact-form");
+  if (contactForm) contactForm.addEventListener("submit", function (ev) {
+    ev.preventDefault();
+    var box = $("contact-message");
+    fetch(contactForm.getAttribute("action"), {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ contact: $("contact-input").value }),
+      credentials: "same-origin"
+    }).then(function (r) {
+      return r.json().catch(function () { return {}; }).then(function (body) {
+        if (r.ok) {
+          payer = Object.assign({}, payer || {}, { contact: body.contact });
+          box.textContent = "";
+          box.className = "message";
+          render();
+        } else {
+          box.textContent = (body.error && body.error.message) || T("err_generic");
+          box.className = "message error";
+        }
+      });
+    }).catch(function () { box.textContent = T("err_generic"); box.className = "message error"; });
+  });
   $("pay-balance").addEventListener("click", pay);
   $("pay-ton-toggle").addEventListener("click", function () { tonOpen = true; render(); });
-  ["login-link", "claim-link", "tonkeeper-link", "topup-link"].forEach(function (id) {
+  ["login-link", "claim-link", "bind-link", "tonkeeper-link", "topup-link"].forEach(function (id) {
     var el = $(id);
     if (el) el.addEventListener("click", function (ev) { openLink(el.href, ev); });
   });

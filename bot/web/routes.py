@@ -133,6 +133,10 @@ class PayPages:
         payer = await tag_for_guest(self.engine, invoice.public_id, key)
         return GuestCookie(key, payer.tag), payer
 
+    def _guest_may_pay(self, invoice: Invoice) -> bool:
+        """A tag only where a guest can pay in TON: it is what their transfer will carry."""
+        return effective_status(invoice) == "pending" and ton_links(invoice, self.cfg) is not None
+
     def _set_guest_cookie(self, response: web.Response, invoice: Invoice,
                           guest: GuestCookie) -> None:
         max_age = invoice.expires_at - datetime.now(UTC) + COOKIE_EXTRA
@@ -207,16 +211,13 @@ class PayPages:
                 lang, self.static, heading=invoice.title, number=invoice.number,
                 message=t(lang, f"{status}_text"), status=status), status=410)
         # The guest's cookie and tag belong to this browser, whatever the (possibly
-        # second-old) snapshot says; what it may see is read now, by its tag alone.
+        # second-old) snapshot says; what it may see is read now, by its tag alone. A browser
+        # without one gets the shared page: its script asks the status route, which issues
+        # the tag (a page view by a crawler or a link preview writes nothing).
         guest = self._guest(request, invoice)
-        # A tag only where a guest can pay in TON: it is what their transfer will carry.
-        fresh = guest is None and status == "pending" and ton_links(invoice, self.cfg) is not None
         claim: dict[str, Any] | None = None
         payer: dict[str, Any] | None = None
-        if fresh:
-            guest, tag = await self._new_guest(invoice)
-            payer = payer_info(tag, self.cfg.bot_username)
-        elif guest is not None:
+        if guest is not None:
             claim, payer = await self._guest_state(invoice, guest)
         if guest is not None and payer is not None:
             view = invoice_view(invoice, snap.seller, self.cfg, payer["tag"])
@@ -228,10 +229,7 @@ class PayPages:
                 view = invoice_view(invoice, snap.seller, self.cfg)
                 body = snap.pages[lang] = render.pay_page(
                     view, None, lang, self.static, self.cfg.bot_username, self.poll_ms, None)
-        response = render.html_response(body)
-        if fresh and guest is not None:
-            self._set_guest_cookie(response, invoice, guest)
-        return response
+        return render.html_response(body)
 
     # --- JSON API ------------------------------------------------------------------------
 
@@ -251,7 +249,14 @@ class PayPages:
         tag = None
         claim: dict[str, Any] | None = None
         body: dict[str, Any] = {}
-        if guest is not None:
+        fresh = None
+        if guest is None and viewer is None and self._guest_may_pay(invoice):
+            # The page's script asks here first: a browser that can pay in TON gets its tag
+            # (what its transfer will carry) and the cookie that proves it.
+            fresh, tag_row = await self._new_guest(invoice)
+            body["payer"] = payer_info(tag_row, self.cfg.bot_username)
+            tag = tag_row.tag
+        elif guest is not None:
             claim, payer = await self._guest_state(invoice, guest)
             if payer is not None:
                 body["payer"] = payer
@@ -261,7 +266,10 @@ class PayPages:
             tag = user_tag or tag
         body["invoice"] = invoice_view(invoice, seller, self.cfg, tag)
         body["claim"] = claim
-        return web.json_response(body, headers={"Cache-Control": "no-store"})
+        response = web.json_response(body, headers={"Cache-Control": "no-store"})
+        if fresh is not None:
+            self._set_guest_cookie(response, invoice, fresh)
+        return response
 
     async def _viewer_info(self, viewer: MiniAppUser,
                            invoice: Invoice) -> tuple[dict[str, Any], str | None]:

@@ -107,8 +107,12 @@ async def test_guest_sees_amount_qr_and_comment_then_paid(
     shots = shots_dir()
     async with chromium_page(chromium, block=BLOCK) as page:
         await page.goto(f"{base}/pay/{invoice.public_id}")
+        # The shared page's script fetches this browser's own comment (its payer tag), then
+        # shows the TON block with the QR of that comment.
         await page.wait_for("(() => { const q = document.getElementById('qr');"
-                            " return q && q.complete && q.naturalWidth > 0; })()")
+                            " const t = document.getElementById('ton');"
+                            " return t && !t.hidden && q && q.complete && q.naturalWidth > 0"
+                            " && /tag=/.test(q.getAttribute('src')); })()")
         ids = ["amount", "amount-ton", "status", "qr", "comment", "address", "ton-link",
                "login-link", "miniapp", "claim"]
         seen = await page.evaluate(VISIBLE_JS % ids)

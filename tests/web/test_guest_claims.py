@@ -86,10 +86,17 @@ class Browser:
         return {"pb_guest": self.cookie} if self.cookie else {}
 
     async def open(self, invoice: Any) -> tuple[str, dict]:
+        """The page as this browser ends up with it: without a cookie the page is the shared
+        one and its script asks the status route at once, which hands out the tag and the
+        cookie; the page then shows (and a reload serves) this browser's own."""
         resp = await self.client.get(f"/pay/{invoice.public_id}", cookies=self._cookies())
         assert resp.status == 200
-        if "pb_guest" in resp.cookies:
-            self.cookie = resp.cookies["pb_guest"].value
+        assert "pb_guest" not in resp.cookies  # a page view alone writes nothing
+        if self.cookie is None:
+            await self.status(invoice)
+            if self.cookie is not None:
+                resp = await self.client.get(f"/pay/{invoice.public_id}",
+                                             cookies=self._cookies())
         body = await resp.text()
         return body, page_data(body)
 
@@ -97,6 +104,8 @@ class Browser:
         resp = await self.client.get(f"/pay/{invoice.public_id}/status",
                                      cookies=self._cookies())
         assert resp.status == 200
+        if "pb_guest" in resp.cookies:
+            self.cookie = resp.cookies["pb_guest"].value
         return await resp.json()
 
 

@@ -28,7 +28,16 @@ def page_data(body: str) -> dict:
 
 async def test_pending_invoice_page_shows_everything_a_guest_needs(client, make_invoice):
     invoice = await make_invoice()
-    resp = await client.get(f"/pay/{invoice.public_id}")
+    # The shared page writes nothing (a crawler or a link preview costs no row); its script's
+    # first status call gives the browser its tag and the invoice-bound cookie.
+    shared = await client.get(f"/pay/{invoice.public_id}")
+    assert shared.status == 200 and "pb_guest" not in shared.cookies
+    assert page_data(await shared.text())["payer"] is None
+    first = await client.get(f"/pay/{invoice.public_id}/status")
+    cookie = first.cookies["pb_guest"]
+    assert (await first.json())["payer"]["tag"]
+    resp = await client.get(f"/pay/{invoice.public_id}",
+                            cookies={"pb_guest": cookie.value})  # the reload sends it
     assert resp.status == 200
     assert resp.content_type == "text/html"
     body = await resp.text()
@@ -50,7 +59,6 @@ async def test_pending_invoice_page_shows_everything_a_guest_needs(client, make_
     assert data["invoice"]["amount"]["minor"] == 1250
     assert data["claim"] is None
     # A guest browser gets the invoice-bound cookie holding its secret key and tag.
-    cookie = resp.cookies["pb_guest"]
     assert cookie["path"] == f"/pay/{invoice.public_id}"
     assert cookie["httponly"] and cookie["secure"]
     assert resp.headers["Referrer-Policy"] == "no-referrer"

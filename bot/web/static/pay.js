@@ -140,7 +140,9 @@
     var canTon = pending && !!inv.pay_ton;
     show($("ton-unavailable"), pending && !inv.pay_ton);
     // In the Mini App the TON block opens from its button; guests see it at once.
-    show($("ton"), canTon && (!viewer || tonOpen));
+    // A guest sees it once the status route has given this browser its own comment (the
+    // page itself is shared and carries the bare one, for browsers without scripts).
+    show($("ton"), canTon && (viewer ? tonOpen : !!payer));
     show($("pay-ton-toggle"), canTon && !!viewer && !tonOpen);
 
     show($("miniapp"), !!viewer);
@@ -401,5 +403,5 @@
   if (inTelegram()) loadTelegramScript();
   var found = readInitData();
   if (found) startMiniApp(found);
-  else { render(); schedulePoll(); }
+  else { render(); refresh().then(schedulePoll); }  // the first answer brings the tag
 })();

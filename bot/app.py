@@ -3,25 +3,24 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
-from collections.abc import Iterator
 
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.api import setup_api
 from bot.api.wiring import schedule_callbacks
+from bot.database import database
 from bot.health import HealthProbe, livez
 from bot.http_errors import install_security_headers
 from bot.http_limits import LimitedRunner, max_connections, runner_options
 from bot.links import links_from_settings
-from bot.settings import DatabaseSettings, Settings
+from bot.settings import Settings
 from bot.telegram.runtime import telegram_service
 from bot.web import setup_pay_pages
 from ledger.migrate import upgrade
-from ledger.postgres import embedded_postgres, make_engine
+from ledger.postgres import make_engine
 from ledger.sellers import Links
 from watchers.jobs import Scheduler, schedule_ledger_jobs
 from watchers.ton_watcher import start_ton_watcher
@@ -29,16 +28,6 @@ from watchers.ton_watcher import start_ton_watcher
 log = logging.getLogger("paybot")
 
 SHUTDOWN_GRACE_SECONDS = 10.0  # how long a stop waits for a settlement or job run in flight
-
-
-@contextlib.contextmanager
-def database(settings: DatabaseSettings) -> Iterator[str]:
-    """DATABASE_URL when set; otherwise an embedded PostgreSQL for the life of the block."""
-    if settings.database_url is not None:
-        yield settings.database_url.get_secret_value()
-        return
-    with embedded_postgres(settings.data_dir) as url:
-        yield url
 
 
 ENGINE = web.AppKey("engine", AsyncEngine)

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 
 from bot import demo
 from bot.api import admin as api_admin
-from bot.app import database, run
+from bot.database import database
 from bot.settings import Settings
 from ledger.accounts import adjust_balance, balance
 from ledger.errors import LedgerError
@@ -108,6 +108,10 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     settings = Settings()
     if args.command == "run":
+        # The bot, web app and watchers (aiogram alone takes seconds to import): only `run`
+        # needs them, so `paybot admin …` answers in about a second.
+        from bot.app import run
+
         run(settings)
         return 0
     if args.command == "demo":

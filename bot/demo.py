@@ -20,7 +20,6 @@ from pathlib import Path
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.app import build_web_app
 from bot.settings import Settings
 from ledger.accounts import adjust_balance, balance
 from ledger.invoices import get_invoice
@@ -118,6 +117,8 @@ async def _serve(settings: Settings, engine: AsyncEngine) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    from bot.app import build_web_app  # the web app only when serving: `--no-serve` stays light
+
     runner = web.AppRunner(build_web_app(settings, engine))
     await runner.setup()
     await web.TCPSite(runner, settings.web.host, settings.web.port).start()

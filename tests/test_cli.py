@@ -65,3 +65,16 @@ async def test_check_fails_and_names_the_broken_invariant(scratch_database) -> N
     code, out = await paybot(url, "admin", "check")
     assert code == 1
     assert "balance_equals_applied_entries" in out
+
+
+def test_operator_commands_do_not_load_the_bot() -> None:
+    """`paybot admin …` imports the ledger, not aiogram, the web app or the watchers' chain
+    client: importing those took seconds per call (issue 11, "a fast operator CLI")."""
+    import subprocess
+    import sys
+
+    probe = ("import sys, bot.cli; heavy = sorted(m for m in ('aiogram', 'bot.app', 'pytoniq',"
+             " 'bot.telegram') if m in sys.modules); print(','.join(heavy))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == ""

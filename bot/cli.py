@@ -116,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "demo":
         return demo.run_demo(args, settings)
+    # What operator commands need of the settings, handed over here (the composition root).
+    args.ledger_currency, args.ton_rate = settings.ledger.currency, settings.ledger.ton_rate
     handler = {"migrate": _noop, "credit": _adjust, "debit": _adjust, "balance": _balance,
                "check": _check, **api_admin.COMMANDS, **ton_admin.COMMANDS,
                }[getattr(args, "admin_command", None) or args.command]

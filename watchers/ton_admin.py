@@ -11,7 +11,6 @@ import sys
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.settings import LedgerSettings
 from ledger.money import format_amount
 from ledger.transfers import TransferRecord, list_transfers, resolve_transfer
 from ledger.users import find_user_by_telegram
@@ -69,7 +68,9 @@ async def _transfers(engine: AsyncEngine, args: argparse.Namespace) -> int:
 
 
 async def _resolve(engine: AsyncEngine, args: argparse.Namespace) -> int:
-    ledger = LedgerSettings()
+    # The ledger's currency and TON rate come from the settings, read by the CLI (the
+    # composition root) and handed over on `args`: this module reads no environment.
+    currency, ton_rate = args.ledger_currency, args.ton_rate
     user_id = None
     if args.credit is not None:
         user = await find_user_by_telegram(engine, args.credit)
@@ -80,8 +81,7 @@ async def _resolve(engine: AsyncEngine, args: argparse.Namespace) -> int:
         user_id = user.id
     done = await resolve_transfer(
         engine, args.tx_hash, apply_invoice=args.apply, credit_user_id=user_id,
-        refund_note=args.refund_note, note=args.note, currency=ledger.currency,
-        ton_rate=ledger.ton_rate,
+        refund_note=args.refund_note, note=args.note, currency=currency, ton_rate=ton_rate,
     )
     amount = f"{format_amount(done.amount_nano, 'TON')} TON"
     if done.action == "apply":
@@ -93,7 +93,7 @@ async def _resolve(engine: AsyncEngine, args: argparse.Namespace) -> int:
     elif done.action == "credit":
         assert done.credited is not None
         print(f"{amount} credited to Telegram user {args.credit}: "
-              f"{format_amount(done.credited, ledger.currency)} {ledger.currency}")
+              f"{format_amount(done.credited, currency)} {currency}")
     else:
         print(f"{amount} recorded as refunded: {args.refund_note}")
     return 0

@@ -250,9 +250,11 @@ class PayPages:
         claim: dict[str, Any] | None = None
         body: dict[str, Any] = {}
         fresh = None
-        if guest is None and viewer is None and self._guest_may_pay(invoice):
-            # The page's script asks here first: a browser that can pay in TON gets its tag
-            # (what its transfer will carry) and the cookie that proves it.
+        asks = request.query.get("guest") == "new"
+        if asks and guest is None and viewer is None and self._guest_may_pay(invoice):
+            # The page's script asks once (?guest=new): a browser that can pay in TON gets its
+            # tag (what its transfer will carry) and the cookie that proves it. Plain polls
+            # never write, so a browser refusing cookies does not get a new tag every poll.
             fresh, tag_row = await self._new_guest(invoice)
             body["payer"] = payer_info(tag_row, self.cfg.bot_username)
             tag = tag_row.tag

@@ -93,15 +93,17 @@ class Browser:
         assert resp.status == 200
         assert "pb_guest" not in resp.cookies  # a page view alone writes nothing
         if self.cookie is None:
-            await self.status(invoice)
+            await self.status(invoice, ask=True)
             if self.cookie is not None:
                 resp = await self.client.get(f"/pay/{invoice.public_id}",
                                              cookies=self._cookies())
         body = await resp.text()
         return body, page_data(body)
 
-    async def status(self, invoice: Any) -> dict:
+    async def status(self, invoice: Any, *, ask: bool = False) -> dict:
+        """The status poll; `ask`: the script's first call, which asks for a tag."""
         resp = await self.client.get(f"/pay/{invoice.public_id}/status",
+                                     params={"guest": "new"} if ask else None,
                                      cookies=self._cookies())
         assert resp.status == 200
         if "pb_guest" in resp.cookies:
@@ -311,3 +313,18 @@ async def test_a_stale_page_copy_never_shares_a_cookie(engine, make_invoice) -> 
     async with TestClient(TestServer(app)) as client:
         tags = {(await Browser(client).open(invoice))[1]["payer"]["tag"] for _ in range(3)}
     assert len(tags) == 3
+
+
+async def test_plain_status_polls_never_issue_tags(client, make_invoice, engine) -> None:
+    """A browser that refuses cookies keeps the tag it was first given: only the script's one
+    ask (?guest=new) issues one, never the polls that follow (nor a crawler's request)."""
+    invoice = await make_invoice()
+    for _ in range(3):
+        resp = await client.get(f"/pay/{invoice.public_id}/status")
+        assert "pb_guest" not in resp.cookies and "payer" not in await resp.json()
+    first = await client.get(f"/pay/{invoice.public_id}/status", params={"guest": "new"})
+    assert (await first.json())["payer"]["tag"] and "pb_guest" in first.cookies
+    rows = await run_sql(engine, "SELECT count(*) AS n FROM payer_tags t JOIN invoices i "
+                                 "ON i.id = t.invoice_id WHERE i.public_id = :id",
+                         id=invoice.public_id)
+    assert rows[0]["n"] == 1

@@ -299,7 +299,8 @@ async def test_a_payment_naming_nobody_shows_no_claim_to_any_browser(
     client, make_invoice, engine
 ):
     invoice = await make_invoice(payload={"item_id": "beans-1kg"})
-    opened = await client.get(f"/pay/{invoice.public_id}/status")  # the page's first call
+    opened = await client.get(f"/pay/{invoice.public_id}/status",  # the page's first call
+                              params={"guest": "new"})
     mine = {"pb_guest": opened.cookies["pb_guest"].value}  # had the page open before
     result = await settle_external_payment(engine, invoice.public_id, method="ton",
                                            reference=f"tx-{invoice.public_id}")

@@ -33,7 +33,7 @@ async def test_pending_invoice_page_shows_everything_a_guest_needs(client, make_
     shared = await client.get(f"/pay/{invoice.public_id}")
     assert shared.status == 200 and "pb_guest" not in shared.cookies
     assert page_data(await shared.text())["payer"] is None
-    first = await client.get(f"/pay/{invoice.public_id}/status")
+    first = await client.get(f"/pay/{invoice.public_id}/status", params={"guest": "new"})
     cookie = first.cookies["pb_guest"]
     assert (await first.json())["payer"]["tag"]
     resp = await client.get(f"/pay/{invoice.public_id}",

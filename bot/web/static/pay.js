@@ -214,7 +214,9 @@
   }
 
   function refresh() {
-    return fetch(inv.links.status, {
+    // A guest without a tag asks for one; once it has one, polls only read.
+    var url = inv.links.status + (!payer && !initData ? "?guest=new" : "");
+    return fetch(url, {
       headers: authHeaders(), cache: "no-store", credentials: "same-origin"
     }).then(function (r) {
       if (r.status === 401) { sessionExpired(); return null; }

@@ -29,28 +29,16 @@ log = logging.getLogger("bot.web.routes")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-_TEXTS = {
-    "en": {"rate_limited": "Too many requests. Wait a moment and try again.",
-           "busy": "The service is busy. Try again in a few seconds.",
-           "too_large": "The request is too large.",
-           "too_slow": "The request took too long to arrive.",
-           "bad_request": "The request could not be read."},
-    "ru": {"rate_limited": "Слишком много запросов. Подождите немного и попробуйте снова.",
-           "busy": "Сервис перегружен. Попробуйте через несколько секунд.",
-           "too_large": "Слишком большой запрос.",
-           "too_slow": "Запрос пришёл слишком медленно.",
-           "bad_request": "Не удалось прочитать запрос."},
-}
 _CODES = {400: "bad_request", 408: "request_timeout", 413: "request_too_large",
           429: "rate_limited", 503: "service_unavailable"}
-_TEXT_KEYS = {400: "bad_request", 408: "too_slow", 413: "too_large", 429: "rate_limited",
-              503: "busy"}
+_TEXT_KEYS = {400: "err_unreadable", 408: "err_too_slow", 413: "err_too_large",
+              429: "err_rate_limited", 503: "err_busy"}  # bot/web/i18n.py
 
 
 def _answer(request: web.Request, json_api: bool, status: int,
             retry_after: str | None = None, message: str | None = None) -> web.Response:
     lang = request_language(request)
-    text = message or _TEXTS.get(lang, _TEXTS["en"])[_TEXT_KEYS[status]]
+    text = message or t(lang, _TEXT_KEYS[status])
     headers = {"Cache-Control": "no-store"}
     if retry_after is not None:
         headers["Retry-After"] = retry_after

@@ -72,6 +72,11 @@ TEXTS: Final[dict[str, dict[str, str]]] = {
         "err_insufficient": "Not enough on your balance: it costs {needed}, you have "
                             "{available}. Top up in @{bot} with /balance.",
         "err_bad_request": "The request is not valid.",
+        "err_rate_limited": "Too many requests. Wait a moment and try again.",
+        "err_busy": "The service is busy. Try again in a few seconds.",
+        "err_too_large": "The request is too large.",
+        "err_too_slow": "The request took too long to arrive.",
+        "err_unreadable": "The request could not be read.",
         "err_key_reused": "This payment attempt was already used for something else. "
                           "Try again.",
         "err_generic": "Something went wrong. Try again in a moment.",
@@ -154,6 +159,11 @@ TEXTS: Final[dict[str, dict[str, str]]] = {
         "err_insufficient": "На балансе недостаточно средств: нужно {needed}, у вас "
                             "{available}. Пополните баланс в @{bot} командой /balance.",
         "err_bad_request": "Некорректный запрос.",
+        "err_rate_limited": "Слишком много запросов. Подождите немного и попробуйте снова.",
+        "err_busy": "Сервис перегружен. Попробуйте через несколько секунд.",
+        "err_too_large": "Слишком большой запрос.",
+        "err_too_slow": "Запрос пришёл слишком медленно.",
+        "err_unreadable": "Не удалось прочитать запрос.",
         "err_key_reused": "Эта попытка оплаты уже использована для другого запроса. "
                           "Попробуйте ещё раз.",
         "err_generic": "Что-то пошло не так. Попробуйте ещё раз чуть позже.",

@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run demo test lint bench clean-venv
+.PHONY: run demo test lint bench messages clean-venv
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,11 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.ledger
+
+# Texts: the keys used in the code -> bot/locales/messages.pot, merged into each language's .po
+# (new keys arrive empty, unused ones become #~ entries; tests/test_i18n.py names what is missing).
+messages: $(STAMP)
+	$(BIN)/python -m bot.locales.extract
 
 clean-venv:
 	rm -rf $(VENV)

@@ -13,7 +13,7 @@ from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
 from aiogram.filters import ExceptionTypeFilter
 from aiogram.types import ErrorEvent
 
-from bot.telegram.i18n import TEXTS, Translator, translator
+from bot.telegram.i18n import Translator, has_text, translator
 from bot.telegram.render import money
 from ledger.errors import InsufficientFunds, LedgerError
 
@@ -29,7 +29,7 @@ def ledger_message(tr: Translator, exc: LedgerError) -> str:
         return tr("err.insufficient_funds", needed=money(int(exc.needed), currency),
                   available=money(int(exc.available or 0), currency))
     key = f"err.{exc.code}"
-    return tr(key) if key in TEXTS else tr("err.ledger_error")
+    return tr(key) if has_text(key) else tr("err.ledger_error")
 
 
 def _translator(event: ErrorEvent, tr: Translator | None) -> Translator:

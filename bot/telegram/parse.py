@@ -50,9 +50,9 @@ def amount(text: str, currency: str, tr: Translator, ton_rate: Decimal | None = 
     places = decimals(currency)
     if sep and whole.isdigit() and fraction.isdigit() and len(fraction) > places:
         if len(fraction) == 3 and not fraction.strip("0") and places < 3:
-            raise InputProblem(tr("amount.ambiguous", text=escape(text[:20]), whole=whole,
-                                  thousands=whole + fraction, places=places))
-        raise InputProblem(tr("amount.decimals", currency=currency, places=places))
+            raise InputProblem(tr.n("amount.ambiguous", places, text=escape(text[:20]),
+                                    whole=whole, thousands=whole + fraction, places=places))
+        raise InputProblem(tr.n("amount.decimals", places, currency=currency, places=places))
     try:
         minor = parse_amount(text, currency)
     except InvalidAmount:
@@ -78,7 +78,7 @@ def _amount_problem(text: str, currency: str, tr: Translator) -> str:
         return tr("amount.not_positive")
     places = decimals(currency)
     if value != value.quantize(Decimal(1).scaleb(-places)):
-        return tr("amount.decimals", currency=currency, places=places)
+        return tr.n("amount.decimals", places, currency=currency, places=places)
     return tr("amount.too_large")
 
 
@@ -87,14 +87,14 @@ def title(text: str, tr: Translator) -> str:
     if not clean:
         raise InputProblem(tr("title.empty"))
     if len(clean) > TITLE_MAX:
-        raise InputProblem(tr("title.too_long", length=len(clean), max=TITLE_MAX))
+        raise InputProblem(tr.n("title.too_long", len(clean), length=len(clean), max=TITLE_MAX))
     return clean
 
 
 def item_id(text: str, tr: Translator) -> str:
     clean = text.strip()
     if not clean or len(clean) > ITEM_MAX or any(c.isspace() for c in clean):
-        raise InputProblem(tr("item.bad", max=ITEM_MAX))
+        raise InputProblem(tr.n("item.bad", ITEM_MAX, max=ITEM_MAX))
     return clean
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
-from bot.web.i18n import TEXTS, t
+from bot.web.i18n import TEXTS, plural_script, t, tn
 
 HERE = Path(__file__).parent
 STATIC_PREFIX = "/static/pay"
@@ -81,10 +81,11 @@ class Static:
     def __init__(self) -> None:
         self.files: dict[str, tuple[bytes, str, str]] = {}
         sources = {p.name: p.read_bytes() for p in sorted((HERE / "static").iterdir())}
-        # Both languages' texts for the script, so it can follow the Telegram user's language;
-        # a static file rather than part of every page.
+        # Both languages' texts (and plural rules) for the script, so it can follow the
+        # Telegram user's language; a static file rather than part of every page.
         sources["texts.js"] = (
-            "window.PAYBOT_TEXTS=" + script_json(TEXTS) + ";\n").encode()
+            "window.PAYBOT_TEXTS=" + script_json(TEXTS) + ";\n"
+            "window.PAYBOT_PLURAL=" + plural_script() + ";\n").encode()
         for name, body in sources.items():
             ctype = {"css": "text/css", "js": "text/javascript"}.get(name.rsplit(".", 1)[-1])
             if ctype:
@@ -138,9 +139,9 @@ _PAGE_KEYS = (
     "amount", "status", "seller", "valid_until", "paid_heading", "claim_heading", "claim_text",
     "claim_button", "claimed", "own_invoice_note", "pay_balance", "pay_ton", "topup",
     "guest_heading", "guest_scan", "qr_alt", "comment", "copy", "comment_hint", "ton_amount",
-    "address", "open_wallet", "open_tonkeeper", "ton_unavailable", "login_heading",
-    "login_hint", "login_pay", "footer", "contact_heading", "contact_hint", "contact_label",
-    "contact_save", "bind_button", "bound",
+    "address", "open_wallet", "open_tonkeeper", "ton_unavailable", "login_hint", "login_pay",
+    "footer", "contact_heading", "contact_hint", "contact_label", "contact_save", "bind_button",
+    "bound",
 )
 
 
@@ -171,7 +172,7 @@ def pay_page(view: dict[str, Any], claim: dict[str, Any] | None, lang: str, stat
         "expires_iso": _e(view["expires_at"]),
         "expires_hidden": _hidden(not pending),
         "expires_text": _e(format_time(datetime.fromisoformat(view["expires_at"]))),
-        "uses_text": _e(t(lang, "uses", uses=view["uses"])),
+        "uses_text": _e(tn(lang, "uses", view["uses"], uses=view["uses"])),
         "uses_hidden": _hidden(view["kind"] != "multi_use"),
         "received_text": _e(t(lang, "received", amount=(view["ton_received"] or {})
                               .get("display", ""))),

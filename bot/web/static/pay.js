@@ -15,6 +15,7 @@
   if (!dataEl) return;
   var DATA = JSON.parse(dataEl.textContent);
   DATA.texts = window.PAYBOT_TEXTS;
+  DATA.plural = window.PAYBOT_PLURAL || {};
   if (!DATA.texts) return; // texts.js did not load: the server-rendered page stays as it is
   var inv = DATA.invoice;
   var lang = DATA.lang;
@@ -26,6 +27,17 @@
   function T(key, params) {
     var table = DATA.texts[lang] || DATA.texts.en;
     var text = table[key] || DATA.texts.en[key] || key;
+    return fill(text, params);
+  }
+  // A counted text: the form the language's plural rule (from the catalog) picks for n.
+  function TN(key, n, params) {
+    var table = DATA.texts[lang] || DATA.texts.en;
+    var forms = table[key] || DATA.texts.en[key] || [key];
+    var rule = DATA.plural[lang] || DATA.plural.en;
+    var text = forms[rule ? rule(n) : (n === 1 ? 0 : 1)] || forms[forms.length - 1];
+    return fill(text, params);
+  }
+  function fill(text, params) {
     if (params) {
       Object.keys(params).forEach(function (k) { text = text.split("{" + k + "}").join(params[k]); });
     }
@@ -128,8 +140,9 @@
     document.body.setAttribute("data-status", status);
     var badge = $("status");
     badge.className = "badge status-" + status;
-    badge.textContent = T("status_" + status);
-    if (inv.kind === "multi_use") $("uses").textContent = T("uses", { uses: inv.uses });
+    var statusKey = "status_" + status; // a built key: listed in bot/web/i18n.py's DYNAMIC
+    badge.textContent = T(statusKey);
+    if (inv.kind === "multi_use") $("uses").textContent = TN("uses", inv.uses, { uses: inv.uses });
     var received = $("received");
     show(received, !!inv.ton_received);
     if (inv.ton_received) received.textContent = T("received", { amount: inv.ton_received.display });

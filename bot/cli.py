@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 
 from bot import demo
 from bot.api import admin as api_admin
-from bot.database import database
+from bot.database import database, schema
 from bot.settings import Settings
 from ledger.accounts import adjust_balance, balance
 from ledger.errors import LedgerError
@@ -23,6 +23,17 @@ from watchers import ton_admin
 
 Command = Callable[[argparse.Namespace, str], Awaitable[int]]
 
+# Commands that only read never migrate (an operator looking must not change the schema under
+# a running paybot): on a database not at this code's head they say so and exit 3. The others
+# migrate first when the database is behind (and only then: a current one costs one query).
+READ_ONLY = frozenset({"balance", "check", "callbacks", "transfers"})
+SCHEMA_MISMATCH = 3
+
+
+def reads_only(args: argparse.Namespace) -> bool:
+    command = getattr(args, "admin_command", None)
+    return command in READ_ONLY or (command == "token" and bool(args.list))
+
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="paybot", description="Sell and get paid inside Telegram.")
@@ -30,9 +41,12 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("run", help="migrate, then serve the bot, web app and watchers")
     sub.add_parser("migrate", help="apply database migrations")
     demo.add_parser(sub)
-    admin = sub.add_parser("admin", help="operator tools").add_subparsers(
-        dest="admin_command", required=True
-    )
+    admin = sub.add_parser(
+        "admin", help="operator tools",
+        description="Read-only commands (balance, check, callbacks, transfers, token --list) "
+                    "never migrate: on a database not at this paybot's schema they say so and "
+                    f"exit {SCHEMA_MISMATCH}. The others first migrate a database that is behind.",
+    ).add_subparsers(dest="admin_command", required=True)
     for name, what in (("credit", "add money to"), ("debit", "take money from")):
         c = admin.add_parser(name, help=f"{what} a user's balance, with a reason")
         c.add_argument("telegram_id", type=int)
@@ -48,11 +62,17 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-async def _with_engine(url: str, fn: Callable[..., Awaitable[int]], *args: object) -> int:
-    await upgrade(url)
+async def _with_engine(url: str, fn: Callable[..., Awaitable[int]],
+                       args: argparse.Namespace) -> int:
     engine = make_engine(url, pool_size=2)
     try:
-        return await fn(engine, *args)
+        state = await schema(engine)
+        if not state.current:
+            if reads_only(args) or state.newer:
+                print(f"error: {state.problem()}", file=sys.stderr)
+                return SCHEMA_MISMATCH
+            await upgrade(url)
+        return await fn(engine, args)
     finally:
         await engine.dispose()
 

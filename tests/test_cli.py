@@ -1,16 +1,27 @@
-"""The operator's command line, run as the operator runs it."""
+"""The operator's command line. One test runs it as the operator does (`python -m bot.cli`, its
+own process: exit code and output cross the process boundary); the others call the same
+`main(argv)` in-process, where the subject is what a command does, not the process."""
+
+from __future__ import annotations
 
 import asyncio
 import os
 import sys
+from collections.abc import Awaitable, Callable
 
+import pytest
+
+from bot.cli import main
 from ledger.accounts import balance
 from ledger.migrate import upgrade
 from ledger.postgres import make_engine
 from ledger.users import ensure_user
+from tests.conftest import run_sql
+
+Paybot = Callable[..., Awaitable[tuple[int, str]]]
 
 
-async def paybot(database_url: str, *args: str) -> tuple[int, str]:
+async def paybot_process(database_url: str, *args: str) -> tuple[int, str]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bot.cli", *args,
         env=os.environ | {"DATABASE_URL": database_url},
@@ -20,10 +31,27 @@ async def paybot(database_url: str, *args: str) -> tuple[int, str]:
     return proc.returncode or 0, out.decode()
 
 
-async def test_credit_balance_and_check(database_url, engine, make_user) -> None:
+@pytest.fixture
+def paybot(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Paybot:
+    """`paybot <args>` against `database_url`, in this process: (exit code, stdout + stderr)."""
+
+    async def run(database_url: str, *args: str) -> tuple[int, str]:
+        monkeypatch.setenv("DATABASE_URL", database_url)
+        capsys.readouterr()
+        try:  # main() runs its own event loop: a thread of its own
+            code = await asyncio.to_thread(main, list(args))
+        except SystemExit as e:  # argparse
+            code = int(e.code or 0)
+        captured = capsys.readouterr()
+        return code, captured.out + captured.err
+
+    return run
+
+
+async def test_credit_balance_and_check(database_url, engine, make_user, paybot) -> None:
     user = await make_user()
-    code, out = await paybot(database_url, "admin", "credit", str(user.telegram_id), "12.50",
-                             "--reason", "welcome bonus", "--reference", "cli-1")
+    code, out = await paybot_process(database_url, "admin", "credit", str(user.telegram_id),
+                                     "12.50", "--reason", "welcome bonus", "--reference", "cli-1")
     assert code == 0, out
     assert "12.50" in out
     code, out = await paybot(database_url, "admin", "credit", str(user.telegram_id), "12.50",
@@ -36,7 +64,8 @@ async def test_credit_balance_and_check(database_url, engine, make_user) -> None
     assert code == 0 and "ledger OK" in out
 
 
-async def test_bad_operator_input_changes_nothing(database_url, engine, make_user) -> None:
+async def test_bad_operator_input_changes_nothing(database_url, engine, make_user,
+                                                  paybot) -> None:
     user = await make_user(balance=100)
     for amount in ("abc", "-5", "0", "1e9999", "1.001"):
         code, out = await paybot(database_url, "admin", "credit", str(user.telegram_id), amount,
@@ -50,7 +79,7 @@ async def test_bad_operator_input_changes_nothing(database_url, engine, make_use
     assert await balance(engine, user.id) == 100
 
 
-async def test_check_fails_and_names_the_broken_invariant(scratch_database) -> None:
+async def test_check_fails_and_names_the_broken_invariant(scratch_database, paybot) -> None:
     url = await scratch_database()
     await upgrade(url)
     engine = make_engine(url, pool_size=1)
@@ -67,11 +96,77 @@ async def test_check_fails_and_names_the_broken_invariant(scratch_database) -> N
     assert "balance_equals_applied_entries" in out
 
 
+async def _revisions(url: str) -> list[str] | None:
+    engine = make_engine(url, pool_size=1)
+    try:
+        if not (await run_sql(engine, "SELECT to_regclass('alembic_version') AS t"))[0]["t"]:
+            return None
+        rows = await run_sql(engine, "SELECT version_num FROM alembic_version")
+        return sorted(str(r["version_num"]) for r in rows)
+    finally:
+        await engine.dispose()
+
+
+async def test_read_only_commands_do_not_migrate(scratch_database, paybot) -> None:
+    """An operator looking (balance, check, transfers, callbacks, token --list) never changes
+    the schema under a running paybot: on a database that is not at this code's head the
+    command says so, names `paybot migrate`, and leaves the database as it was."""
+    from alembic.script import ScriptDirectory
+
+    from ledger.migrate import alembic_config
+
+    looks = [("balance", "42"), ("check",), ("transfers",), ("callbacks",),
+             ("token", "42", "--list")]
+    url = await scratch_database()
+    for look in looks:  # an empty database: nothing is created
+        code, out = await paybot(url, "admin", *look)
+        assert code == 3 and "no paybot schema" in out and "paybot migrate" in out, (look, out)
+    assert await _revisions(url) is None
+
+    script = ScriptDirectory.from_config(alembic_config(url))
+    [head] = script.get_heads()
+    before = script.get_revision(head).down_revision
+    assert isinstance(before, str)
+    await upgrade(url, before)  # one migration behind
+    for look in looks:
+        code, out = await paybot(url, "admin", *look)
+        assert code == 3 and f"at revision {before}" in out and head in out, (look, out)
+    assert await _revisions(url) == [before]
+
+    code, out = await paybot(url, "migrate")  # what it says to do
+    assert code == 0 and await _revisions(url) == [head]
+    code, out = await paybot(url, "admin", "balance", "42")
+    assert code == 1 and "no user" in out  # an answer about the ledger, not the schema
+
+
+async def test_a_database_migrated_by_a_newer_paybot_is_left_alone(scratch_database,
+                                                                    paybot) -> None:
+    """Not even a write command touches it (this code cannot migrate it): the operator is
+    told to use the paybot that did."""
+    url = await scratch_database()
+    await upgrade(url)
+    engine = make_engine(url, pool_size=1)
+    try:
+        await ensure_user(engine, 42)
+        await run_sql(engine, "UPDATE alembic_version SET version_num = '9999_from_the_future'")
+    finally:
+        await engine.dispose()
+    for command in (("admin", "credit", "42", "1", "--reason", "x"), ("admin", "check"),
+                    ("migrate",)):
+        code, out = await paybot(url, *command)
+        assert code == 3 and "newer than this paybot" in out, (command, out)
+    assert await _revisions(url) == ["9999_from_the_future"]
+    engine = make_engine(url, pool_size=1)
+    try:
+        assert await run_sql(engine, "SELECT 1 FROM entries") == []  # no credit made
+    finally:
+        await engine.dispose()
+
+
 def test_operator_commands_do_not_load_the_bot() -> None:
     """`paybot admin …` imports the ledger, not aiogram, the web app or the watchers' chain
     client: importing those took seconds per call (issue 11, "a fast operator CLI")."""
     import subprocess
-    import sys
 
     probe = ("import sys, bot.cli; heavy = sorted(m for m in ('aiogram', 'bot.app', 'pytoniq',"
              " 'bot.telegram') if m in sys.modules); print(','.join(heavy))")

@@ -9,6 +9,8 @@ import sys
 
 import aiohttp
 
+from tests.waiting import wait_until
+
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -26,16 +28,20 @@ async def test_run_serves_and_stops_cleanly(scratch_database) -> None:
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )
     try:
-        healthy = False
         async with aiohttp.ClientSession() as http:
-            for _ in range(300):
+
+            async def healthy() -> bool:
+                if proc.returncode is not None:
+                    out, _ = await proc.communicate()
+                    raise AssertionError(f"paybot run exited ({proc.returncode}):\n"
+                                         f"{out.decode()}")
                 try:
                     async with http.get(f"http://127.0.0.1:{port}/healthz") as resp:
-                        healthy = resp.status == 200 and (await resp.json())["ok"] is True
-                        break
+                        return resp.status == 200 and (await resp.json())["ok"] is True
                 except aiohttp.ClientConnectionError:
-                    await asyncio.sleep(0.1)
-        assert healthy
+                    return False  # not listening yet
+
+            await wait_until(healthy, "paybot run answering /healthz with ok")
         proc.send_signal(signal.SIGTERM)
         out, _ = await asyncio.wait_for(proc.communicate(), 60)
     finally:

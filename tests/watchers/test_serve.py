@@ -5,13 +5,16 @@ for the rest of the service."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 
 import aiohttp
+import pytest
 
 from bot.app import serve
 from bot.settings import Settings, TelegramSettings, TonSettings, WebSettings
 from tests.conftest import wait_until_serving
+from tests.waiting import log_records, wait_until
 from tests.watchers.conftest import EXPECTED, Toncenter, World
 from tests.watchers.standins import DATA
 
@@ -37,26 +40,32 @@ async def test_run_settles_the_chain(world: World, toncenter: Toncenter) -> None
     stop = asyncio.Event()
     app = asyncio.create_task(serve(settings, world.url, stop))
     try:
-        async with asyncio.timeout(60):
-            while await world.outcomes() != EXPECTED:
-                assert not app.done(), app.exception()
-                await asyncio.sleep(0.1)
+        async def settled() -> bool:
+            return await world.outcomes() == EXPECTED
+
+        await wait_until(settled, "every fixture transfer settled with its outcome", task=app)
     finally:
         stop.set()
         await asyncio.wait_for(app, 30)
+    assert toncenter.chain.requests, "settled without asking the chain"
     assert await world.invariants() == []
 
 
-async def test_run_keeps_serving_when_the_chain_is_unreachable(world: World) -> None:
+async def test_run_keeps_serving_when_the_chain_is_unreachable(
+        world: World, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, "watchers")
     settings, port = settings_for(f"http://127.0.0.1:{free_port()}/api/v2")
     stop = asyncio.Event()
     app = asyncio.create_task(serve(settings, world.url, stop))
     try:
         async with aiohttp.ClientSession() as http, asyncio.timeout(60):
             await wait_until_serving(http, f"http://127.0.0.1:{port}/healthz", app)
-            await asyncio.sleep(1)  # a few failing polls
+            # The watcher really asked the chain, and was refused, more than once.
+            await wait_until(
+                lambda: len(log_records(caplog, "watchers", "TON http source:")) >= 2,
+                "two refused requests of the TON source, logged", within=30, task=app)
             async with http.get(f"http://127.0.0.1:{port}/healthz") as resp:
-                assert resp.status == 200
+                assert resp.status == 200 and (await resp.json())["ok"] is True
         assert not app.done()
     finally:
         stop.set()

@@ -13,8 +13,9 @@ Each update is fed with `Dispatcher.feed_update` by `concurrency` closed-loop wo
 Telegram user each (as polling runs handlers as tasks). `rounds` rounds of back-to-back runs;
 rates and ratios are medians over the rounds.
 All workers open the same invoice (a link posted in a channel): `start_pay` runs as deployed,
-with the card snapshot (TELEGRAM_CARD_CACHE_SECONDS=1); `start_pay_uncached` reads the invoice
-from PostgreSQL for every update. `help` is the same dispatcher without any database work.
+with the cached invoice read (LEDGER_INVOICE_CACHE_SECONDS=1); `start_pay_uncached` reads
+the invoice from PostgreSQL for every update. `help` is the same dispatcher without any
+database work.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bench.common import scratch_database, server
 from bot.settings import LedgerSettings, Settings, TelegramSettings, TonSettings, WebSettings
 from bot.telegram import create_dispatcher
-from bot.telegram.people import RecentInvoices
+from ledger.core import Ledger
 from ledger.invoices import create_invoice
 from ledger.migrate import upgrade
 from ledger.postgres import make_engine
@@ -183,8 +184,9 @@ async def compare(
     """Echo against our dispatcher for each of `texts` (name -> message text). A name ending
     in `_uncached` runs with the invoice-card snapshot off (every card reads the database)."""
     bots = [make() for _ in range(2)]
-    echo, ours = echo_dispatcher(), create_dispatcher(engine, settings)
-    snapshots = {False: ours["cards"], True: RecentInvoices(engine, ttl=0)}
+    echo = echo_dispatcher()
+    ours = create_dispatcher(Ledger(engine, invoice_cache_seconds=1.0), settings)
+    ledgers = {False: ours["ledger"], True: Ledger(engine, invoice_cache_seconds=0)}
     targets = {"echo": (echo, bots[0], updates_for(bots[0], "hello", concurrency))}
     targets |= {name: (ours, bots[1], updates_for(bots[1], text, concurrency))
                 for name, text in texts.items()}
@@ -192,7 +194,7 @@ async def compare(
     async def run(name: str, dp: Dispatcher, bot: Bot, updates: list[Update],
                   span: float) -> float:
         if dp is ours:
-            dp["cards"] = snapshots[name.endswith("_uncached")]
+            dp["ledger"] = ledgers[name.endswith("_uncached")]
         return await closed_loop(dp, bot, updates, span)
 
     try:

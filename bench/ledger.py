@@ -2,7 +2,8 @@
 
     python -m bench.ledger [--database-url URL] [--concurrency 32] [--seconds 15] [--sellers N]
 
-Every timed payment is `ledger.payments.pay_from_balance`, the use case the bot calls: invoice
+Every timed payment is `Ledger.pay_from_balance` (ledger/core.py), the use case the bot and
+the Mini App call (concurrent payments batched as in production): invoice
 marked, buyer debited, seller credited, payment recorded, item granted, notifications queued.
 Prints one JSON object. The reference is pgbench's built-in TPC-B-like script run on the same
 server in the same run with the same number of clients (scale = clients, so pgbench's own
@@ -27,10 +28,10 @@ import asyncpg
 
 from bench.common import percentile, scratch_database, server
 from ledger.accounts import apply_pending_credits
+from ledger.core import Ledger
 from ledger.ids import new_invoice_id
 from ledger.invariants import check_invariants
 from ledger.migrate import upgrade
-from ledger.payments import pay_from_balance
 from ledger.postgres import libpq_url, make_engine, pg_bin_dir
 
 PRICE = 100  # 1.00 Liquid $
@@ -93,6 +94,7 @@ async def seed(url: str, sellers: int, buyers: int, invoices: int) -> tuple[list
 async def pay_for(url: str, concurrency: int, seconds: float, buyer_ids: list[int],
                   invoices: list[str]) -> tuple[int, list[float]]:
     engine = make_engine(url, pool_size=concurrency)
+    ledger = Ledger(engine)  # one per process, as the composition root builds it
     queue = iter(invoices)
     latencies: list[float] = []
     deadline = time.perf_counter() + seconds
@@ -101,7 +103,7 @@ async def pay_for(url: str, concurrency: int, seconds: float, buyer_ids: list[in
         while time.perf_counter() < deadline:
             invoice = next(queue)
             t0 = time.perf_counter()
-            await pay_from_balance(engine, invoice, buyer, f"bench-{invoice}")
+            await ledger.pay_from_balance(invoice, buyer, f"bench-{invoice}")
             latencies.append((time.perf_counter() - t0) * 1000)
 
     try:
@@ -148,7 +150,7 @@ async def bench(args: argparse.Namespace, server_url: str) -> dict[str, object]:
     tps = statistics.median(tps_runs)
     rate = int(statistics.median(pay_runs))
     return {
-        "benchmark": "ledger.pay_from_balance",
+        "benchmark": "ledger.Ledger.pay_from_balance",
         "concurrency": args.concurrency,
         "seconds": args.seconds,
         "rounds": rounds,

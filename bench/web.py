@@ -7,7 +7,7 @@ App API (POST /pay/<id>/pay) against `pay_from_balance` called directly in the s
 
 Prints one JSON object. bench/bot.py calls `measure_pay_page(engine)` with its own database.
 
-- `pay_page`: the page as deployed (WEB_PAGE_CACHE_SECONDS=1): one hot invoice link, so the
+- `pay_page`: the page as deployed (LEDGER_INVOICE_CACHE_SECONDS=1): one hot invoice link, so the
   invoice is read and rendered about once a second; each request still parses the language,
   checks the guest cookie, signs a new one and sends the 13 KB page.
 - `pay_page_uncached`: the same with the cache off: PostgreSQL read + render on every request.
@@ -43,11 +43,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bench.common import percentile, scratch_database, server
 from bench.ledger import seed
 from bot import qr
-from bot.settings import Settings, TelegramSettings, TonSettings, WebSettings
+from bot.settings import LedgerSettings, Settings, TelegramSettings, TonSettings, WebSettings
 from bot.web import setup_pay_pages
+from ledger.core import Ledger
 from ledger.invoices import create_invoice
 from ledger.migrate import upgrade
-from ledger.payments import pay_from_balance
 from ledger.postgres import make_engine
 from ledger.users import ensure_user
 from watchers.ton_links import ton_transfer_link
@@ -61,9 +61,9 @@ def _settings(base: str, page_cache_seconds: float = 1.0) -> Settings:
     settings = Settings()
     settings.telegram = TelegramSettings(bot_token="1:bench-token", bot_username="paybot")
     # One client address drives the whole load: per-address limits off, the read lane wide.
-    settings.web = WebSettings(public_url=base, cookie_secret="bench",
-                               page_cache_seconds=page_cache_seconds, rate_per_address="0",
+    settings.web = WebSettings(public_url=base, cookie_secret="bench", rate_per_address="0",
                                read_queue=100_000)
+    settings.ledger = LedgerSettings(invoice_cache_seconds=page_cache_seconds)
     settings.ton = TonSettings(destination_address=ADDRESS)
     return settings
 
@@ -219,7 +219,7 @@ async def measure_pay_page(
     """GET /pay/<id> vs hello world, requests per second (best of `rounds` alternating runs of
     `seconds` each, after a short warm-up), plus QR render times. About 3 * rounds * seconds.
 
-    `pay_page` is the page as configured by default (WEB_PAGE_CACHE_SECONDS=1: a hot link
+    `pay_page` is the page as configured by default (LEDGER_INVOICE_CACHE_SECONDS=1: a hot link
     costs one query per second); `pay_page_uncached` reads PostgreSQL on every request."""
     seller = await ensure_user(engine, 9_000_000_000 + secrets.randbelow(10**9), "bench_seller")
     invoice = await create_invoice(
@@ -233,7 +233,8 @@ async def measure_pay_page(
         for name, cache_seconds in (("pay_page", 1.0), ("pay_page_uncached", 0.0)):
             app = web.Application()
             app.router.add_get("/hello", hello)
-            setup_pay_pages(app, engine, _settings("https://pay.example.com", cache_seconds))
+            setup_pay_pages(app, Ledger(engine, invoice_cache_seconds=cache_seconds),
+                            _settings("https://pay.example.com", cache_seconds))
             runner, base = await _serve(app)
             runners.append(runner)
             targets[name] = f"{base}/pay/{invoice.public_id}"
@@ -293,11 +294,12 @@ async def _pay_direct(engine: AsyncEngine, invoices: list[str], buyers: list[int
     """The same closed loop as `_pay_load`, calling the ledger directly."""
     latencies: list[float] = []
     queue = iter(invoices)
+    ledger = Ledger(engine)
 
     async def client(buyer: int) -> None:
         for invoice in queue:
             start = time.perf_counter()
-            await pay_from_balance(engine, invoice, buyer, f"bench-{invoice}")
+            await ledger.pay_from_balance(invoice, buyer, f"bench-{invoice}")
             latencies.append(time.perf_counter() - start)
 
     started = time.perf_counter()
@@ -330,7 +332,8 @@ async def measure_mini_app_pay(
     # 64 buyers paying back to back stand for thousands of people paying now and then: the
     # per-user rate limit is off for this phase (the per-address one already is, above).
     settings.web = settings.web.model_copy(update={"rate_pay_per_user": "0"})
-    setup_pay_pages(app, engine, settings)
+    ledger = Ledger(engine, invoice_cache_seconds=settings.ledger.invoice_cache_seconds)
+    setup_pay_pages(app, ledger, settings)
     runner, base = await _serve(app)
     try:
         async with LoadGenerator(concurrency) as load:

@@ -7,7 +7,6 @@ import logging
 import signal
 
 from aiohttp import web
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.api import setup_api
 from bot.api.wiring import schedule_callbacks
@@ -15,39 +14,40 @@ from bot.database import database
 from bot.health import HealthProbe, livez
 from bot.http_errors import install_security_headers
 from bot.http_limits import LimitedRunner, max_connections, runner_options
-from bot.links import links_from_settings
+from bot.links import Links, links_from_settings
 from bot.settings import Settings
 from bot.telegram.runtime import telegram_service
 from bot.web import setup_pay_pages
+from ledger.core import Ledger
 from ledger.migrate import upgrade
 from ledger.postgres import make_engine
-from ledger.sellers import Links
 from watchers.jobs import Scheduler, schedule_ledger_jobs
 from watchers.ton_watcher import start_ton_watcher
+from watchers.wakeup import OutboxListener
 
 log = logging.getLogger("paybot")
 
 SHUTDOWN_GRACE_SECONDS = 10.0  # how long a stop waits for a settlement or job run in flight
 
 
-ENGINE = web.AppKey("engine", AsyncEngine)
+LEDGER = web.AppKey("ledger", Ledger)
 HEALTH = web.AppKey("health", HealthProbe)
 
 
-def build_web_app(settings: Settings, engine: AsyncEngine,
+def build_web_app(settings: Settings, ledger: Ledger,
                   links: Links | None = None) -> web.Application:
     """One aiohttp app for everything HTTP: pay pages, Mini App API, seller API, webhook.
     Bodies are capped app-wide (413 past WEB_MAX_BODY_BYTES, never buffered further)."""
     app = web.Application(client_max_size=settings.web.max_body_bytes)
-    app[ENGINE] = engine
-    app[HEALTH] = health = HealthProbe(engine)
+    app[LEDGER] = ledger
+    app[HEALTH] = health = HealthProbe(ledger.engine)
     app.on_cleanup.append(lambda _app: health.close())  # a probe still waiting on the database
     install_security_headers(app)
     app.router.add_get("/healthz", health.healthz)  # readiness: the database answers too
     app.router.add_get("/livez", livez)  # liveness: the process answers
     links = links or links_from_settings(settings)  # one per process, shared by every edge
-    setup_pay_pages(app, engine, settings, links=links)
-    setup_api(app, engine, settings, links)  # /api/v1
+    setup_pay_pages(app, ledger, settings, links=links)
+    setup_api(app, ledger, settings, links)  # /api/v1
     # The Telegram webhook route, when configured, is added by telegram_service() in serve().
     return app
 
@@ -57,6 +57,8 @@ async def serve(settings: Settings, database_url: str, stop: asyncio.Event) -> N
     db = settings.database
     engine = make_engine(database_url, connect_timeout=db.connect_timeout,
                          command_timeout=db.command_timeout, pool_timeout=db.pool_timeout)
+    # The one Ledger of this process: every edge and worker below calls its use cases.
+    ledger = Ledger(engine, invoice_cache_seconds=settings.ledger.invoice_cache_seconds)
     scheduler = Scheduler()  # stop() lets the job runs in flight finish
     schedule_ledger_jobs(
         scheduler, engine,
@@ -64,18 +66,25 @@ async def serve(settings: Settings, database_url: str, stop: asyncio.Event) -> N
         apply_credits_seconds=settings.jobs.apply_credits_seconds,
     )
     links = links_from_settings(settings)  # the bot corrects its username from getMe
-    callbacks = schedule_callbacks(settings, engine, scheduler, links)  # signed callbacks
+    # Signed callbacks to sellers' backends.
+    callbacks, callback_waker = schedule_callbacks(settings, ledger, scheduler, links)
     # TON watcher (when TON_DESTINATION_ADDRESS is set): never blocks start-up, never raises.
     ton_watcher = start_ton_watcher(scheduler, engine, settings)
-    app = build_web_app(settings, engine, links)
+    app = build_web_app(settings, ledger, links)
     # Before runner.setup(): the webhook route must be added while the app can still change.
-    telegram = telegram_service(settings, engine, app, scheduler, links)
+    telegram = telegram_service(settings, ledger, app, scheduler, links)
     runner = LimitedRunner(app, max_connections=max_connections(settings.web.max_connections),
                            **runner_options(settings.web.header_timeout_seconds))
     await runner.setup()
     site = web.TCPSite(runner, settings.web.host, settings.web.port)
     await site.start()
+    # After commit, one hook: a notice or callback queued by any path, in any process, is
+    # delivered now (watchers/wakeup.py); the polls above stay as the safety net.
+    wakers = [callback_waker] + ([telegram.notifier.waker] if telegram is not None else [])
+    listener = OutboxListener(database_url, wakers)
+    ledger.after_commit = listener.wake  # balance payments made here wake it without NOTIFY
     scheduler.start()
+    listener.start()
     if telegram is not None:
         await telegram.start()
     log.info("paybot is running on http://%s:%s; Ctrl+C to stop",
@@ -88,6 +97,7 @@ async def serve(settings: Settings, database_url: str, stop: asyncio.Event) -> N
         log.info("paybot stopping; letting work in flight finish (up to %.0fs)",
                  SHUTDOWN_GRACE_SECONDS)
         scheduler.pause_runs()
+        await listener.close()
         if telegram is not None:
             await telegram.stop()
         if ton_watcher is not None:

@@ -22,13 +22,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.settings import Settings
 from ledger.accounts import adjust_balance, balance
-from ledger.invoices import get_invoice
+from ledger.core import Ledger
+from ledger.invoice_reads import get_invoice
+from ledger.invoices import issue_invoice, new_invoice
 from ledger.migrate import upgrade
 from ledger.models import Invoice, User
-from ledger.money import SYMBOLS, format_amount
+from ledger.money import display_amount
 from ledger.payments import pay_from_balance
 from ledger.postgres import embedded_postgres, make_engine
-from ledger.sellers import create_invoice_once
 from ledger.users import ensure_user
 
 DEFAULT_DATA_DIR = Path(".data-demo")
@@ -63,20 +64,16 @@ async def seed(engine: AsyncEngine, settings: Settings) -> Demo:
     await adjust_balance(engine, buyer.id, 5000, "LIQ", "demo: starting balance",
                          reference="demo:buyer-balance")
     rate = settings.ledger.ton_rate
-    paid, _ = await create_invoice_once(
-        engine, seller_id=seller.id, idempotency_key="demo:coffee", request_hash=b"demo",
-        title="Coffee beans", amount=1250, payload={"item_id": "coffee-beans"}, ton_rate=rate)
+    paid, _ = await issue_invoice(engine, new_invoice(
+        seller_id=seller.id, idempotency_key="demo:coffee", request_hash=b"demo",
+        title="Coffee beans", amount=1250, payload={"item_id": "coffee-beans"}, ton_rate=rate))
     await pay_from_balance(engine, paid.public_id, buyer.id, "demo:pay-coffee")
-    waiting, _ = await create_invoice_once(
-        engine, seller_id=seller.id, idempotency_key="demo:tea", request_hash=b"demo",
-        title="Tea sampler", amount=700, payload={"item_id": "tea-sampler"}, ton_rate=rate)
+    waiting, _ = await issue_invoice(engine, new_invoice(
+        seller_id=seller.id, idempotency_key="demo:tea", request_hash=b"demo",
+        title="Tea sampler", amount=700, payload={"item_id": "tea-sampler"}, ton_rate=rate))
     # Read back as they are now (a rerun may find the waiting one expired, say).
     return Demo(seller, buyer, await get_invoice(engine, paid.public_id),
                 await get_invoice(engine, waiting.public_id))
-
-
-def _money(minor: int, currency: str) -> str:
-    return f"{format_amount(minor, currency)} {SYMBOLS.get(currency, currency)}"
 
 
 async def report(engine: AsyncEngine, demo: Demo, settings: Settings, data_dir: Path) -> str:
@@ -89,13 +86,13 @@ async def report(engine: AsyncEngine, demo: Demo, settings: Settings, data_dir: 
     ]
     for role, user in (("Seller", demo.seller), ("Buyer ", demo.buyer)):
         lines.append(f"{role}  @{user.username} (Telegram id {user.telegram_id}), balance "
-                     f"{_money(await balance(engine, user.id), 'LIQ')}")
+                     f"{display_amount(await balance(engine, user.id), 'LIQ')}")
     lines += ["", "Invoices (open the links in a browser: what a guest sees):"]
     for inv, state in ((demo.paid, "paid from the buyer's balance"),
                        (demo.waiting, f"waiting for TON, comment {demo.waiting.comment}")):
-        ton = f" (≈ {_money(inv.ton_amount, 'TON')})" if inv.ton_amount else ""
-        lines.append(f"  {inv.number}  {inv.title}  {_money(inv.amount, inv.currency)}{ton}  "
-                     f"[{inv.status}] {state}")
+        ton = f" (≈ {display_amount(inv.ton_amount, 'TON')})" if inv.ton_amount else ""
+        amount = display_amount(inv.amount, inv.currency)
+        lines.append(f"  {inv.number}  {inv.title}  {amount}{ton}  [{inv.status}] {state}")
         lines.append(f"      {base}/pay/{inv.public_id}")
     lines += [
         "",
@@ -119,7 +116,7 @@ async def _serve(settings: Settings, engine: AsyncEngine) -> None:
         loop.add_signal_handler(sig, stop.set)
     from bot.app import build_web_app  # the web app only when serving: `--no-serve` stays light
 
-    runner = web.AppRunner(build_web_app(settings, engine))
+    runner = web.AppRunner(build_web_app(settings, Ledger(engine)))
     await runner.setup()
     await web.TCPSite(runner, settings.web.host, settings.web.port).start()
     print(f"\nServing http://{settings.web.host}:{settings.web.port}; Ctrl+C to stop.",

@@ -17,6 +17,8 @@ import asyncpg
 from aiohttp import web
 from sqlalchemy import exc as sa_exc
 
+from ledger.errors import Kind, LedgerError
+
 log = logging.getLogger("paybot.http")
 
 RETRY_AFTER_SECONDS = 5  # what a 503 asks the client to wait
@@ -39,6 +41,20 @@ UNAVAILABLE = HttpFailure(503, "service_unavailable",
                           "The service is briefly unavailable; retry in a few seconds.",
                           RETRY_AFTER_SECONDS)
 BAD_INPUT = HttpFailure(400, "bad_request", "The request could not be read.")
+
+# A ledger refusal's status on every HTTP route (seller API, pay pages): by its kind.
+STATUS_OF_KIND: dict[Kind, int] = {
+    Kind.NOT_FOUND: 404,
+    Kind.CONFLICT: 409,
+    Kind.GONE: 410,
+    Kind.PAYMENT_REQUIRED: 402,
+    Kind.FORBIDDEN: 403,
+    Kind.INVALID: 422,
+}
+
+
+def ledger_status(exc: LedgerError) -> int:
+    return STATUS_OF_KIND[exc.kind]
 
 
 def is_database_outage(exc: BaseException) -> bool:

@@ -7,8 +7,21 @@ buyer's "Log in and pay" opens the same bot that the chat's own links open.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from bot.settings import Settings
-from ledger.sellers import Links
+
+
+@dataclass(slots=True)
+class Links:
+    """Where an invoice is paid: the pay page's base URL and the bot's username.
+
+    One instance per process, made at the composition root and shared by every edge (pay
+    page, claims, seller API, callbacks, the bot): the bot sets `bot_username` from getMe, and
+    every link made after that names the bot people really talk to."""
+
+    public_url: str
+    bot_username: str
 
 
 def links_from_settings(settings: Settings) -> Links:

@@ -49,6 +49,11 @@ class LedgerSettings(BaseSettings):
     # Liquid $ per 1 TON: locks each invoice's TON quote at creation.
     ton_rate: Decimal = Decimal("5.00")
     invoice_expiry_hours: int = 24 * 7
+    # What is only shown (a pay page, its QR, a bot card) may come from a read of the invoice
+    # this many seconds old: a link shared in a big channel is one query per second, not one
+    # per visitor. Payments, cancellations and the status API always read the database, and a
+    # change made by this process drops the cached read at once. 0 turns it off.
+    invoice_cache_seconds: float = Field(default=1.0, ge=0, le=60)
 
 
 class TelegramSettings(BaseSettings):
@@ -59,10 +64,6 @@ class TelegramSettings(BaseSettings):
     webhook_url: str | None = None  # public URL; unset means long polling
     webhook_secret: SecretStr | None = None
     bot_username: str = "paybot"
-    # An invoice card (/start pay_<id>) may reuse a read of the invoice this many seconds old:
-    # a link posted in a big channel costs one query per second, not one per person. Paying
-    # and cancelling always read the database. 0 turns it off.
-    card_cache_seconds: float = Field(default=1.0, ge=0, le=60)
     # Per Telegram user: paying, confirming and /invoice (one sentence back when exceeded).
     rate_per_user: RateText = "1/s:5"
 
@@ -77,10 +78,6 @@ class WebSettings(BaseSettings):
     init_data_max_age: int = Field(default=3600, ge=10, le=7 * 24 * 3600)
     # Signs the pay page's guest cookie; unset: derived from the bot token (or per process).
     cookie_secret: SecretStr | None = None
-    # The pay page (HTML, QR) may show an invoice read this many seconds ago: a link shared in
-    # a big channel is then one query per second, not one per visitor. 0 turns it off. The
-    # status API and payments always read the database.
-    page_cache_seconds: float = Field(default=1.0, ge=0, le=60)
     # --- limits (see bot/http_limits.py, bot/ratelimit.py; deploy/nginx.conf for the proxy)
     # Largest request body on any route (413 beyond it); JSON bodies here are well under 4 KiB.
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)

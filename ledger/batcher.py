@@ -2,9 +2,9 @@
 
 Each payment is still its own all-or-nothing request with its own result, but many of them
 share one transaction, one round trip and one WAL flush. The SQL side is
-process_invoice_payments (migrations/versions/0002_ledger_functions.py); a payment that
-touches an invoice or buyer already locked by an earlier one in the batch comes back as
-'batch_conflict' and goes in the next batch.
+process_invoice_payments (ledger/sql/); `Ledger.pay_from_balance` (ledger/core.py) submits
+here. A payment that touches an invoice or buyer already locked by an earlier one in the
+batch comes back as 'batch_conflict' and goes in the next batch.
 """
 
 from __future__ import annotations
@@ -12,11 +12,9 @@ from __future__ import annotations
 from collections.abc import Hashable, Sequence
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncEngine
-
-from ledger.coalesce import Coalescer, Pending, Row, coalescer_for
+from ledger.coalesce import Coalescer, Pending, Row
 from ledger.errors import from_code
-from ledger.models import PaymentResult
+from ledger.models import Invoice, PaymentResult
 
 _SQL = "SELECT * FROM process_invoice_payments($1::text[], $2::bigint[], $3::text[])"
 
@@ -45,14 +43,13 @@ class PaymentBatcher(Coalescer[PaymentResult]):
             elif row["error"]:
                 req.future.set_exception(from_code(row["error"], row["error_detail"]))
             else:
+                invoice = row["r_invoice"]
                 req.future.set_result(PaymentResult(
                     payment_id=row["payment_id"], replayed=row["replayed"],
                     invoice_status=row["invoice_status"], grant_id=row["grant_id"],
                     buyer_balance=row["buyer_balance"],
+                    invoice=Invoice.from_row(invoice) if invoice is not None else None,
+                    seller_username=row["r_seller_username"],
                 ))
         return again
 
-
-def batcher_for(engine: AsyncEngine) -> PaymentBatcher:
-    """The payment batcher of this engine on the running event loop."""
-    return coalescer_for(engine, PaymentBatcher)

@@ -10,7 +10,6 @@ them. Subclasses say what one call is (`_statement`) and how its rows answer eac
 from __future__ import annotations
 
 import asyncio
-import weakref
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -181,21 +180,3 @@ def _refused(exc: Exception) -> bool:
     """True when the server answered with an error (the transaction surely rolled back), not
     when the connection broke (the commit may have happened)."""
     return isinstance(exc, LedgerError) or _sqlstate(exc) is not None
-
-
-C = TypeVar("C", bound=Coalescer[Any])
-_per_engine: weakref.WeakKeyDictionary[
-    AsyncEngine, dict[tuple[type[Any], asyncio.AbstractEventLoop], Coalescer[Any]]
-] = weakref.WeakKeyDictionary()
-
-
-def coalescer_for(engine: AsyncEngine, kind: type[C]) -> C:
-    """The coalescer of this kind for this engine on the running loop (one each)."""
-    loop = asyncio.get_running_loop()
-    registry = _per_engine.setdefault(engine, {})
-    found = registry.get((kind, loop))
-    if found is None:
-        for stale in [k for k in registry if k[1].is_closed()]:
-            del registry[stale]
-        found = registry[(kind, loop)] = kind(engine)
-    return found  # type: ignore[return-value]

@@ -28,7 +28,7 @@ Executor = AsyncEngine | AsyncConnection
 
 
 @contextlib.asynccontextmanager
-async def _connection(db: Executor) -> AsyncIterator[AsyncConnection]:
+async def connection(db: Executor) -> AsyncIterator[AsyncConnection]:
     if isinstance(db, AsyncConnection):
         yield db
     else:
@@ -38,14 +38,14 @@ async def _connection(db: Executor) -> AsyncIterator[AsyncConnection]:
 
 async def fetch_one(db: Executor, sql: str, **params: Any) -> RowMapping | None:
     with typed_errors():
-        async with _connection(db) as conn:
+        async with connection(db) as conn:
             result = await conn.execute(text(sql), params)
             return result.mappings().first()
 
 
 async def fetch_all(db: Executor, sql: str, **params: Any) -> Sequence[RowMapping]:
     with typed_errors():
-        async with _connection(db) as conn:
+        async with connection(db) as conn:
             result = await conn.execute(text(sql), params)
             return result.mappings().all()
 

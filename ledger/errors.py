@@ -1,56 +1,52 @@
-"""Typed ledger errors. The SQL functions raise SQLSTATE class PB; edges map these to
-messages (bot) or 4xx codes (HTTP)."""
+"""Every business error of the ledger, in one table.
+
+Each error has a stable machine-readable `code`, a `kind` (what sort of refusal it is: the
+edges map kinds, not classes — one small table per edge), an English `message`, and, when a SQL
+function raises it, a `sqlstate` of class PB. The same table feeds the SQL side: the raise
+helper in ledger/sql/ is generated from it, so a new error is one class here.
+"""
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from enum import StrEnum
+from typing import Any, Final
+
+
+class Kind(StrEnum):
+    """What sort of refusal an error is; each edge answers a kind one way."""
+
+    NOT_FOUND = "not_found"  # no such thing (or not yours: it looks the same)
+    CONFLICT = "conflict"  # the thing's state does not allow it (already paid, reused ...)
+    GONE = "gone"  # it existed and can no longer be used (cancelled, expired)
+    PAYMENT_REQUIRED = "payment_required"  # not enough money
+    FORBIDDEN = "forbidden"  # known, but not for this caller
+    INVALID = "invalid"  # the input is not acceptable
 
 
 class LedgerError(Exception):
     """Root of every business error. `code` is stable and machine-readable."""
 
     code = "ledger_error"
+    kind = Kind.INVALID
     message = "The operation could not be completed."
+    sqlstate: str | None = None
 
     def __init__(self, detail: str | None = None, **info: Any) -> None:
         self.detail = detail
         self.info = info
         super().__init__(f"{self.code}: {self.message}" + (f" ({detail})" if detail else ""))
 
-
-class InvoiceNotFound(LedgerError):
-    code = "invoice_not_found"
-    message = "No invoice with this id."
-
-
-class InvoiceNotPayable(LedgerError):
-    code = "invoice_not_payable"
-    message = "This invoice cannot be paid."
-
-
-class InvoiceAlreadyPaid(InvoiceNotPayable):
-    code = "invoice_already_paid"
-    message = "This invoice has already been paid."
-
-
-class InvoiceCancelled(InvoiceNotPayable):
-    code = "invoice_cancelled"
-    message = "This invoice was cancelled by the seller."
-
-
-class InvoiceExpired(InvoiceNotPayable):
-    code = "invoice_expired"
-    message = "This invoice has expired."
-
-
-class OwnInvoice(LedgerError):
-    code = "own_invoice"
-    message = "You cannot pay your own invoice."
+    def public(self) -> LedgerError:
+        """The error as told to someone who may not learn more (HTTP clients): itself."""
+        return self
 
 
 class AmountShortfall(LedgerError):
     """An error that says how much was needed and how much there was (minor units)."""
+
+    code = "amount_shortfall"
+    kind = Kind.PAYMENT_REQUIRED
 
     @property
     def needed(self) -> int | None:
@@ -61,85 +57,193 @@ class AmountShortfall(LedgerError):
         return self.info.get("available")
 
 
+# --- invoices and payments (PB0xx) ----------------------------------------------------------
+
+
+class InvoiceNotFound(LedgerError):
+    code, kind, sqlstate = "invoice_not_found", Kind.NOT_FOUND, "PB001"
+    message = "No invoice with this id."
+
+
+class InvoiceNotPayable(LedgerError):
+    code, kind = "invoice_not_payable", Kind.CONFLICT
+    message = "This invoice cannot be paid."
+
+
+class InvoiceAlreadyPaid(InvoiceNotPayable):
+    code, kind, sqlstate = "invoice_already_paid", Kind.CONFLICT, "PB002"
+    message = "This invoice has already been paid."
+
+
+class InvoiceCancelled(InvoiceNotPayable):
+    code, kind, sqlstate = "invoice_cancelled", Kind.GONE, "PB003"
+    message = "This invoice was cancelled by the seller."
+
+
+class InvoiceExpired(InvoiceNotPayable):
+    code, kind, sqlstate = "invoice_expired", Kind.GONE, "PB004"
+    message = "This invoice has expired."
+
+
+class OwnInvoice(LedgerError):
+    code, kind, sqlstate = "own_invoice", Kind.FORBIDDEN, "PB005"
+    message = "You cannot pay your own invoice."
+
+
 class InsufficientFunds(AmountShortfall):
-    code = "insufficient_funds"
+    code, sqlstate = "insufficient_funds", "PB006"
     message = "Not enough money on the balance."
 
 
 class IdempotencyKeyReused(LedgerError):
-    code = "idempotency_key_reused"
+    code, kind, sqlstate = "idempotency_key_reused", Kind.INVALID, "PB007"
     message = "This idempotency key was already used for a different request."
 
 
 class UserNotFound(LedgerError):
-    code = "user_not_found"
+    code, kind, sqlstate = "user_not_found", Kind.NOT_FOUND, "PB008"
     message = "No such user."
 
 
 class InvalidAmount(LedgerError):
-    code = "invalid_amount"
+    code, kind, sqlstate = "invalid_amount", Kind.INVALID, "PB009"
     message = "The amount is not valid."
 
 
 class NotInvoiceSeller(LedgerError):
-    code = "not_invoice_seller"
+    code, kind, sqlstate = "not_invoice_seller", Kind.NOT_FOUND, "PB010"
     message = "Only the seller can do this with the invoice."
+
+    def public(self) -> LedgerError:
+        # Another seller's invoice looks exactly like a missing one.
+        return InvoiceNotFound(self.detail)
 
 
 class ReferenceReused(LedgerError):
-    code = "reference_reused"
+    code, kind, sqlstate = "reference_reused", Kind.CONFLICT, "PB011"
     message = "This external reference already settled a different invoice."
 
 
-class InvalidInvoice(LedgerError):
-    code = "invalid_invoice"
-    message = "The invoice data is not valid."
-
-
 class ClaimNotFound(LedgerError):
-    code = "claim_not_found"
+    code, kind, sqlstate = "claim_not_found", Kind.NOT_FOUND, "PB012"
     message = "This claim link is not valid."
 
 
 class ClaimAlreadyUsed(LedgerError):
-    code = "claim_already_used"
+    code, kind, sqlstate = "claim_already_used", Kind.CONFLICT, "PB013"
     message = "This item was already claimed by someone else."
 
 
+class InvalidInvoice(LedgerError):
+    code, kind = "invalid_invoice", Kind.INVALID
+    message = "The invoice data is not valid."
+
+
 class ImmutableRecord(LedgerError):
-    code = "immutable_record"
+    code, kind, sqlstate = "immutable_record", Kind.CONFLICT, "PB900"
     message = "Money records cannot be changed or deleted."
 
 
-_BY_SQLSTATE: dict[str, type[LedgerError]] = {
-    "PB001": InvoiceNotFound,
-    "PB002": InvoiceAlreadyPaid,
-    "PB003": InvoiceCancelled,
-    "PB004": InvoiceExpired,
-    "PB005": OwnInvoice,
-    "PB006": InsufficientFunds,
-    "PB007": IdempotencyKeyReused,
-    "PB008": UserNotFound,
-    "PB009": InvalidAmount,
-    "PB010": NotInvoiceSeller,
-    "PB011": ReferenceReused,
-    "PB012": ClaimNotFound,
-    "PB013": ClaimAlreadyUsed,
-    "PB900": ImmutableRecord,
-}
+# --- chain transfers (PB1xx) ----------------------------------------------------------------
 
 
-def register_sqlstates(codes: dict[str, type[LedgerError]]) -> None:
-    """Let a ledger module map its own PB-class SQLSTATEs (e.g. the TON watcher's PB1xx)."""
-    _BY_SQLSTATE.update(codes)
-    _BY_CODE.update({cls.code: cls for cls in codes.values()})
+class BelowCursor(LedgerError):
+    code, kind, sqlstate = "below_cursor", Kind.CONFLICT, "PB101"
+    message = "This transaction is at or before the chain cursor but was never settled."
+
+
+class TransferNotFound(LedgerError):
+    code, kind, sqlstate = "transfer_not_found", Kind.NOT_FOUND, "PB110"
+    message = "No incoming transfer with this transaction hash."
+
+
+class NothingHeld(LedgerError):
+    code, kind, sqlstate = "nothing_held", Kind.CONFLICT, "PB111"
+    message = "Nothing is held for this transfer (settled, ignored, or already resolved)."
+
+
+class InvoiceNotTon(LedgerError):
+    code, kind, sqlstate = "invoice_not_ton", Kind.INVALID, "PB112"
+    message = "This invoice has no TON price."
+
+
+class NotEnoughForInvoice(AmountShortfall):
+    code, sqlstate = "not_enough_for_invoice", "PB113"
+    message = "The held amount does not cover the invoice's TON price."
+
+
+class HoldOfInvoice(LedgerError):
+    code, kind, sqlstate = "hold_of_invoice", Kind.CONFLICT, "PB114"
+    message = "This partial payment already counts toward that invoice."
+
+
+class InvalidResolution(LedgerError):
+    code, kind = "invalid_resolution", Kind.INVALID
+    message = "Choose exactly one of: apply to an invoice, credit a user, or record a refund."
+
+
+class InvalidContact(LedgerError):
+    code, kind = "invalid_contact", Kind.INVALID
+    message = "Leave a valid email address or Telegram username."
+
+
+# --- payers (PB12x) -------------------------------------------------------------------------
+
+
+class UnknownTag(LedgerError):
+    code, kind, sqlstate = "unknown_tag", Kind.NOT_FOUND, "PB120"
+    message = "This payment reference is not known for this invoice."
+
+
+class TagTaken(LedgerError):
+    code, kind, sqlstate = "tag_taken", Kind.CONFLICT, "PB121"
+    message = "This purchase is already bound to another Telegram account."
+
+
+class InvalidGuestKey(LedgerError):
+    code, kind = "invalid_guest_key", Kind.FORBIDDEN
+    message = "This browser's session is not valid; reload the page."
+
+
+# --- sellers --------------------------------------------------------------------------------
+
+MAX_ACTIVE_TOKENS: Final = 20
+
+
+class InvalidWebhookUrl(LedgerError):
+    code, kind = "invalid_webhook_url", Kind.INVALID
+    message = "The webhook URL is not valid."
+
+
+class TooManyTokens(LedgerError):
+    code, kind = "too_many_tokens", Kind.CONFLICT
+    message = f"A seller may hold at most {MAX_ACTIVE_TOKENS} active API tokens; revoke one."
+
+
+class InvalidCursor(LedgerError):
+    code, kind = "invalid_cursor", Kind.INVALID
+    message = "The cursor is not a next_cursor of one of your earlier pages."
+
+
+# --- the table ------------------------------------------------------------------------------
+
+
+def _all(cls: type[LedgerError]) -> list[type[LedgerError]]:
+    return [cls] + [c for sub in cls.__subclasses__() for c in _all(sub)]
+
+
+ERRORS: Final[tuple[type[LedgerError], ...]] = tuple(_all(LedgerError))
+BY_CODE: Final[dict[str, type[LedgerError]]] = {
+    cls.code: cls for cls in reversed(ERRORS)}  # a code's first (most general) class wins
+BY_SQLSTATE: Final[dict[str, type[LedgerError]]] = {
+    cls.sqlstate: cls for cls in ERRORS if cls.sqlstate}
 
 
 def from_db_error(exc: BaseException) -> LedgerError | None:
     """The typed error for a PB-class database error, or None for anything else."""
     orig = getattr(exc, "orig", exc)
     sqlstate = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
-    cls = _BY_SQLSTATE.get(sqlstate or "")
+    cls = BY_SQLSTATE.get(sqlstate or "")
     if cls is None:
         return None
     # asyncpg keeps the DETAIL on the original exception (SQLAlchemy wraps it in __cause__).
@@ -151,10 +255,7 @@ def from_db_error(exc: BaseException) -> LedgerError | None:
     return cls(detail, **info)
 
 
-_BY_CODE: dict[str, type[LedgerError]] = {cls.code: cls for cls in _BY_SQLSTATE.values()}
-
-
 def from_code(code: str, detail: str | None) -> LedgerError:
     """The typed error for an error code returned (not raised) by a batch function."""
     info: dict[str, Any] = json.loads(detail) if detail and detail.startswith("{") else {}
-    return _BY_CODE.get(code, LedgerError)(detail, **info)
+    return BY_CODE.get(code, LedgerError)(detail, **info)

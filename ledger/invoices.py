@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy.ext.asyncio import AsyncEngine
+import asyncpg
 
-from ledger.coalesce import coalescer_for
-from ledger.db import Executor, fetch_all, fetch_one
-from ledger.errors import InvalidAmount, InvalidInvoice, InvoiceNotFound
+from ledger.db import Executor, connection, fetch_all, fetch_one
+from ledger.errors import (
+    IdempotencyKeyReused,
+    InvalidAmount,
+    InvalidCursor,
+    InvalidInvoice,
+    InvoiceNotFound,
+    from_db_error,
+)
 from ledger.ids import new_invoice_id, parse_invoice_id
-from ledger.models import Invoice
+from ledger.models import INVOICE_FIELDS, Invoice
 from ledger.money import DECIMALS, check_amount, quote_ton
 from ledger.text import clean_block, clean_line
 
@@ -129,27 +135,58 @@ async def create_invoice(db: Executor, **request: Any) -> Invoice:
     return invoice
 
 
+Issued = tuple[Invoice, bool]  # the invoice, and whether an earlier request made it
+
+CREATE_INVOICES = f"""
+SELECT r_idx AS idx, r_outcome AS outcome, {', '.join(f'(r_invoice).{c}' for c in INVOICE_FIELDS)}
+  FROM create_invoices($1::bigint[], $2::text[], $3::bytea[], $4::text[], $5::text[],
+                       $6::text[], $7::text[], $8::bigint[], $9::bigint[], $10::numeric[],
+                       $11::text[], $12::int[], $13::jsonb[], $14::timestamptz[])
+"""
+
+
+def create_args(requests: Sequence[NewInvoice]) -> list[list[Any]]:
+    """create_invoices' arguments: one array per column, in its parameter order."""
+    return [
+        [r.seller_id for r in requests],
+        [r.idempotency_key for r in requests],
+        [r.request_hash for r in requests],
+        [r.public_id for r in requests],
+        [r.title for r in requests],
+        [r.description for r in requests],
+        [r.currency for r in requests],
+        [r.amount for r in requests],
+        [r.ton_amount for r in requests],
+        [r.ton_rate for r in requests],
+        [r.kind for r in requests],
+        [r.max_uses for r in requests],
+        [r.payload for r in requests],
+        [r.expires_at for r in requests],
+    ]
+
+
+def issue_outcome(request: NewInvoice, row: asyncpg.Record) -> Issued:
+    if row["outcome"] == "key_reused":
+        raise IdempotencyKeyReused((request.idempotency_key or "")[:40])
+    return Invoice.from_row(row), row["outcome"] == "replayed"
+
+
 async def issue_invoice(db: Executor, request: NewInvoice) -> tuple[Invoice, bool]:
     """Write a checked invoice; (invoice, replayed). With an idempotency key, at most once per
     (seller, key): the same key with the same request_hash returns the first invoice
-    (replayed=True), with a different request IdempotencyKeyReused. Through an engine,
+    (replayed=True), with a different request IdempotencyKeyReused. Inside a caller's
+    transaction or alone; the edges call `Ledger.issue_invoice`, where
     concurrent requests share one database call (ledger/invoice_batches.py)."""
-    from ledger.invoice_batches import InvoiceCreator, create_alone  # it imports NewInvoice
-
-    if isinstance(db, AsyncEngine):
-        return await coalescer_for(db, InvoiceCreator).submit(request)
-    return await create_alone(db, request)
-
-
-async def get_invoice(db: Executor, public_id: str) -> Invoice:
-    """The invoice for a public id, in any case; InvoiceNotFound for unknown or malformed ids."""
-    canonical = parse_invoice_id(public_id)
-    row = None
-    if canonical is not None:
-        row = await fetch_one(db, "SELECT * FROM invoices WHERE public_id = :id", id=canonical)
-    if row is None:
-        raise InvoiceNotFound(public_id[:40])
-    return Invoice.from_row(row)
+    async with connection(db) as conn:
+        driver = (await conn.get_raw_connection()).driver_connection
+        try:
+            rows = await driver.fetch(CREATE_INVOICES, *create_args([request]))
+        except asyncpg.PostgresError as exc:
+            typed = from_db_error(exc)
+            if typed is not None:
+                raise typed from exc
+            raise
+    return issue_outcome(request, rows[0])
 
 
 async def list_invoices(
@@ -167,6 +204,41 @@ async def list_invoices(
         seller=seller_id, status=status, before=before_id, limit=limit,
     )
     return [Invoice.from_row(r) for r in rows]
+
+
+async def list_seller_invoices(
+    db: Executor, seller_id: int, *, status: str | None = None,
+    created_from: datetime | None = None, created_to: datetime | None = None,
+    limit: int = 20, after: str | None = None,
+) -> tuple[list[Invoice], str | None]:
+    """Newest first; returns the page and the cursor of the next one (None at the end).
+
+    The cursor is the public id of the page's last invoice: random, so it tells nothing of how
+    many invoices anyone issued, and it only means something to the seller it belongs to
+    (another seller's cursor is refused with InvalidCursor, like a made-up one)."""
+    rows = await fetch_all(
+        db,
+        """
+        SELECT * FROM invoices
+         WHERE seller_id = :seller
+           AND (CAST(:status AS text) IS NULL OR status = :status)
+           AND (CAST(:since AS timestamptz) IS NULL OR created_at >= :since)
+           AND (CAST(:until AS timestamptz) IS NULL OR created_at < :until)
+           AND (CAST(:after AS text) IS NULL OR id < (
+                SELECT a.id FROM invoices a WHERE a.public_id = :after AND a.seller_id = :seller))
+         ORDER BY id DESC LIMIT :limit
+        """,
+        seller=seller_id, status=status, since=created_from, until=created_to,
+        after=after, limit=limit + 1,
+    )
+    if after is not None and not rows:  # the last page, or a cursor that is not this seller's
+        known = await fetch_one(
+            db, "SELECT 1 AS ok FROM invoices WHERE public_id = :after AND seller_id = :seller",
+            after=after, seller=seller_id)
+        if known is None:
+            raise InvalidCursor(after[:40])
+    page = [Invoice.from_row(r) for r in rows[:limit]]
+    return page, (page[-1].public_id if len(rows) > limit else None)
 
 
 async def cancel_invoice(db: Executor, public_id: str, seller_id: int) -> Invoice:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from asyncpg import Record
@@ -63,6 +63,13 @@ class Invoice:
         """The wallet comment that pays this invoice on chain."""
         return f"INV-{self.public_id}"
 
+    def effective_status(self, now: datetime | None = None) -> str:
+        """A pending invoice past its expiry is expired, even before the expiry job marks it
+        (the SQL functions refuse to take it either way)."""
+        if self.status == "pending" and self.expires_at <= (now or datetime.now(UTC)):
+            return "expired"
+        return self.status
+
 
 INVOICE_FIELDS = tuple(f.name for f in fields(Invoice))
 
@@ -75,6 +82,9 @@ class PaymentResult:
     grant_id: int | None
     buyer_balance: int | None = None
     claim_token: str | None = None
+    # The invoice as the payment left it, and its seller's @username (batched payments).
+    invoice: Invoice | None = None
+    seller_username: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,3 +125,11 @@ class Grant:
     @classmethod
     def from_row(cls, row: RowMapping) -> Grant:
         return cls(**{f.name: row[f.name] for f in fields(cls)})
+
+
+def iso(at: datetime | None) -> str | None:
+    if at is None:
+        return None
+    if at.tzinfo is not UTC:  # asyncpg already hands back UTC; convert anything else
+        at = at.astimezone(UTC)
+    return at.isoformat().replace("+00:00", "Z")

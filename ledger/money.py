@@ -54,6 +54,11 @@ def format_amount(minor: int, currency: str) -> str:
     return text
 
 
+def display_amount(minor: int, currency: str) -> str:
+    """How people read an amount: "12.50 Liquid $", "2.5 TON"."""
+    return f"{format_amount(minor, currency)} {SYMBOLS.get(currency, currency)}"
+
+
 def quote_ton(amount_minor: int, currency: str, ton_rate: Decimal) -> int:
     """Nanotons for an amount, at `ton_rate` units of `currency` per 1 TON, rounded up so a
     buyer who pays the quote never underpays by a rounding nanoton."""

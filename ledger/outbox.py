@@ -15,9 +15,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid4
 
-from sqlalchemy.ext.asyncio import AsyncEngine
-
-from ledger.coalesce import Coalescer, Pending, Row, coalescer_for
+from ledger.coalesce import Coalescer, Pending, Row
 from ledger.db import Executor, fetch_all, fetch_one
 
 
@@ -222,10 +220,10 @@ class DeliveredMarks(Coalescer[None]):
 
 
 async def mark_delivered(db: Executor, event_id: int) -> None:
-    if isinstance(db, AsyncEngine):  # concurrent marks share one statement
-        await coalescer_for(db, DeliveredMarks).submit(event_id)
-        return
-    await fetch_one(db, _MARK_DELIVERED.replace("$1", ":ids"), ids=[event_id])
+    """One event delivered (inside a caller's transaction); delivery loops call
+    `Ledger.mark_delivered`, where marks finishing together share one statement."""
+    await fetch_one(db, "UPDATE outbox SET delivered_at = now(), last_error = NULL, "
+                        "claimed_by = NULL WHERE id = :id RETURNING id", id=event_id)
 
 
 async def mark_retry(db: Executor, event_id: int, error: str, delay_seconds: float) -> None:

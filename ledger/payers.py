@@ -3,7 +3,7 @@
 The comment a payer sends is `INV-<invoice>-<tag>`. The tag (5 Crockford base32 characters,
 random, unique per invoice) is chosen here and bound to a Telegram user (bot, Mini App), or to
 one guest browser (`guest_key`, the opaque random key of its signed HttpOnly cookie), which may
-leave a contact. The watcher settles a transfer by its tag (migrations/versions/0009):
+leave a contact. The watcher settles a transfer by its tag (SQL: ledger/sql/payers.sql):
 
 - a user's tag: the item goes to that user and an overpayment is credited to them at once;
 - a guest's tag: the item waits under a claim tied to the tag, handed over only by `bind_user`
@@ -22,17 +22,18 @@ from decimal import Decimal
 from typing import Any
 
 from ledger.db import Executor, fetch_one
-from ledger.errors import InvoiceNotFound, LedgerError, register_sqlstates
+from ledger.errors import (
+    InvalidContact,
+    InvalidGuestKey,
+    InvoiceNotFound,
+    UnknownTag,
+)
 from ledger.ids import ALPHABET, _random_code, normalize_code, parse_invoice_id
-from ledger.transfers import InvalidContact
 
 __all__ = [
     "TAG_LENGTH",
     "GuestPurchase",
-    "InvalidGuestKey",
     "PayerTag",
-    "TagTaken",
-    "UnknownTag",
     "bind_user",
     "canonical_contact",
     "find_tag",
@@ -50,23 +51,6 @@ _EMAIL_RE = re.compile(r"[^@\s<>()\[\],;:\"]{1,64}@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+
 _HANDLE_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]{3,31}")
 _CANDIDATES = 4  # a 5th collision in a row on one invoice is practically impossible
 
-
-class UnknownTag(LedgerError):
-    code = "unknown_tag"
-    message = "This payment reference is not known for this invoice."
-
-
-class TagTaken(LedgerError):
-    code = "tag_taken"
-    message = "This purchase is already bound to another Telegram account."
-
-
-class InvalidGuestKey(LedgerError):
-    code = "invalid_guest_key"
-    message = "This browser's session is not valid; reload the page."
-
-
-register_sqlstates({"PB120": UnknownTag, "PB121": TagTaken})
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,20 +1,18 @@
 """Where an invoice gets paid. Each use case is one SQL function call = one transaction.
 
-- pay_from_balance: the buyer's internal balance pays (bot, Mini App, HTTP API). Concurrent
-  payments share database calls through ledger/batcher.py; each keeps its own outcome.
+- pay_from_balance: the buyer's internal balance pays, here inside a caller's transaction (or
+  alone); the edges call `Ledger.pay_from_balance` (ledger/core.py), where concurrent payments
+  share database calls through ledger/batcher.py, each keeping its own outcome.
 - settle_external_payment: money arrived elsewhere (TON transfer, operator-confirmed manual
   payment); the invoice is settled from the matching system account.
-The SQL lives in migrations/versions/0002_ledger_functions.py (process_invoice_payment,
-settle_external_payment, paybot_fulfil).
+The SQL is ledger/sql/payments.sql (process_invoice_payments, settle_external_payment,
+and paybot_fulfil, which completes a purchase for both).
 """
 
 from __future__ import annotations
 
 import secrets
 
-from sqlalchemy.ext.asyncio import AsyncEngine
-
-from ledger.batcher import batcher_for
 from ledger.db import Executor, fetch_all, fetch_one
 from ledger.errors import ClaimNotFound, InvalidAmount, InvoiceNotFound
 from ledger.ids import parse_invoice_id
@@ -23,7 +21,8 @@ from ledger.models import Grant, PaymentResult
 IDEMPOTENCY_KEY_MAX = 200
 
 
-def _invoice_id(public_id: str) -> str:
+def canonical_invoice_id(public_id: str) -> str:
+    """The canonical public id; InvoiceNotFound for one that cannot be an invoice's."""
     canonical = parse_invoice_id(public_id)
     if canonical is None:
         raise InvoiceNotFound(public_id[:40])
@@ -37,10 +36,8 @@ async def pay_from_balance(
     queue notifications — all or nothing. The same key again returns the first result."""
     if idempotency_key is not None and not 0 < len(idempotency_key) <= IDEMPOTENCY_KEY_MAX:
         raise InvalidAmount("the idempotency key must be 1 to 200 characters")
-    invoice = _invoice_id(invoice_id)
-    if isinstance(db, AsyncEngine):
-        return await batcher_for(db).pay(invoice, buyer_id, idempotency_key)
-    # Inside a caller's transaction: the same SQL, as a batch of one.
+    invoice = canonical_invoice_id(invoice_id)
+    # The same SQL as the batched path, as a batch of one.
     row = await fetch_one(
         db, "SELECT * FROM process_invoice_payment(:invoice, :buyer, :key)",
         invoice=invoice, buyer=buyer_id, key=idempotency_key,
@@ -72,7 +69,7 @@ async def settle_external_payment(
     row = await fetch_one(
         db,
         "SELECT * FROM settle_external_payment(:invoice, :method, :ref, :payer, :claim)",
-        invoice=_invoice_id(invoice_id),
+        invoice=canonical_invoice_id(invoice_id),
         method=method,
         ref=reference,
         payer=payer_id,

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from ledger.db import Executor, fetch_all, fetch_one
+from ledger.invoice_reads import get_invoice
 from ledger.models import User
 
 _USER_COLUMNS = ("id", "telegram_id", "username", "language", "deposit_code", "first_name",
@@ -140,3 +141,26 @@ async def purchases_of_user(db: Executor, user_id: int, limit: int = 50) -> list
                  r["title"], r["amount"], r["currency"], joined_user(r, "s_"), r["at"])
         for r in rows
     ]
+
+
+@dataclass(frozen=True, slots=True)
+class InvoiceContact:
+    id: int
+    invoice: str
+    user_id: int | None
+    email: str | None
+    telegram: str | None
+    created_at: datetime
+
+async def invoice_contacts(db: Executor, invoice_public_id: str) -> list[InvoiceContact]:
+    inv = await get_invoice(db, invoice_public_id)
+    rows = await fetch_all(
+        db,
+        """
+        SELECT id, user_id, email, telegram, created_at FROM invoice_contacts
+         WHERE invoice_id = :id ORDER BY id
+        """,
+        id=inv.id,
+    )
+    return [InvoiceContact(r["id"], inv.public_id, r["user_id"], r["email"], r["telegram"],
+                           r["created_at"]) for r in rows]

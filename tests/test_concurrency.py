@@ -2,16 +2,27 @@
 
 import asyncio
 import random
+from collections.abc import Awaitable, Callable
 
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ledger.accounts import balance
+from ledger.core import Ledger
 from ledger.errors import InsufficientFunds, InvoiceAlreadyPaid
 from ledger.invariants import check_invariants
-from ledger.invoices import create_invoice, get_invoice
-from ledger.payments import pay_from_balance
+from ledger.invoice_reads import get_invoice
+from ledger.invoices import create_invoice
+from ledger.models import PaymentResult
 from ledger.postgres import make_engine
 from tests.conftest import run_sql
+from tests.waiting import wait_until
+
+
+def payments(engine: AsyncEngine) -> Callable[[str, int, str], Awaitable[PaymentResult]]:
+    """Pay the way every edge pays: through the process's one Ledger (concurrent payments
+    share batches, and a batch a deadlock aborted is sent again)."""
+    return Ledger(engine).pay_from_balance
 
 
 async def test_200_concurrent_attempts_on_one_invoice_exactly_one_succeeds(
@@ -22,9 +33,10 @@ async def test_200_concurrent_attempts_on_one_invoice_exactly_one_succeeds(
     inv = await create_invoice(engine, seller_id=seller.id, title="Last one", amount=1000,
                                payload={"item_id": "unique-thing"})
     wide = make_engine(database_url, pool_size=35)  # up to 70 connections at once
+    pay = payments(wide)
     try:
         results = await asyncio.gather(
-            *(pay_from_balance(wide, inv.public_id, b.id, f"k{b.id}") for b in buyers),
+            *(pay(inv.public_id, b.id, f"k{b.id}") for b in buyers),
             return_exceptions=True,
         )
     finally:
@@ -54,9 +66,10 @@ async def test_buyers_with_too_little_money_racing_never_go_negative(
             attempts.append((inv.public_id, b.id))
     random.Random(7).shuffle(attempts)
     wide = make_engine(database_url, pool_size=20)
+    pay = payments(wide)
     try:
         results = await asyncio.gather(
-            *(pay_from_balance(wide, inv, buyer, f"{inv}") for inv, buyer in attempts),
+            *(pay(inv, buyer, f"{inv}") for inv, buyer in attempts),
             return_exceptions=True,
         )
     finally:
@@ -81,9 +94,10 @@ async def test_transfers_in_a_ring_run_concurrently_without_deadlocks(
             inv = await create_invoice(engine, seller_id=payee.id, title=f"ring {r}", amount=7)
             jobs.append((inv.public_id, payer.id))
     wide = make_engine(database_url, pool_size=30)
+    pay = payments(wide)
     try:
         results = await asyncio.gather(
-            *(pay_from_balance(wide, inv, payer, f"ring-{inv}") for inv, payer in jobs),
+            *(pay(inv, payer, f"ring-{inv}") for inv, payer in jobs),
             return_exceptions=True,
         )
     finally:
@@ -106,9 +120,10 @@ async def test_many_buyers_paying_one_hot_seller_all_succeed(
         for _ in buyers
     ]
     wide = make_engine(database_url, pool_size=25)
+    pay = payments(wide)
     try:
         results = await asyncio.gather(
-            *(pay_from_balance(wide, inv.public_id, b.id, "k") for inv, b in zip(
+            *(pay(inv.public_id, b.id, "k") for inv, b in zip(
                 invoices, buyers, strict=True))
         )
     finally:
@@ -129,10 +144,11 @@ async def test_the_same_tap_arriving_twice_at_once_pays_once(
                                kind="multi_use")
     one_time = await create_invoice(engine, seller_id=seller.id, title="Once", amount=100)
     wide = make_engine(database_url, pool_size=10)
+    pay = payments(wide)
     try:
         for invoice in (inv, one_time):
             results = await asyncio.gather(
-                *(pay_from_balance(wide, invoice.public_id, buyer.id, f"tap-{invoice.public_id}")
+                *(pay(invoice.public_id, buyer.id, f"tap-{invoice.public_id}")
                   for _ in range(10))
             )
             assert len({r.payment_id for r in results}) == 1
@@ -158,8 +174,19 @@ async def test_a_batch_caught_in_a_deadlock_is_sent_again_and_pays(engine, make_
     async with transaction(engine) as other:
         await other.execute(text("SELECT apply_pending_credits(id) FROM accounts "
                                  "WHERE user_id = :u"), {"u": buyer.id})  # locks the account
-        payment = asyncio.ensure_future(pay_from_balance(engine, inv.public_id, buyer.id, "k"))
-        await asyncio.sleep(0.3)  # the batch now holds the invoice and waits for the account
+        # The batch must be the one PostgreSQL picks to abort: whichever waiter's
+        # deadlock_timeout runs out first finds the cycle and is cancelled, so ours waits longer.
+        await other.execute(text("SET LOCAL deadlock_timeout = '60s'"))
+        other_pid = (await other.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+        payment = asyncio.ensure_future(payments(engine)(inv.public_id, buyer.id, "k"))
+
+        async def batch_waits_for_the_account() -> bool:
+            return bool(await run_sql(engine, "SELECT 1 FROM pg_stat_activity "
+                                              "WHERE :p = ANY(pg_blocking_pids(pid))", p=other_pid))
+
+        # the batch now holds the invoice and waits for the account
+        await wait_until(batch_waits_for_the_account, "the batch blocked on the buyer's account",
+                         task=payment)
         await other.execute(text("UPDATE invoices SET title = title WHERE id = :i"),
                             {"i": inv.id})
     result = await asyncio.wait_for(payment, 30)

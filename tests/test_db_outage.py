@@ -21,9 +21,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot import http_errors
 from bot.app import build_web_app
+from ledger.api_tokens import issue_token
+from ledger.core import Ledger
 from ledger.invoices import create_invoice
 from ledger.postgres import libpq_url, make_engine
-from ledger.sellers import issue_token
 from tests.test_limits import limited_settings
 from tests.web.conftest import TON_RATE
 
@@ -96,7 +97,7 @@ async def outage_app(relay) -> AsyncIterator[tuple[FreezableRelay, AsyncEngine, 
     # Production shape, short deadlines: a frozen server costs each request about a second.
     engine = make_engine(url, pool_size=2, connect_timeout=1.0, command_timeout=1.0,
                          pool_timeout=1.0)
-    client = TestClient(TestServer(build_web_app(limited_settings(), engine)))
+    client = TestClient(TestServer(build_web_app(limited_settings(), Ledger(engine))))
     await client.start_server()
     yield the_relay, engine, client
     the_relay.thaw()

@@ -15,7 +15,8 @@ from ledger.errors import (
     ReferenceReused,
 )
 from ledger.invariants import check_invariants
-from ledger.invoices import create_invoice, get_invoice
+from ledger.invoice_reads import get_invoice
+from ledger.invoices import create_invoice
 from ledger.outbox import claim_due, mark_delivered, mark_failed, mark_retry, redeliver
 from ledger.payments import claim_grant, grants_of_user, settle_external_payment
 from tests.conftest import run_sql

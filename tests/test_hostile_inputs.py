@@ -22,8 +22,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.app import build_web_app
 from bot.settings import ApiSettings, Settings, WebSettings
+from ledger.api_tokens import issue_token
+from ledger.core import Ledger
 from ledger.invoices import create_invoice
-from ledger.sellers import issue_token
 from tests.web.conftest import MAX_AGE, TON_RATE, make_settings, sign_init_data
 
 HUGE_ID = 10**20  # past bigint
@@ -33,7 +34,7 @@ def hostile_settings() -> Settings:
     settings = make_settings()
     settings.web = WebSettings(
         public_url="https://pay.example.com", init_data_max_age=MAX_AGE,
-        cookie_secret="test-cookie-secret", page_cache_seconds=0,
+        cookie_secret="test-cookie-secret",
         rate_per_address="0", rate_pay_per_user="0", read_concurrency=64, read_queue=10_000,
     )
     settings.api = ApiSettings(rate_per_token="0", rate_create_per_token="0",
@@ -43,7 +44,7 @@ def hostile_settings() -> Settings:
 
 @pytest.fixture
 async def app_client(engine: AsyncEngine) -> AsyncIterator[TestClient]:
-    client = TestClient(TestServer(build_web_app(hostile_settings(), engine)))
+    client = TestClient(TestServer(build_web_app(hostile_settings(), Ledger(engine))))
     await client.start_server()
     yield client
     await client.close()

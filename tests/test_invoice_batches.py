@@ -8,17 +8,24 @@ import re
 import pytest
 
 from ledger.accounts import adjust_balance
+from ledger.core import Ledger
 from ledger.errors import IdempotencyKeyReused, InvoiceNotFound
-from ledger.invoices import create_invoice, issue_invoice, new_invoice
-from ledger.payments import pay_from_balance
-from ledger.sellers import seller_invoice
+from ledger.invoices import new_invoice
+from ledger.models import Invoice
 from tests.conftest import run_sql
 
 
-async def test_concurrent_invoices_of_one_seller_get_every_number_once(engine, make_user) -> None:
+async def create(ledger: Ledger, **request: object) -> Invoice:
+    """An invoice issued the way the edges issue one: through the process's Ledger."""
+    return (await ledger.issue_invoice(new_invoice(**request)))[0]  # type: ignore[arg-type]
+
+
+async def test_concurrent_invoices_of_one_seller_get_every_number_once(
+    ledger, engine, make_user
+) -> None:
     shop, other = await make_user(), await make_user()
     made = await asyncio.gather(*(
-        create_invoice(engine, seller_id=(shop if n % 4 else other).id, title=f"Item {n}",
+        create(ledger, seller_id=(shop if n % 4 else other).id, title=f"Item {n}",
                        amount=100 + n)
         for n in range(200)
     ))
@@ -32,30 +39,34 @@ async def test_concurrent_invoices_of_one_seller_get_every_number_once(engine, m
     assert all(i.title == f"Item {i.amount - 100}" for i in made)
 
 
-async def test_one_key_sent_many_times_at_once_creates_one_invoice(engine, make_user) -> None:
+async def test_one_key_sent_many_times_at_once_creates_one_invoice(
+    ledger, engine, make_user
+) -> None:
     shop = await make_user()
 
     def request(title: str) -> object:
         return new_invoice(seller_id=shop.id, title=title, amount=500,
                            idempotency_key="order-1", request_hash=title.encode())
 
-    same = await asyncio.gather(*(issue_invoice(engine, request("Lamp")) for _ in range(20)))
+    same = await asyncio.gather(*(ledger.issue_invoice(request("Lamp")) for _ in range(20)))
     assert len({inv.public_id for inv, _ in same}) == 1
     assert sorted(replayed for _, replayed in same) == [False] + [True] * 19
     with pytest.raises(IdempotencyKeyReused):
-        await issue_invoice(engine, request("Another lamp"))
+        await ledger.issue_invoice(request("Another lamp"))
     rows = await run_sql(engine, "SELECT count(*) AS n FROM invoices WHERE seller_id = :s",
                          s=shop.id)
     assert rows[0]["n"] == 1
 
 
-async def test_a_request_the_database_refuses_fails_alone(engine, make_user) -> None:
+async def test_a_request_the_database_refuses_fails_alone(
+    ledger, engine, make_user
+) -> None:
     shop = await make_user()
-    taken = await create_invoice(engine, seller_id=shop.id, title="First", amount=100)
+    taken = await create(ledger, seller_id=shop.id, title="First", amount=100)
     results = await asyncio.gather(
-        *(create_invoice(engine, seller_id=shop.id, title=f"Fine {n}", amount=100)
+        *(create(ledger, seller_id=shop.id, title=f"Fine {n}", amount=100)
           for n in range(10)),
-        create_invoice(engine, seller_id=shop.id, title="Clash", amount=100,
+        create(ledger, seller_id=shop.id, title="Clash", amount=100,
                        public_id=taken.public_id),
         return_exceptions=True,
     )
@@ -65,20 +76,22 @@ async def test_a_request_the_database_refuses_fails_alone(engine, make_user) -> 
     assert numbers == list(range(2, 12))  # the refused one took no number
 
 
-async def test_a_read_after_a_payment_sees_the_payment(engine, make_user) -> None:
+async def test_a_read_after_a_payment_sees_the_payment(
+    ledger, engine, make_user
+) -> None:
     shop, buyer = await make_user(), await make_user()
     await adjust_balance(engine, buyer.id, 10_000, "LIQ", reason="test")
-    invoices = [await create_invoice(engine, seller_id=shop.id, title=f"T{n}", amount=100)
+    invoices = [await create(ledger, seller_id=shop.id, title=f"T{n}", amount=100)
                 for n in range(20)]
 
     async def pay_then_read(n: int) -> str:
         # reads of other invoices are in flight all the time, so this read joins a batch
-        await pay_from_balance(engine, invoices[n].public_id, buyer.id, f"k{n}")
-        return (await seller_invoice(engine, shop.id, invoices[n].public_id)).status
+        await ledger.pay_from_balance(invoices[n].public_id, buyer.id, f"k{n}")
+        return (await ledger.seller_invoice(shop.id, invoices[n].public_id)).status
 
     async def keep_reading() -> None:
         for _ in range(20):
-            await asyncio.gather(*(seller_invoice(engine, shop.id, i.public_id)
+            await asyncio.gather(*(ledger.seller_invoice(shop.id, i.public_id)
                                    for i in invoices))
 
     statuses, _ = await asyncio.gather(
@@ -86,15 +99,17 @@ async def test_a_read_after_a_payment_sees_the_payment(engine, make_user) -> Non
     assert statuses == ["paid"] * 20
 
 
-async def test_a_batched_read_answers_each_seller_only_with_their_own(engine, make_user) -> None:
+async def test_a_batched_read_answers_each_seller_only_with_their_own(
+    ledger, engine, make_user
+) -> None:
     alice, bob = await make_user(), await make_user()
-    a = await create_invoice(engine, seller_id=alice.id, title="A", amount=100)
-    b = await create_invoice(engine, seller_id=bob.id, title="B", amount=100)
+    a = await create(ledger, seller_id=alice.id, title="A", amount=100)
+    b = await create(ledger, seller_id=bob.id, title="B", amount=100)
     found = await asyncio.gather(
-        seller_invoice(engine, alice.id, a.public_id.lower()),
-        seller_invoice(engine, bob.id, a.public_id),
-        seller_invoice(engine, bob.id, b.public_id),
-        seller_invoice(engine, alice.id, "not-an-id"),
+        ledger.seller_invoice(alice.id, a.public_id.lower()),
+        ledger.seller_invoice(bob.id, a.public_id),
+        ledger.seller_invoice(bob.id, b.public_id),
+        ledger.seller_invoice(alice.id, "not-an-id"),
         return_exceptions=True,
     )
     assert found[0].public_id == a.public_id and found[2].public_id == b.public_id
@@ -106,11 +121,11 @@ async def test_without_a_database_each_request_fails_promptly() -> None:
     from ledger.postgres import make_engine
 
     unreachable = make_engine("postgresql://paybot@127.0.0.1:9/paybot")  # nothing listens
+    down = Ledger(unreachable)
     try:
         results = await asyncio.wait_for(asyncio.gather(
-            *(create_invoice(unreachable, seller_id=1, title=f"T{n}", amount=100)
-              for n in range(5)),
-            seller_invoice(unreachable, 1, "0123456789ABC"),
+            *(create(down, seller_id=1, title=f"T{n}", amount=100) for n in range(5)),
+            down.seller_invoice(1, "0123456789ABC"),
             return_exceptions=True), timeout=30)
     finally:
         await unreachable.dispose()

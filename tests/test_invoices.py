@@ -12,7 +12,8 @@ from ledger.errors import (
     InvoiceNotFound,
     NotInvoiceSeller,
 )
-from ledger.invoices import cancel_invoice, create_invoice, expire_due_invoices, get_invoice
+from ledger.invoice_reads import get_invoice
+from ledger.invoices import cancel_invoice, create_invoice, expire_due_invoices
 from ledger.payments import pay_from_balance
 from tests.conftest import run_sql
 

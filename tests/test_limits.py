@@ -17,9 +17,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bot.app import build_web_app
 from bot.http_limits import LimitedRunner, max_connections, runner_options
 from bot.settings import ApiSettings, Settings, WebSettings
+from ledger.api_tokens import issue_token
+from ledger.core import Ledger
 from ledger.invoices import create_invoice
 from ledger.models import Invoice, User
-from ledger.sellers import issue_token
 from tests.web.conftest import MAX_AGE, TON_RATE, make_settings, sign_init_data, tg_user
 
 OFF = {"rate_per_address": "0", "rate_pay_per_user": "0"}
@@ -29,7 +30,7 @@ def limited_settings(web_kw: dict[str, Any] | None = None,
                      api_kw: dict[str, Any] | None = None) -> Settings:
     settings = make_settings()
     settings.web = WebSettings(public_url="https://pay.example.com", init_data_max_age=MAX_AGE,
-                               cookie_secret="test-cookie-secret", page_cache_seconds=0,
+                               cookie_secret="test-cookie-secret",
                                **{**OFF, **(web_kw or {})})
     settings.api = ApiSettings(token_cache_seconds=0, **{
         "rate_per_token": "0", "rate_create_per_token": "0", **(api_kw or {})})
@@ -45,7 +46,8 @@ async def client_with(engine: AsyncEngine) -> AsyncIterator[MakeClient]:
 
     async def _make(web_kw: dict[str, Any] | None = None,
                     api_kw: dict[str, Any] | None = None) -> TestClient:
-        client = TestClient(TestServer(build_web_app(limited_settings(web_kw, api_kw), engine)))
+        app = build_web_app(limited_settings(web_kw, api_kw), Ledger(engine))
+        client = TestClient(TestServer(app))
         await client.start_server()
         clients.append(client)
         return client
@@ -158,7 +160,7 @@ async def real_server(engine: AsyncEngine) -> AsyncIterator[Callable[..., Awaita
 
     async def _start(*, header_timeout: float = 15.0, cap: int = 1000,
                      web_kw: dict[str, Any] | None = None) -> tuple[LimitedRunner, int]:
-        app = build_web_app(limited_settings(web_kw), engine)
+        app = build_web_app(limited_settings(web_kw), Ledger(engine))
         runner = LimitedRunner(app, max_connections=cap, **runner_options(header_timeout))
         await runner.setup()
         runners.append(runner)

@@ -15,7 +15,8 @@ from ledger.errors import (
     OwnInvoice,
 )
 from ledger.invariants import check_invariants
-from ledger.invoices import cancel_invoice, create_invoice, get_invoice
+from ledger.invoice_reads import get_invoice
+from ledger.invoices import cancel_invoice, create_invoice
 from ledger.payments import pay_from_balance
 from tests.conftest import run_sql
 

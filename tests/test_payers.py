@@ -13,12 +13,19 @@ from typing import Any
 import pytest
 
 from ledger.accounts import balance
-from ledger.errors import ClaimNotFound, InvoiceNotFound, OwnInvoice, UserNotFound
-from ledger.invoices import create_invoice, get_invoice
-from ledger.payers import (
+from ledger.errors import (
+    ClaimNotFound,
+    InvalidContact,
     InvalidGuestKey,
+    InvoiceNotFound,
+    OwnInvoice,
     TagTaken,
     UnknownTag,
+    UserNotFound,
+)
+from ledger.invoice_reads import get_invoice
+from ledger.invoices import create_invoice
+from ledger.payers import (
     bind_user,
     canonical_contact,
     find_tag,
@@ -29,7 +36,8 @@ from ledger.payers import (
     tag_for_user,
 )
 from ledger.payments import grants_of_user
-from ledger.transfers import InvalidContact, record_transfer, start_cursor, transfers_for_invoice
+from ledger.transfer_admin import transfers_for_invoice
+from ledger.transfers import record_transfer, start_cursor
 from ledger.users import ensure_user
 from tests.conftest import run_sql
 from tests.watchers.conftest import RATE, TON, World, make_world

@@ -25,7 +25,7 @@ import json
 import logging
 import socket
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -37,7 +37,9 @@ from aiohttp.resolver import ThreadedResolver
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ledger.models import Invoice
+from ledger.core import Ledger
+from ledger.invoice_reads import invoices_by_public_id
+from ledger.models import Invoice, iso
 from ledger.outbox import (
     OutboxEvent,
     claim_callbacks,
@@ -45,26 +47,19 @@ from ledger.outbox import (
     defer_endpoint,
     endpoint_failed,
     endpoint_recovered,
-    mark_delivered,
     mark_failed,
     mark_retry,
     renew_leases,
 )
 from ledger.purchases import Payer, payers_of_payments
-from ledger.sellers import (
-    Links,
-    WebhookSettings,
-    invoice_view,
-    invoices_by_public_id,
-    iso,
-    webhooks_of,
-)
+from ledger.webhooks import WebhookSettings, webhooks_of
 from watchers.callback_urls import (  # noqa: F401 - check_url: the API's acceptance check
     BlockedUrl,
     address_allowed,
     canonical_target,
     check_url,
 )
+from watchers.wakeup import Waker
 
 log = logging.getLogger(__name__)
 
@@ -135,14 +130,19 @@ def signed_headers(event: OutboxEvent, secret: str, body: bytes, now: float) -> 
     }
 
 
-def event_body(event: OutboxEvent, invoice: Invoice, links: Links,
+# The seller-facing JSON of an invoice and its payer (the seller API's own view), handed in
+# by the composition root: delivery knows no URLs.
+RenderInvoice = Callable[[Invoice, Payer | None], dict[str, Any]]
+
+
+def event_body(event: OutboxEvent, invoice: Invoice, render: RenderInvoice,
                payer: Payer | None = None) -> bytes:
     """The signed document; `payer` (of this event's payment) fills `invoice.paid_by`."""
     doc: dict[str, Any] = {
         "id": str(event.event_id),
         "type": event.event_type,
         "created_at": iso(event.created_at),
-        "invoice": invoice_view(invoice, links, {invoice.id: payer} if payer else None),
+        "invoice": render(invoice, payer),
     }
     if event.event_type == "invoice_paid":  # which payment (multi-use invoices take many)
         doc["payment"] = {"id": event.payload.get("payment_id"),
@@ -331,7 +331,7 @@ class DeliveryStats:
 
 
 async def deliver_due(
-    engine: AsyncEngine, sender: CallbackSender, links: Links, *, limit: int = 100,
+    ledger: Ledger, sender: CallbackSender, render: RenderInvoice, *, limit: int = 100,
     lease_seconds: float = LEASE_SECONDS,
 ) -> DeliveryStats:
     """Claim up to `limit` due callback events (fairly across endpoints and sellers, skipping
@@ -339,25 +339,25 @@ async def deliver_due(
     while any of them is in flight, so a live worker keeps its events and a dead one's are due
     again within `lease_seconds`."""
     limits = sender.endpoints
-    events = await claim_callbacks(engine, limit=limit, lease_seconds=lease_seconds,
+    events = await claim_callbacks(ledger.engine, limit=limit, lease_seconds=lease_seconds,
                                    breaker_threshold=limits.threshold)
     stats = DeliveryStats(claimed=len(events))
     if not events:
         return stats
     in_flight = {e.id for e in events}
     breakers = BatchBreakers()
-    renewing = asyncio.create_task(_keep_leases(engine, events[0].claim, in_flight,
+    renewing = asyncio.create_task(_keep_leases(ledger.engine, events[0].claim, in_flight,
                                                 lease_seconds))
     try:
         invoices = await invoices_by_public_id(
-            engine, (str(e.payload.get("invoice")) for e in events))
+            ledger.engine, (str(e.payload.get("invoice")) for e in events))
         sellers = {int(e.payload["seller_id"]) for e in events if e.payload.get("seller_id")}
-        webhooks = await webhooks_of(engine, sellers)
-        payers = await payers_of_payments(engine, (
+        webhooks = await webhooks_of(ledger.engine, sellers)
+        payers = await payers_of_payments(ledger.engine, (
             int(e.payload["payment_id"]) for e in events
             if e.event_type == "invoice_paid" and str(e.payload.get("payment_id", "")).isdigit()))
         outcomes = await asyncio.gather(*(
-            _deliver_one(engine, sender, links, e, invoices, webhooks, payers, in_flight,
+            _deliver_one(ledger, sender, render, e, invoices, webhooks, payers, in_flight,
                          breakers)
             for e in events
         ))
@@ -384,19 +384,19 @@ async def _keep_leases(
 
 
 async def _deliver_one(
-    engine: AsyncEngine, sender: CallbackSender, links: Links, event: OutboxEvent,
+    ledger: Ledger, sender: CallbackSender, render: RenderInvoice, event: OutboxEvent,
     invoices: Mapping[str, Invoice], webhooks: Mapping[int, WebhookSettings],
     payers: Mapping[int, Payer], in_flight: set[int], breakers: BatchBreakers,
 ) -> str:
     try:
-        return await _attempt(engine, sender, links, event, invoices, webhooks, payers,
+        return await _attempt(ledger, sender, render, event, invoices, webhooks, payers,
                               breakers)
     finally:
         in_flight.discard(event.id)
 
 
 async def _attempt(
-    engine: AsyncEngine, sender: CallbackSender, links: Links, event: OutboxEvent,
+    ledger: Ledger, sender: CallbackSender, render: RenderInvoice, event: OutboxEvent,
     invoices: Mapping[str, Invoice], webhooks: Mapping[int, WebhookSettings],
     payers: Mapping[int, Payer], breakers: BatchBreakers,
 ) -> str:
@@ -404,27 +404,27 @@ async def _attempt(
     webhook = webhooks.get(int(event.payload.get("seller_id") or 0))
     url = event.payload.get("url") or (webhook.url if webhook else None)
     if invoice is None or webhook is None:
-        await mark_failed(engine, event.id, "the event names no known invoice or seller")
+        await mark_failed(ledger.engine, event.id, "the event names no known invoice or seller")
         return "failed"
     if not url:
-        await mark_failed(engine, event.id, "no callback URL: the invoice has none and the "
+        await mark_failed(ledger.engine, event.id, "no callback URL: the invoice has none and the "
                                             "seller's default webhook URL is not set")
         return "failed"
     try:
         target = canonical_target(url, allow_private=sender.allow_private)
     except BlockedUrl as exc:  # a fixed property of the URL: retrying cannot help
-        await mark_failed(engine, event.id, f"blocked: {exc}")
+        await mark_failed(ledger.engine, event.id, f"blocked: {exc}")
         return "failed"
     limits = sender.endpoints
     endpoint = event.endpoint or target.endpoint  # the breaker's key, as claims compute it
     async with limits.slot(target.endpoint):
         until = breakers.open_until(endpoint)
         if until is not None and event.claim is not None:
-            await defer(engine, event.claim, [event.id], until)
+            await defer(ledger.engine, event.claim, [event.id], until)
             return "deferred"
         payment_id = str(event.payload.get("payment_id", ""))
         payer = payers.get(int(payment_id)) if payment_id.isdigit() else None
-        body = event_body(event, invoice, links, payer)
+        body = event_body(event, invoice, render, payer)
         error = await sender.post(url, body,
                                   signed_headers(event, webhook.secret, body, time.time()))
         if error is not None and endpoint_trouble(error):
@@ -432,37 +432,38 @@ async def _attempt(
             # sees the breaker open and is given back untried.
             was_open = breakers.open_until(endpoint) is not None
             until = breakers.failed[endpoint] = await endpoint_failed(
-                engine, endpoint, threshold=limits.threshold, base_seconds=limits.base_seconds,
-                max_seconds=limits.max_seconds)
+                ledger.engine, endpoint, threshold=limits.threshold,
+                base_seconds=limits.base_seconds, max_seconds=limits.max_seconds)
             if until is not None and not was_open:  # just opened: the backlog waits it out
                 try:
-                    await defer_endpoint(engine, endpoint, until)
+                    await defer_endpoint(ledger.engine, endpoint, until)
                 except Exception:  # only spares later claims some reading; they skip it anyway
                     log.warning("deferring the callbacks of a backed-off endpoint failed",
                                 exc_info=True)
     if error is None:
-        await mark_delivered(engine, event.id)
+        await ledger.mark_delivered(event.id)
         if event.endpoint_failures or endpoint in breakers.failed:
-            await endpoint_recovered(engine, endpoint)
+            await endpoint_recovered(ledger.engine, endpoint)
             breakers.failed.pop(endpoint, None)
         return "delivered"
     delay = retry_delay(event.attempts)
     if delay is None:
-        await mark_failed(engine, event.id, f"gave up after {event.attempts} attempts: {error}")
+        await mark_failed(ledger.engine, event.id,
+                          f"gave up after {event.attempts} attempts: {error}")
         log.warning("callback %s failed for good: %s", event.event_id, error)
         return "failed"
-    await mark_retry(engine, event.id, f"attempt {event.attempts}: {error}", delay)
+    await mark_retry(ledger.engine, event.id, f"attempt {event.attempts}: {error}", delay)
     return "retried"
 
 
 async def deliver_all_due(
-    engine: AsyncEngine, sender: CallbackSender, links: Links, *, batch: int = 100,
+    ledger: Ledger, sender: CallbackSender, render: RenderInvoice, *, batch: int = 100,
     lease_seconds: float = LEASE_SECONDS, max_batches: int = 50,
 ) -> DeliveryStats:
     """Drain what is due now, batch after batch (bounded, so one tick cannot run forever)."""
     total = DeliveryStats()
     for _ in range(max_batches):
-        stats = await deliver_due(engine, sender, links, limit=batch, lease_seconds=lease_seconds)
+        stats = await deliver_due(ledger, sender, render, limit=batch, lease_seconds=lease_seconds)
         total.add(stats)
         if stats.claimed < batch:
             break
@@ -470,10 +471,11 @@ async def deliver_all_due(
 
 
 async def callback_delivery_job(
-    engine: AsyncEngine, sender: CallbackSender, links: Links, batch: int, lease_seconds: float
+    ledger: Ledger, sender: CallbackSender, render: RenderInvoice, batch: int,
+    lease_seconds: float,
 ) -> None:
     try:
-        stats = await deliver_all_due(engine, sender, links, batch=batch,
+        stats = await deliver_all_due(ledger, sender, render, batch=batch,
                                       lease_seconds=lease_seconds)
     except Exception:  # the database may be briefly away; the next tick tries again
         log.exception("callback delivery pass failed")
@@ -484,14 +486,17 @@ async def callback_delivery_job(
 
 
 def schedule_callback_delivery(
-    scheduler: AsyncIOScheduler, engine: AsyncEngine, sender: CallbackSender, links: Links, *,
-    seconds: float, batch: int = 100, lease_seconds: float = LEASE_SECONDS,
-) -> None:
+    scheduler: AsyncIOScheduler, ledger: Ledger, sender: CallbackSender, render: RenderInvoice,
+    *, seconds: float, batch: int = 100, lease_seconds: float = LEASE_SECONDS,
+) -> Waker:
+    """Poll every `seconds`, and return the Waker that delivers at once (the outbox listener
+    kicks it after every commit that queued a callback)."""
     # The lease is short and renewed while a batch is in flight (deliver_due), so a live worker
     # keeps its events however long a batch takes; coalesce + max_instances=1 as for the
-    # ledger jobs.
+    # ledger jobs. A kicked pass and a polled one claim different events (leases).
+    args = (ledger, sender, render, batch, lease_seconds)
     scheduler.add_job(
         callback_delivery_job, trigger="interval", seconds=seconds, coalesce=True,
-        max_instances=1, id="deliver_callbacks",
-        args=[engine, sender, links, batch, lease_seconds],
+        max_instances=1, id="deliver_callbacks", args=list(args),
     )
+    return Waker("callbacks", lambda: callback_delivery_job(*args))

@@ -1,6 +1,6 @@
 """Operator commands for chain transfers: `paybot admin transfers|resolve`.
 
-    paybot admin transfers [--unmatched] [--limit N]
+    paybot admin transfers [--unmatched] [--limit N] [--invoice ID]
     paybot admin resolve <tx-hash> --apply <invoice> | --credit <telegram_id> | --refund-note "..."
 """
 
@@ -12,7 +12,12 @@ import sys
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ledger.money import format_amount
-from ledger.transfers import TransferRecord, list_transfers, resolve_transfer
+from ledger.transfer_admin import (
+    TransferRecord,
+    list_transfers,
+    resolve_transfer,
+    transfers_for_invoice,
+)
 from ledger.users import find_user_by_telegram
 
 __all__ = ["COMMANDS", "add_parsers"]
@@ -23,6 +28,8 @@ def add_parsers(admin: argparse._SubParsersAction) -> None:  # type: ignore[type
     t.add_argument("--unmatched", action="store_true",
                    help="only those with money held in suspense (need an operator)")
     t.add_argument("--limit", type=int, default=50)
+    t.add_argument("--invoice", metavar="ID",
+                   help="what arrived on chain for this invoice: received, held, claims")
     r = admin.add_parser("resolve", help="settle a held TON transfer by hand, once")
     r.add_argument("tx_hash", help="transaction hash (hex, or base64 as explorers show it)")
     how = r.add_mutually_exclusive_group(required=True)
@@ -55,7 +62,24 @@ def _line(t: TransferRecord) -> str:
     ])
 
 
+async def _invoice_transfers(engine: AsyncEngine, public_id: str) -> int:
+    seen = await transfers_for_invoice(engine, public_id.upper().removeprefix("INV-"))
+    quote = f"{format_amount(seen.ton_quote, 'TON')} TON" if seen.ton_quote else "no TON price"
+    print(f"INV-{seen.invoice}\t{seen.status}\t{seen.kind}\tquote {quote}\treceived "
+          f"{format_amount(seen.ton_received, 'TON')} TON\twaiting for the rest "
+          f"{format_amount(seen.partial_nano, 'TON')} TON\texcess held "
+          f"{format_amount(seen.excess_held_nano, 'TON')} TON")
+    for t in seen.transfers:
+        print(_line(t))
+    for c in seen.claims:
+        print(f"claim of payment {c.payment_id}: {'claimed' if c.claimed else 'open'}"
+              + ("" if c.claimed else f" (t.me/<bot>?start=claim_{c.token})"))
+    return 0
+
+
 async def _transfers(engine: AsyncEngine, args: argparse.Namespace) -> int:
+    if args.invoice:
+        return await _invoice_transfers(engine, args.invoice)
     if not 1 <= args.limit <= 1000:
         print("--limit must be between 1 and 1000", file=sys.stderr)
         return 1

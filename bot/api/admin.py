@@ -9,13 +9,8 @@ from uuid import UUID
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ledger.sellers import (
-    issue_token,
-    list_callbacks,
-    list_tokens,
-    redeliver_callback,
-    revoke_token,
-)
+from ledger.api_tokens import issue_token, list_tokens, revoke_token
+from ledger.callbacks import list_callbacks, redeliver_callback
 from ledger.users import find_user_by_telegram
 
 

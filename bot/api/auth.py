@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.api.errors import ApiError, Handler, rate_limited
 from bot.ratelimit import RateLimiter, client_address, limiter
-from ledger.sellers import ApiPrincipal, authenticate
+from ledger.api_tokens import ApiPrincipal, authenticate
 
 if TYPE_CHECKING:
     from bot.api.routes import ApiConfig

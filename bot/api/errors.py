@@ -15,19 +15,8 @@ from typing import Any
 
 from aiohttp import web
 
-from bot.http_errors import classify
-from ledger.errors import (
-    IdempotencyKeyReused,
-    InsufficientFunds,
-    InvalidAmount,
-    InvalidInvoice,
-    InvoiceNotFound,
-    InvoiceNotPayable,
-    LedgerError,
-    NotInvoiceSeller,
-    OwnInvoice,
-)
-from ledger.sellers import InvalidWebhookUrl, TooManyTokens
+from bot.http_errors import classify, ledger_status
+from ledger.errors import AmountShortfall, Kind, LedgerError
 
 log = logging.getLogger(__name__)
 
@@ -53,29 +42,16 @@ def invalid(message: str) -> ApiError:
     return ApiError(422, "invalid_request", message)
 
 
-# Most specific class first: the first isinstance match wins.
-_STATUS: list[tuple[type[LedgerError], int]] = [
-    (InvoiceNotFound, 404),
-    (NotInvoiceSeller, 404),  # another seller's invoice looks exactly like a missing one
-    (InvoiceNotPayable, 409),  # already paid, cancelled, expired
-    (IdempotencyKeyReused, 422),
-    (InvalidAmount, 422),
-    (InvalidInvoice, 422),
-    (InvalidWebhookUrl, 422),
-    (TooManyTokens, 409),
-    (OwnInvoice, 409),
-    (InsufficientFunds, 409),
-]
-
-
 def from_ledger(exc: LedgerError) -> ApiError:
-    status = next((s for cls, s in _STATUS if isinstance(exc, cls)), 400)
-    if isinstance(exc, NotInvoiceSeller):
-        exc = InvoiceNotFound(exc.detail)
+    exc = exc.public()
     message = exc.message
-    if exc.detail and isinstance(exc, InvalidInvoice | InvalidAmount | InvalidWebhookUrl):
+    if exc.detail and exc.kind is Kind.INVALID and not exc.detail.startswith("{"):
         message = f"{message} {exc.detail[:300]}"
-    return ApiError(status, exc.code, message)
+    extra: dict[str, Any] = {}
+    if isinstance(exc, AmountShortfall):
+        extra = {k: v for k, v in (("needed", exc.needed), ("available", exc.available))
+                 if v is not None}
+    return ApiError(ledger_status(exc), exc.code, message, **extra)
 
 
 def error_response(err: ApiError, headers: dict[str, str] | None = None) -> web.Response:

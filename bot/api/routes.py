@@ -1,6 +1,6 @@
 """Seller HTTP API, /api/v1. Each handler parses and authenticates, calls one ledger use
-case (ledger/sellers.py, ledger/invoices.py) and renders JSON. The contract is openapi.json
-next to this file (served at /api/v1/openapi.json)."""
+case (ledger/core.py, ledger/invoices.py, ledger/webhooks.py ...) and renders JSON. The
+contract is openapi.json next to this file (served at /api/v1/openapi.json)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from importlib import resources
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.api.auth import CREATE_ROUTE, PRINCIPAL, ApiLimits, TokenCache, auth_middleware
 from bot.api.errors import ApiError, error_middleware, invalid
@@ -29,33 +28,29 @@ from bot.api.schemas import (
     query_invoice_cursor,
     read_body,
 )
+from bot.api.views import Links, invoice_view, payers_for_views
 from bot.links import links_from_settings
 from bot.ratelimit import Rate
 from bot.settings import Settings
-from ledger.errors import InvalidAmount, InvalidInvoice, InvoiceNotFound, NotInvoiceSeller
-from ledger.invoices import cancel_invoice
-from ledger.money import format_amount, parse_amount, quote_ton
-from ledger.sellers import (
-    CallbackRecord,
+from ledger.callbacks import CallbackRecord, list_callbacks, redeliver_callback
+from ledger.core import Ledger
+from ledger.errors import (
+    InvalidAmount,
     InvalidCursor,
+    InvalidInvoice,
     InvalidWebhookUrl,
-    Links,
+)
+from ledger.invoices import list_seller_invoices, new_invoice
+from ledger.money import format_amount, parse_amount, quote_ton
+from ledger.seller_stats import balances, seller_stats
+from ledger.users import get_user
+from ledger.webhooks import (
     WebhookSettings,
-    balances,
     check_webhook_url,
-    create_invoice_once,
     get_webhook,
-    invoice_view,
-    list_callbacks,
-    list_seller_invoices,
-    payers_for_views,
-    redeliver_callback,
     rotate_webhook_secret,
-    seller_invoice,
-    seller_stats,
     set_webhook_url,
 )
-from ledger.users import get_user
 from watchers.callbacks import SIGNATURE_HEADER, TIMESTAMP_HEADER, BlockedUrl, check_url
 
 PREFIX = "/api/v1"
@@ -109,8 +104,9 @@ def _ok(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> 
 
 
 class SellerApi:
-    def __init__(self, engine: AsyncEngine, cfg: ApiConfig) -> None:
-        self.engine = engine
+    def __init__(self, ledger: Ledger, cfg: ApiConfig) -> None:
+        self.ledger = ledger
+        self.engine = ledger.engine
         self.cfg = cfg
         self._openapi = json.dumps(openapi_document()).encode()
 
@@ -177,13 +173,13 @@ class SellerApi:
                    "callback_url": req.callback_url}
         expires_in = (timedelta(seconds=req.expires_in) if req.expires_in is not None
                       else self.cfg.default_expiry)
-        invoice, replayed = await create_invoice_once(
-            self.engine, seller_id=seller, idempotency_key=key,
+        invoice, replayed = await self.ledger.issue_invoice(new_invoice(
+            seller_id=seller, idempotency_key=key,
             request_hash=req.fingerprint() if key is not None else b"",
             title=req.title, amount=amount, currency=req.currency, description=req.description,
             kind=req.kind, max_uses=req.max_uses, expires_in=expires_in, payload=payload,
             ton_rate=self.cfg.ton_rate,
-        )
+        ))
         headers = {"Idempotent-Replayed": "true"} if replayed else {}
         return _ok(invoice_view(invoice, self.cfg.links), status=201, headers=headers)
 
@@ -204,17 +200,14 @@ class SellerApi:
                     "next_cursor": cursor})
 
     async def get_invoice(self, request: web.Request) -> web.Response:
-        invoice = await seller_invoice(self.engine, request[PRINCIPAL].user_id,
-                                       request.match_info["invoice_id"])
+        invoice = await self.ledger.seller_invoice(request[PRINCIPAL].user_id,
+                                                   request.match_info["invoice_id"])
         payers = await payers_for_views(self.engine, [invoice])
         return _ok(invoice_view(invoice, self.cfg.links, payers))
 
     async def cancel_invoice(self, request: web.Request) -> web.Response:
-        public_id = request.match_info["invoice_id"]
-        try:
-            invoice = await cancel_invoice(self.engine, public_id, request[PRINCIPAL].user_id)
-        except NotInvoiceSeller:
-            raise InvoiceNotFound(public_id[:40]) from None
+        invoice = await self.ledger.cancel_invoice(request.match_info["invoice_id"],
+                                                   request[PRINCIPAL].user_id)
         payers = await payers_for_views(self.engine, [invoice])
         return _ok(invoice_view(invoice, self.cfg.links, payers))
 
@@ -268,14 +261,15 @@ class SellerApi:
         return _ok(self._callback(record), status=202)
 
 
-def setup_api(app: web.Application, engine: AsyncEngine, settings: Settings,
+def setup_api(app: web.Application, ledger: Ledger, settings: Settings,
               links: Links | None = None) -> SellerApi:
     """Mount the seller API under /api/v1 on `app` (the same app as the pay page)."""
-    return mount_api(app, engine, ApiConfig.from_settings(settings, links))
+    return mount_api(app, ledger, ApiConfig.from_settings(settings, links))
 
 
-def mount_api(app: web.Application, engine: AsyncEngine, cfg: ApiConfig) -> SellerApi:
-    api = SellerApi(engine, cfg)
+def mount_api(app: web.Application, ledger: Ledger, cfg: ApiConfig) -> SellerApi:
+    api = SellerApi(ledger, cfg)
+    engine = ledger.engine
     tokens = TokenCache(cfg.token_cache_seconds)
     limits = ApiLimits.from_config(cfg)
     sub = web.Application(middlewares=[error_middleware, auth_middleware(engine, tokens, limits)])

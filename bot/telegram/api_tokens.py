@@ -15,8 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bot.telegram.i18n import Translator
 from bot.telegram.keyboards import ApiCb, api_revoke_keyboard, api_tokens_keyboard
 from bot.telegram.views import View, edit
+from ledger.api_tokens import ApiToken, issue_token, list_tokens, revoke_token
+from ledger.errors import MAX_ACTIVE_TOKENS
 from ledger.models import User
-from ledger.sellers import MAX_ACTIVE_TOKENS, ApiToken, issue_token, list_tokens, revoke_token
 
 router: Final[Router] = Router(name=__name__)
 
@@ -31,10 +32,11 @@ async def _tokens_view(engine: AsyncEngine, tr: Translator, user: User) -> View:
         text = tr("api.none")
     else:
         lines = [tr("api.list", count=len(tokens), max=MAX_ACTIVE_TOKENS)]
-        for t in tokens:
-            used = t.last_used_at.strftime("%Y-%m-%d") if t.last_used_at else tr("api.never")
-            lines.append(tr("api.line", hint=escape(t.hint),
-                            created=t.created_at.strftime("%Y-%m-%d"), used=used))
+        for token in tokens:  # not `t`: extraction reads `t(` as the page texts' keyword
+            used = (token.last_used_at.strftime("%Y-%m-%d") if token.last_used_at
+                    else tr("api.never"))
+            lines.append(tr("api.line", hint=escape(token.hint),
+                            created=token.created_at.strftime("%Y-%m-%d"), used=used))
         if len(tokens) >= MAX_ACTIVE_TOKENS:
             lines.append("\n" + tr("api.full"))
         text = "\n".join(lines)

@@ -6,9 +6,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 
-from bot.links import links_from_settings
+from bot.links import Links, links_from_settings
 from bot.settings import Settings
-from ledger.sellers import Links
 from watchers.ton_links import friendly_address
 
 

@@ -12,7 +12,6 @@ from aiogram.filters import Command, CommandObject
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import BufferedInputFile, CallbackQuery, Message
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.qr import qr_png
 from bot.telegram import parse
@@ -28,7 +27,8 @@ from bot.telegram.keyboards import (
 from bot.telegram.links import pay_deep_link, pay_url
 from bot.telegram.render import CAPTION_LIMIT, fit, money
 from bot.telegram.views import created_caption
-from ledger.invoices import create_invoice
+from ledger.core import Ledger
+from ledger.invoices import new_invoice
 from ledger.models import Invoice, User
 from ledger.money import SYMBOLS
 
@@ -48,7 +48,7 @@ class InvoiceForm(StatesGroup):
 @router.message(Command("invoice"))
 async def cmd_invoice(
     message: Message, command: CommandObject, state: FSMContext, bot: Bot, user: User,
-    tr: Translator, engine: AsyncEngine, cfg: BotConfig,
+    tr: Translator, ledger: Ledger, cfg: BotConfig,
 ) -> None:
     await state.clear()
     if not command.args:
@@ -62,10 +62,10 @@ async def cmd_invoice(
     except parse.InputProblem as problem:
         await message.answer(f"{problem}\n\n{tr('form.oneline.usage')}")
         return
-    invoice = await create_invoice(
-        engine, seller_id=user.id, title=title, amount=amount, currency=cfg.currency,
+    invoice, _ = await ledger.issue_invoice(new_invoice(
+        seller_id=user.id, title=title, amount=amount, currency=cfg.currency,
         expires_in=cfg.invoice_expiry, ton_rate=cfg.ton_rate,
-    )
+    ))
     await send_created(bot, message.chat.id, tr, cfg, invoice)
 
 
@@ -154,24 +154,24 @@ async def got_expiry_text(message: Message, state: FSMContext, tr: Translator) -
 @router.message(InvoiceForm.item, NOT_A_COMMAND)
 async def got_item(
     message: Message, state: FSMContext, bot: Bot, user: User, tr: Translator,
-    engine: AsyncEngine, cfg: BotConfig,
+    ledger: Ledger, cfg: BotConfig,
 ) -> None:
     try:
         item = parse.item_id(message.text or "", tr)
     except parse.InputProblem as problem:
         await message.answer(str(problem), reply_markup=skip_keyboard(tr))
         return
-    await _create(state, bot, message.chat.id, user, tr, engine, cfg, item)
+    await _create(state, bot, message.chat.id, user, tr, ledger, cfg, item)
 
 
 @router.callback_query(InvoiceForm.item, FormCb.filter(F.field == "item"))
 async def skipped_item(
     cb: CallbackQuery, state: FSMContext, bot: Bot, user: User, tr: Translator,
-    engine: AsyncEngine, cfg: BotConfig,
+    ledger: Ledger, cfg: BotConfig,
 ) -> None:
     await cb.answer()
     chat_id = cb.message.chat.id if cb.message else user.telegram_id
-    await _create(state, bot, chat_id, user, tr, engine, cfg, None)
+    await _create(state, bot, chat_id, user, tr, ledger, cfg, None)
 
 
 @router.message(InvoiceForm.title, ~F.text)
@@ -183,18 +183,18 @@ async def text_please(message: Message, tr: Translator) -> None:
 
 
 async def _create(
-    state: FSMContext, bot: Bot, chat_id: int, user: User, tr: Translator, engine: AsyncEngine,
+    state: FSMContext, bot: Bot, chat_id: int, user: User, tr: Translator, ledger: Ledger,
     cfg: BotConfig, item: str | None,
 ) -> None:
     data = await state.get_data()
     # Cleared before the insert: a second tap on "Skip" finds no form and creates nothing.
     await state.clear()
-    invoice = await create_invoice(
-        engine, seller_id=user.id, title=data["title"], amount=data["amount"],
+    invoice, _ = await ledger.issue_invoice(new_invoice(
+        seller_id=user.id, title=data["title"], amount=data["amount"],
         currency=cfg.currency, kind=data["kind"],
         expires_in=timedelta(seconds=data["expiry_seconds"]),
         payload={"item_id": item} if item else None, ton_rate=cfg.ton_rate,
-    )
+    ))
     await send_created(bot, chat_id, tr, cfg, invoice)
 
 

@@ -12,10 +12,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.telegram.i18n import Translator
 from bot.telegram.keyboards import CancelCb, PageCb, cancel_confirm_keyboard
-from bot.telegram.people import RecentInvoices
 from bot.telegram.views import View, edit, invoices_list, refuse_unless_pending
+from ledger.core import Ledger
 from ledger.errors import NotInvoiceSeller
-from ledger.invoices import cancel_invoice, get_invoice, list_invoices
+from ledger.invoice_reads import get_invoice
+from ledger.invoices import list_invoices
 from ledger.models import User
 from ledger.purchases import payers_of_invoices
 
@@ -61,10 +62,9 @@ async def ask_cancel(
 @router.callback_query(CancelCb.filter(F.action == "do"))
 async def do_cancel(
     cb: CallbackQuery, callback_data: CancelCb, user: User, tr: Translator, engine: AsyncEngine,
-    cards: RecentInvoices,
+    ledger: Ledger,
 ) -> None:
-    invoice = await cancel_invoice(engine, callback_data.invoice, user.id)
-    cards.forget(invoice.public_id)
+    invoice = await ledger.cancel_invoice(callback_data.invoice, user.id)
     await cb.answer(tr("cancel.done", number=invoice.number))
     await edit(cb, *await _page(engine, tr, user, None))
 

@@ -25,16 +25,17 @@ from aiogram.exceptions import (
     TelegramServerError,
     TelegramUnauthorizedError,
 )
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.telegram.i18n import translator
 from bot.telegram.render import fit, granted_line, money
 from bot.telegram.views import payer_label
+from ledger.core import Ledger
 from ledger.errors import InvoiceNotFound, UserNotFound
-from ledger.invoices import get_invoice
-from ledger.outbox import OutboxEvent, claim_due, mark_delivered, mark_failed, mark_retry
+from ledger.invoice_reads import get_invoice
+from ledger.outbox import OutboxEvent, claim_due, mark_failed, mark_retry
 from ledger.purchases import payer_of_payment
 from ledger.users import get_user
+from watchers.wakeup import Waker
 
 log = logging.getLogger(__name__)
 
@@ -67,47 +68,34 @@ class Backoff:
 
 class Notifier:
     def __init__(
-        self, engine: AsyncEngine, bot: Bot, *, batch: int = 50, lease_seconds: float = 60.0,
+        self, ledger: Ledger, bot: Bot, *, batch: int = 50, lease_seconds: float = 60.0,
         backoff: Backoff | None = None,
     ) -> None:
-        self.engine = engine
+        self.ledger = ledger
+        self.engine = ledger.engine
         self.bot = bot
         self.batch = batch
         self.lease_seconds = lease_seconds
         self.backoff = backoff or Backoff()
-        self._lock = asyncio.Lock()
-        self._again = False
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._lock = asyncio.Lock()  # one delivery pass at a time in this process
+        self.waker = Waker("Telegram notices", self.deliver_due)
 
     def kick(self) -> None:
-        """Deliver now (after a payment made here) instead of at the next scheduled run."""
-        if self._lock.locked():
-            self._again = True  # the running pass goes round once more
-            return
-        task = asyncio.create_task(self._kicked())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _kicked(self) -> None:
-        try:
-            await self.deliver_due()
-        except Exception:  # the scheduled run picks the events up again
-            log.exception("Telegram notification delivery failed")
+        """Deliver now (the outbox listener saw a commit) instead of at the next poll."""
+        self.waker.kick()
 
     async def close(self) -> None:
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.waker.close()
 
     async def deliver_due(self) -> DeliveryReport:
         """Deliver every due event (batch by batch) and report what happened."""
         report = DeliveryReport()
         async with self._lock:
             while True:
-                self._again = False
                 events = await claim_due(self.engine, TOPIC, limit=self.batch,
                                          lease_seconds=self.lease_seconds)
                 flood_wait = await self._deliver_batch(events, report)
-                if flood_wait or (len(events) < self.batch and not self._again):
+                if flood_wait or len(events) < self.batch:
                     break
         return report
 
@@ -128,7 +116,7 @@ class Notifier:
             except Exception as exc:
                 await self._settle_failure(event, exc, report)
             else:
-                await mark_delivered(self.engine, event.id)
+                await self.ledger.mark_delivered(event.id)
                 report.delivered += 1
         return False
 

@@ -20,16 +20,15 @@ from bot.telegram.config import BotConfig
 from bot.telegram.i18n import Translator
 from bot.telegram.keyboards import PayCb, confirm_keyboard, short_keyboard, wallet_keyboard
 from bot.telegram.links import invoice_ton_links
-from bot.telegram.notifier import Notifier
-from bot.telegram.people import People, RecentInvoices
 from bot.telegram.render import CAPTION_LIMIT, fit, granted_line, money, top_up_text
 from bot.telegram.views import edit, invoice_card, refuse_unless_pending
 from ledger.accounts import balance
+from ledger.core import Ledger
 from ledger.errors import LedgerError, OwnInvoice
-from ledger.invoices import get_invoice
+from ledger.invoice_reads import get_invoice
 from ledger.models import Invoice, User
 from ledger.payers import tag_for_user
-from ledger.payments import pay_from_balance
+from ledger.payments import canonical_invoice_id
 
 log = logging.getLogger(__name__)
 router: Final[Router] = Router(name=__name__)
@@ -66,17 +65,16 @@ async def ask(
 
 @router.callback_query(PayCb.filter(F.action == "confirm"))
 async def confirm(
-    cb: CallbackQuery, callback_data: PayCb, user: User, tr: Translator, engine: AsyncEngine,
-    cards: RecentInvoices, notifier: Notifier | None = None,
+    cb: CallbackQuery, callback_data: PayCb, user: User, tr: Translator, ledger: Ledger,
 ) -> None:
-    invoice = await get_invoice(engine, callback_data.invoice)
+    public_id = canonical_invoice_id(callback_data.invoice)
     # The message holding the buttons + the invoice + the payer: taps on one confirmation are
     # one payment (the ledger also scopes keys per payer).
     where = (f"{cb.message.chat.id}:{cb.message.message_id}" if cb.message
              else f"i:{cb.inline_message_id or cb.id}")
-    key = f"tg:{where}:{invoice.public_id}:{user.id}"
+    key = f"tg:{where}:{public_id}:{user.id}"
     try:
-        result = await pay_from_balance(engine, invoice.public_id, user.id, key)
+        result = await ledger.pay_from_balance(public_id, user.id, key)
     except LedgerError:
         raise  # a definite answer: errors.py tells the user
     except Exception as exc:
@@ -87,9 +85,8 @@ async def confirm(
                     type(exc).__name__, str(exc)[:200])
         await cb.answer(tr("pay.retry"), show_alert=True)
         return
-    cards.forget(invoice.public_id)
-    if not result.replayed and notifier is not None:
-        notifier.kick()  # the seller hears about it now, not at the next scheduled run
+    invoice = result.invoice
+    assert invoice is not None  # a payment made or replayed carries its invoice
     # Answer first: whatever happens to the message below, the tap is told the outcome.
     await cb.answer(tr("pay.replayed.alert") if result.replayed else tr("pay.done.alert"),
                     show_alert=result.replayed)
@@ -101,12 +98,11 @@ async def confirm(
 
 @router.callback_query(PayCb.filter(F.action == "back"))
 async def back(
-    cb: CallbackQuery, callback_data: PayCb, user: User, tr: Translator, engine: AsyncEngine,
-    people: People, cfg: BotConfig,
+    cb: CallbackQuery, callback_data: PayCb, user: User, tr: Translator, ledger: Ledger,
+    cfg: BotConfig,
 ) -> None:
-    invoice = await get_invoice(engine, callback_data.invoice)
-    seller = await people.by_id(invoice.seller_id)
-    await edit(cb, *invoice_card(tr, cfg, invoice, seller, user))
+    read = await ledger.invoice(callback_data.invoice)
+    await edit(cb, *invoice_card(tr, cfg, read.invoice, read.seller, user))
     await cb.answer()
 
 

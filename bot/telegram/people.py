@@ -1,5 +1,4 @@
-"""Who is talking to the bot, without a database write on every update; and recent invoice
-reads for invoice cards.
+"""Who is talking to the bot, without a database write on every update.
 
 `ensure_user` is an upsert; calling it for each update would turn every button tap into a
 committed write. The memo calls it again whenever the sender's Telegram id, username, name or
@@ -16,9 +15,7 @@ from typing import Generic, TypeVar
 from aiogram.types import User as TgUser
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ledger.ids import parse_invoice_id
-from ledger.invoices import get_invoice
-from ledger.models import Invoice, User
+from ledger.models import User
 from ledger.users import ensure_user, get_user
 
 K = TypeVar("K")
@@ -76,30 +73,3 @@ class People:
             user = await get_user(self.engine, user_id)
             self._by_id.put(user_id, user)
         return user
-
-
-class RecentInvoices:
-    """Invoice reads at most `ttl` seconds old, for the card a /start pay_<id> shows.
-
-    A card in a chat is a snapshot anyway (it does not change when the invoice does), and every
-    button on it reads the invoice again before anything happens; so a card up to a second old
-    is as good as a fresh one, and a link opened by a crowd costs one query per second.
-    Payments and cancellations made here drop the snapshot at once. ttl 0: always read."""
-
-    def __init__(self, engine: AsyncEngine, ttl: float, size: int = 10_000) -> None:
-        self.engine = engine
-        self._memo: _Memo[str, Invoice] | None = _Memo(ttl, size) if ttl > 0 else None
-
-    async def get(self, public_id: str) -> Invoice:
-        canonical = parse_invoice_id(public_id)
-        if self._memo is None or canonical is None:
-            return await get_invoice(self.engine, public_id)
-        invoice = self._memo.get(canonical)
-        if invoice is None:
-            invoice = await get_invoice(self.engine, canonical)  # unknown ids are not kept
-            self._memo.put(canonical, invoice)
-        return invoice
-
-    def forget(self, public_id: str) -> None:
-        if self._memo is not None:
-            self._memo.forget(public_id)

@@ -11,14 +11,11 @@ from bot.telegram.config import BotConfig
 from bot.telegram.i18n import Translator
 from bot.telegram.links import deposit_links
 from ledger.models import Invoice, User
-from ledger.money import SYMBOLS, format_amount
+from ledger.money import SYMBOLS
+from ledger.money import display_amount as money
 
 TEXT_LIMIT = 4096  # Telegram's limit for a message text
 CAPTION_LIMIT = 1024  # ... and for a photo caption
-
-
-def money(amount: int, currency: str) -> str:
-    return f"{format_amount(amount, currency)} {SYMBOLS.get(currency, currency)}"
 
 
 def ton_suffix(invoice: Invoice) -> str:
@@ -29,13 +26,6 @@ def ton_suffix(invoice: Invoice) -> str:
 
 def when(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
-
-
-def effective_status(invoice: Invoice, now: datetime | None = None) -> str:
-    """A pending invoice past its expiry is expired already, even before the job marks it."""
-    if invoice.status == "pending" and invoice.expires_at <= (now or datetime.now(UTC)):
-        return "expired"
-    return invoice.status
 
 
 def person(user: User | None) -> str:

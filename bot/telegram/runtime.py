@@ -23,8 +23,8 @@ from aiogram.utils.token import TokenValidationError
 from aiogram.webhook.aiohttp_server import SimpleRequestHandler
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bot.links import Links
 from bot.ratelimit import Rate
 from bot.settings import Settings
 from bot.telegram import (
@@ -42,8 +42,8 @@ from bot.telegram.fsm_storage import PostgresEventIsolation, PostgresStorage
 from bot.telegram.i18n import LANGUAGES, translator
 from bot.telegram.middlewares import UserMiddleware
 from bot.telegram.notifier import Notifier
-from bot.telegram.people import People, RecentInvoices
-from ledger.sellers import Links
+from bot.telegram.people import People
+from ledger.core import Ledger
 
 log = logging.getLogger(__name__)
 
@@ -68,29 +68,27 @@ def create_bot(settings: Settings) -> Bot:
 
 
 def create_dispatcher(
-    engine: AsyncEngine, settings: Settings, *, notifier: Notifier | None = None,
-    storage: BaseStorage | None = None, links: Links | None = None,
-    isolation: BaseEventIsolation | None = None,
+    ledger: Ledger, settings: Settings, *, storage: BaseStorage | None = None,
+    links: Links | None = None, isolation: BaseEventIsolation | None = None,
 ) -> Dispatcher:
     """The dispatcher with every router. Dependencies reach handlers as dispatcher data:
-    `engine`, `people`, `cards` (recent invoice reads for cards), `cfg` (BotConfig),
-    `notifier` (optional: kicked after payments made here).
+    `ledger` (the use cases, ledger/core.py), `engine` (its engine, for plain reads),
+    `people`, `cfg` (BotConfig).
 
     Conversations live in PostgreSQL: they survive restarts, and webhook replicas behind a
     round-robin share them. One update at a time per user and chat (a double tap is processed
     after the first) within this process by default; pass PostgresEventIsolation when other
     processes receive updates too (webhook mode, see TelegramService)."""
+    engine = ledger.engine
     dp = Dispatcher(
         storage=storage or PostgresStorage(engine),
         events_isolation=isolation or SimpleEventIsolation(),
     )
     people = People(engine)
+    dp["ledger"] = ledger
     dp["engine"] = engine
     dp["people"] = people
-    dp["cards"] = RecentInvoices(engine, settings.telegram.card_cache_seconds)
     dp["cfg"] = BotConfig.from_settings(settings, links)
-    if notifier is not None:
-        dp["notifier"] = notifier
     dp.update.outer_middleware(
         UserMiddleware(people, Rate.parse(settings.telegram.rate_per_user)))
     routers = (
@@ -123,18 +121,18 @@ class TelegramService:
     added before the app is frozen), started after it, stopped before it."""
 
     def __init__(
-        self, settings: Settings, engine: AsyncEngine, app: web.Application,
+        self, settings: Settings, ledger: Ledger, app: web.Application,
         scheduler: AsyncIOScheduler | None = None, links: Links | None = None,
     ) -> None:
+        engine = ledger.engine
         self.bot = create_bot(settings)
-        self.notifier = Notifier(engine, self.bot)
+        self.notifier = Notifier(ledger, self.bot)
         self.webhook_url = settings.telegram.webhook_url
         # Polling: Telegram hands updates to one getUpdates consumer, so a per-process lock is
         # enough (and costs no database round trips). Webhook: any replica behind the load
         # balancer may get the next tap, so the lock is a PostgreSQL advisory lock.
         isolation = PostgresEventIsolation(engine) if self.webhook_url else None
-        self.dp = create_dispatcher(engine, settings, notifier=self.notifier, links=links,
-                                    isolation=isolation)
+        self.dp = create_dispatcher(ledger, settings, links=links, isolation=isolation)
         secret = settings.telegram.webhook_secret
         # Telegram echoes the secret in a header; without a configured one, a random one per
         # run is set with setWebhook, so requests are always checked.
@@ -233,7 +231,7 @@ class TelegramService:
 
 
 def telegram_service(
-    settings: Settings, engine: AsyncEngine, app: web.Application,
+    settings: Settings, ledger: Ledger, app: web.Application,
     scheduler: AsyncIOScheduler | None, links: Links | None = None,
 ) -> TelegramService | None:
     """The bot for `paybot run`, or None (logged) when it cannot run: the rest keeps serving."""
@@ -242,7 +240,7 @@ def telegram_service(
                     "(the web app and the watchers run without it)")
         return None
     try:
-        return TelegramService(settings, engine, app, scheduler, links)
+        return TelegramService(settings, ledger, app, scheduler, links)
     except (ValueError, TokenValidationError) as exc:  # a malformed token, before any request
         log.error("the Telegram bot is not started: %s", exc)
         return None

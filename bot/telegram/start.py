@@ -15,14 +15,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.telegram.config import BotConfig
 from bot.telegram.i18n import Translator
-from bot.telegram.people import People, RecentInvoices
-from bot.telegram.render import granted_items
+from bot.telegram.render import granted_items, money
 from bot.telegram.views import invoice_card
 from bot.web.claims import BIND_PREFIX, parse_bind_payload
+from ledger.core import Ledger
 from ledger.errors import ClaimNotFound
 from ledger.models import User
 from ledger.payers import bind_user
 from ledger.payments import claim_grant, grants_of_user
+from ledger.transfer_admin import claim_excess
 
 router: Final[Router] = Router(name=__name__)
 
@@ -30,13 +31,13 @@ router: Final[Router] = Router(name=__name__)
 @router.message(CommandStart())
 async def cmd_start(
     message: Message, command: CommandObject, user: User, tr: Translator, engine: AsyncEngine,
-    people: People, cards: RecentInvoices, cfg: BotConfig,
+    ledger: Ledger, cfg: BotConfig,
 ) -> None:
     arg = (command.args or "").strip()
     if arg.startswith("pay_"):
-        await show_invoice(message, arg.removeprefix("pay_"), user, tr, people, cards, cfg)
+        await show_invoice(message, arg.removeprefix("pay_"), user, tr, ledger, cfg)
     elif arg.startswith("claim_"):
-        await claim(message, arg.removeprefix("claim_"), user, tr, engine)
+        await claim(message, arg.removeprefix("claim_"), user, tr, engine, cfg)
     elif arg.startswith(BIND_PREFIX):
         await bind(message, arg, user, tr, engine, cfg)
     elif arg:
@@ -51,22 +52,31 @@ async def cmd_help(message: Message, tr: Translator) -> None:
 
 
 async def show_invoice(
-    message: Message, public_id: str, user: User, tr: Translator, people: People,
-    cards: RecentInvoices, cfg: BotConfig,
+    message: Message, public_id: str, user: User, tr: Translator, ledger: Ledger,
+    cfg: BotConfig,
 ) -> None:
-    invoice = await cards.get(public_id)  # InvoiceNotFound also for malformed ids
-    seller = user if invoice.seller_id == user.id else await people.by_id(invoice.seller_id)
-    text, markup = invoice_card(tr, cfg, invoice, seller, user)
+    # A card is a snapshot anyway, and every button on it reads again: a shown read will do.
+    read = await ledger.shown_invoice(public_id)  # InvoiceNotFound also for malformed ids
+    text, markup = invoice_card(tr, cfg, read.invoice, read.seller, user)
     await message.answer(text, reply_markup=markup)
 
 
 async def claim(
-    message: Message, token: str, user: User, tr: Translator, engine: AsyncEngine
+    message: Message, token: str, user: User, tr: Translator, engine: AsyncEngine,
+    cfg: BotConfig,
 ) -> None:
+    """A claim link (the operator hands it to a guest who paid with a bare INV-<id>): the
+    purchase, and what the guest paid over the price, become this user's."""
     grant = await claim_grant(engine, token, user.id)  # ClaimNotFound / ClaimAlreadyUsed
     items = granted_items(tr, {"item_id": grant.item_id, "achievement_id": grant.achievement_id})
     granted = ("\n" + "\n".join(items)) if items else tr("claim.nothing")
-    await message.answer(tr("claim.done", granted=granted))
+    text = tr("claim.done", granted=granted)
+    # Its own transaction, once; should it fail, the excess stays held for the operator.
+    credited = await claim_excess(engine, token, user.id, currency=cfg.currency,
+                                  ton_rate=cfg.ton_rate)
+    if credited:
+        text += "\n" + tr("claim.excess", amount=money(credited, cfg.currency))
+    await message.answer(text)
 
 
 

@@ -12,7 +12,7 @@ from bot.telegram.config import BotConfig
 from bot.telegram.i18n import Translator
 from bot.telegram.keyboards import invoice_card_keyboard, invoices_keyboard
 from bot.telegram.links import pay_deep_link, pay_url, usable_in_button
-from bot.telegram.render import effective_status, fit, money, person, ton_suffix, when
+from bot.telegram.render import fit, money, person, ton_suffix, when
 from ledger.errors import InvoiceAlreadyPaid, InvoiceCancelled, InvoiceExpired
 from ledger.models import Invoice, User
 from ledger.purchases import Payer
@@ -24,7 +24,7 @@ View = tuple[str, InlineKeyboardMarkup | None]
 
 def refuse_unless_pending(invoice: Invoice) -> None:
     """Raise the error a payment would meet now (the ledger re-checks when money moves)."""
-    status = effective_status(invoice)
+    status = invoice.effective_status()
     if status == "paid":
         raise InvoiceAlreadyPaid(invoice.public_id)
     if status == "cancelled":
@@ -38,10 +38,10 @@ def invoice_card(
 ) -> View:
     amount = money(invoice.amount, invoice.currency)
     text = tr("invoice.card", title=escape(invoice.title), amount=amount, ton=ton_suffix(invoice),
-              seller=person(seller), status=tr(f"status.{effective_status(invoice)}"),
+              seller=person(seller), status=tr(f"status.{invoice.effective_status()}"),
               number=invoice.number)
     own = invoice.seller_id == viewer.id
-    payable = effective_status(invoice) == "pending" and not own
+    payable = invoice.effective_status() == "pending" and not own
     url = pay_url(cfg, invoice.public_id)
     if own:
         text += "\n\n" + tr("invoice.yours", url=escape(url))
@@ -81,7 +81,7 @@ def invoices_list(tr: Translator, invoices: list[Invoice], *, has_older: bool,
     for inv in invoices:
         line = tr("invoices.line", number=inv.number, title=escape(inv.title[:40]),
                   amount=money(inv.amount, inv.currency),
-                  status=tr(f"status.{effective_status(inv)}"))
+                  status=tr(f"status.{inv.effective_status()}"))
         if inv.kind == "multi_use" and inv.uses:
             line += tr("invoices.uses", uses=inv.uses)
         if payers is not None and inv.id in payers:

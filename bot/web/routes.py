@@ -20,11 +20,12 @@ import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from aiohttp import web
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.http_errors import OUTAGES, is_database_outage
+from bot.http_errors import OUTAGES, is_database_outage, ledger_status
+from bot.links import Links
 from bot.qr import qr_etag, qr_png, qr_svg
 from bot.settings import Settings
 from bot.web import render
@@ -43,45 +44,27 @@ from bot.web.i18n import normalize, request_language, t
 from bot.web.view import (
     KnownBuyers,
     PayConfig,
-    RecentInvoices,
     UserTags,
-    after_payment,
-    effective_status,
     invoice_view,
-    load_invoice,
     money,
     payer_display,
     qr_text,
     ton_links,
 )
 from ledger.accounts import balance
+from ledger.core import Ledger
 from ledger.errors import (
-    IdempotencyKeyReused,
     InsufficientFunds,
-    InvalidAmount,
-    InvoiceAlreadyPaid,
-    InvoiceCancelled,
-    InvoiceExpired,
+    InvalidContact,
     InvoiceNotFound,
     LedgerError,
-    OwnInvoice,
 )
 from ledger.ids import parse_invoice_id
+from ledger.invoice_reads import InvoiceRead
 from ledger.models import Invoice
-from ledger.payers import (
-    InvalidGuestKey,
-    PayerTag,
-    TagTaken,
-    UnknownTag,
-    find_tag,
-    guest_purchase,
-    set_contact,
-    tag_for_guest,
-)
-from ledger.payments import IDEMPOTENCY_KEY_MAX, pay_from_balance
+from ledger.payers import PayerTag, find_tag, guest_purchase, set_contact, tag_for_guest
+from ledger.payments import IDEMPOTENCY_KEY_MAX
 from ledger.purchases import payers_of_invoices
-from ledger.sellers import Links
-from ledger.transfers import InvalidContact
 from ledger.users import find_user_by_telegram
 
 log = logging.getLogger(__name__)
@@ -93,15 +76,34 @@ CONTACT_MAX = 320  # an e-mail address's longest legal form
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+# The page's sentence for each refusal it can meet (the status comes from the error's kind).
+_TEXT_OF_CODE: dict[str, str] = {
+    "invoice_not_found": "err_not_found",
+    "own_invoice": "err_own_invoice",
+    "invoice_already_paid": "err_already_paid",
+    "invoice_cancelled": "err_cancelled",
+    "invoice_expired": "err_expired",
+    "idempotency_key_reused": "err_key_reused",
+    "invalid_amount": "err_bad_request",
+    "invalid_contact": "err_contact",
+    "unknown_tag": "err_unknown_tag",
+    "tag_taken": "err_tag_taken",
+    "invalid_guest_key": "err_no_guest",
+}
+
+
 class PayPages:
-    def __init__(self, engine: AsyncEngine, cfg: PayConfig, poll_ms: int = POLL_MS) -> None:
-        self.engine = engine
+    def __init__(self, ledger: Ledger, cfg: PayConfig, poll_ms: int = POLL_MS) -> None:
+        self.ledger = ledger
+        self.engine = ledger.engine
         self.cfg = cfg
         self.poll_ms = poll_ms
         self.static = render.Static()
-        self.recent = RecentInvoices(engine, cfg.page_cache_seconds)
-        self.buyers = KnownBuyers(engine)
-        self.user_tags = UserTags(engine)
+        # Pages rendered from one (cached) read, by language: a crowd on one link costs one
+        # render per read, and the ledger's cache decides how old a read may be.
+        self.rendered: WeakKeyDictionary[InvoiceRead, dict[str, str]] = WeakKeyDictionary()
+        self.buyers = KnownBuyers(self.engine)
+        self.user_tags = UserTags(self.engine)
 
     # --- helpers --------------------------------------------------------------------------
 
@@ -135,7 +137,7 @@ class PayPages:
 
     def _guest_may_pay(self, invoice: Invoice) -> bool:
         """A tag only where a guest can pay in TON: it is what their transfer will carry."""
-        return effective_status(invoice) == "pending" and ton_links(invoice, self.cfg) is not None
+        return invoice.effective_status() == "pending" and ton_links(invoice, self.cfg) is not None
 
     def _set_guest_cookie(self, response: web.Response, invoice: Invoice,
                           guest: GuestCookie) -> None:
@@ -153,7 +155,7 @@ class PayPages:
         cache): only what was paid with this browser's own tag."""
         purchase = await guest_purchase(self.engine, invoice.public_id, guest.guest_key)
         if purchase is None:  # a valid cookie whose tag is gone (the database was replaced)
-            if effective_status(invoice) != "pending":
+            if invoice.effective_status() != "pending":
                 return None, None
             return None, payer_info((await self._new_guest(invoice, guest.guest_key))[1],
                                     self.cfg.bot_username)
@@ -161,33 +163,20 @@ class PayPages:
         return guest_claim(purchase, payer["bind_url"]), payer
 
     def _ledger_error(self, exc: LedgerError, lang: str) -> web.Response:
-        bot = self.cfg.bot_username
+        """A ledger refusal: the status its kind has on every HTTP route, a sentence for it."""
+        exc = exc.public()
+        status = ledger_status(exc)
         if isinstance(exc, InsufficientFunds):
+            bot = self.cfg.bot_username
             needed, available = exc.needed or 0, exc.available or 0
             currency = exc.info.get("currency", "LIQ")
             return self._error(
-                402, exc.code,
+                status, exc.code,
                 t(lang, "err_insufficient", needed=money(needed, currency)["display"],
                   available=money(available, currency)["display"], bot=bot),
                 needed=needed, available=available, topup_url=f"https://t.me/{bot}",
             )
-        table: list[tuple[type[LedgerError], int, str]] = [
-            (InvoiceNotFound, 404, "err_not_found"),
-            (OwnInvoice, 403, "err_own_invoice"),
-            (InvoiceAlreadyPaid, 409, "err_already_paid"),
-            (InvoiceCancelled, 410, "err_cancelled"),
-            (InvoiceExpired, 410, "err_expired"),
-            (IdempotencyKeyReused, 409, "err_key_reused"),
-            (InvalidAmount, 400, "err_bad_request"),
-            (InvalidContact, 400, "err_contact"),
-            (UnknownTag, 404, "err_unknown_tag"),
-            (TagTaken, 409, "err_tag_taken"),
-            (InvalidGuestKey, 403, "err_no_guest"),
-        ]
-        for cls, status, key in table:
-            if isinstance(exc, cls):
-                return self._error(status, exc.code, t(lang, key))
-        return self._error(400, exc.code, t(lang, "err_generic"))
+        return self._error(status, exc.code, t(lang, _TEXT_OF_CODE.get(exc.code, "err_generic")))
 
     # --- the page ------------------------------------------------------------------------
 
@@ -199,13 +188,13 @@ class PayPages:
             query = f"?{request.query_string}" if request.query_string else ""
             raise web.HTTPMovedPermanently(f"/pay/{canonical}{query}")
         try:
-            snap = await self.recent.get(raw)
+            snap = await self.ledger.shown_invoice(raw)
         except InvoiceNotFound:
             return render.html_response(render.error_page(
                 lang, self.static, heading=t(lang, "not_found_title"),
                 message=t(lang, "not_found_text")), status=404)
         invoice = snap.invoice
-        status = effective_status(invoice)
+        status = invoice.effective_status()
         if status in ("cancelled", "expired"):
             return render.html_response(render.error_page(
                 lang, self.static, heading=invoice.title, number=invoice.number,
@@ -220,14 +209,15 @@ class PayPages:
         if guest is not None:
             claim, payer = await self._guest_state(invoice, guest)
         if guest is not None and payer is not None:
-            view = invoice_view(invoice, snap.seller, self.cfg, payer["tag"])
+            view = invoice_view(invoice, snap.seller.username, self.cfg, payer["tag"])
             body = render.pay_page(view, claim, lang, self.static, self.cfg.bot_username,
                                    self.poll_ms, payer)
         else:  # no cookie, nothing to pay: the same page for every such visitor
-            body = snap.pages.get(lang)
+            pages = self.rendered.setdefault(snap, {})
+            body = pages.get(lang)
             if body is None:
-                view = invoice_view(invoice, snap.seller, self.cfg)
-                body = snap.pages[lang] = render.pay_page(
+                view = invoice_view(invoice, snap.seller.username, self.cfg)
+                body = pages[lang] = render.pay_page(
                     view, None, lang, self.static, self.cfg.bot_username, self.poll_ms, None)
         return render.html_response(body)
 
@@ -242,9 +232,10 @@ class PayPages:
         if viewer is not None:
             lang = normalize(viewer.language) or lang
         try:
-            invoice, seller = await load_invoice(self.engine, request.match_info["invoice_id"])
+            read = await self.ledger.invoice(request.match_info["invoice_id"])
         except InvoiceNotFound as exc:
             return self._ledger_error(exc, lang)
+        invoice = read.invoice
         guest = self._guest(request, invoice)
         tag = None
         claim: dict[str, Any] | None = None
@@ -266,7 +257,7 @@ class PayPages:
         if viewer is not None:
             body["viewer"], user_tag = await self._viewer_info(viewer, invoice)
             tag = user_tag or tag
-        body["invoice"] = invoice_view(invoice, seller, self.cfg, tag)
+        body["invoice"] = invoice_view(invoice, read.seller.username, self.cfg, tag)
         body["claim"] = claim
         response = web.json_response(body, headers={"Cache-Control": "no-store"})
         if fresh is not None:
@@ -281,7 +272,7 @@ class PayPages:
         funds = await balance(self.engine, user.id, invoice.currency) if user else 0
         is_seller = user is not None and user.id == invoice.seller_id
         tag = None
-        if not is_seller and effective_status(invoice) == "pending" and invoice.ton_amount:
+        if not is_seller and invoice.effective_status() == "pending" and invoice.ton_amount:
             if user is None:
                 user = await self.buyers.get(viewer.telegram_id, viewer.username,
                                              viewer.language)
@@ -313,10 +304,8 @@ class PayPages:
         if public_id is None:
             return self._ledger_error(InvoiceNotFound(), lang)
         try:
-            # Before the money moves: what the answer will show, and who pays.
-            snap = await self.recent.get(public_id)
             user = await self.buyers.get(viewer.telegram_id, viewer.username, viewer.language)
-            result = await pay_from_balance(self.engine, public_id, user.id, key)
+            result = await self.ledger.pay_from_balance(public_id, user.id, key)
         except LedgerError as exc:
             return self._ledger_error(exc, lang)
         except Exception as exc:  # whatever it was, only the same request again can tell
@@ -324,13 +313,13 @@ class PayPages:
         # The payment stands. Nothing below reads the database or can fail: the answer comes
         # from the payment's own result (a failure here used to turn it into a 500, and the
         # page's next tap into a second charge).
-        self.recent.forget(public_id)  # this process knows it changed: show it at once
-        invoice = after_payment(snap.invoice, result)
+        invoice = result.invoice
+        assert invoice is not None  # a payment made or replayed carries its invoice
         tag = self.user_tags.peek(public_id, user.id)  # no read: the money has moved
         body: dict[str, Any] = {
             "payment": {"id": result.payment_id, "replayed": bool(result.replayed),
                         "invoice_status": result.invoice_status, "grant_id": result.grant_id},
-            "invoice": invoice_view(invoice, snap.seller, self.cfg, tag),
+            "invoice": invoice_view(invoice, result.seller_username, self.cfg, tag),
         }
         if result.buyer_balance is not None:  # else the page's next status poll shows it
             body["viewer"] = {"balance": money(result.buyer_balance, invoice.currency),
@@ -359,7 +348,7 @@ class PayPages:
         is_form = request.content_type in ("application/x-www-form-urlencoded",
                                            "multipart/form-data")
         try:
-            invoice = (await self.recent.get(request.match_info["invoice_id"])).invoice
+            invoice = (await self.ledger.shown_invoice(request.match_info["invoice_id"])).invoice
         except InvoiceNotFound as exc:
             return self._ledger_error(exc, lang)
         guest = self._guest(request, invoice)
@@ -373,9 +362,11 @@ class PayPages:
                 data = await request.json()
             except (json.JSONDecodeError, UnicodeDecodeError):
                 data = None
-            raw = data.get("contact") if isinstance(data, dict) else None
+            if not isinstance(data, dict):  # not the documented body at all
+                return self._error(400, "bad_request", t(lang, "err_bad_request"))
+            raw = data.get("contact")
         if not isinstance(raw, str) or not 0 < len(raw.strip()) <= CONTACT_MAX:
-            return self._error(400, "invalid_contact", t(lang, "err_contact"))
+            return self._ledger_error(InvalidContact(), lang)
         try:
             payer = await set_contact(self.engine, invoice.public_id, guest.tag,
                                       guest.guest_key, raw.strip())
@@ -391,7 +382,7 @@ class PayPages:
     async def _qr(self, request: web.Request, render_fn: Callable[[str], bytes],
                   ctype: str) -> web.Response:
         try:
-            invoice = (await self.recent.get(request.match_info["invoice_id"])).invoice
+            invoice = (await self.ledger.shown_invoice(request.match_info["invoice_id"])).invoice
         except InvoiceNotFound:
             raise web.HTTPNotFound(text="no invoice with this id") from None
         tag = None
@@ -428,11 +419,11 @@ def _safe(handler: Handler, json_api: bool, guard: PageGuard, kind: str = "read"
 
 
 def setup_pay_pages(
-    app: web.Application, engine: AsyncEngine, settings: Settings, *, poll_ms: int = POLL_MS,
+    app: web.Application, ledger: Ledger, settings: Settings, *, poll_ms: int = POLL_MS,
     links: Links | None = None,
 ) -> PayPages:
     """Mount the pay page, its JSON API, QR images and static files on `app`."""
-    pages = PayPages(engine, PayConfig.from_settings(settings, links), poll_ms)
+    pages = PayPages(ledger, PayConfig.from_settings(settings, links), poll_ms)
     guard = PageGuard.from_settings(settings.web, pages.cfg.bot_token)
     r = app.router
     r.add_get("/pay/{invoice_id}", _safe(pages.page, False, guard))

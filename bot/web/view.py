@@ -5,28 +5,20 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.links import links_from_settings
+from bot.links import Links, links_from_settings
 from bot.settings import Settings
 from bot.web.auth import CookieSigner
-from ledger.coalesce import Coalescer, Pending, Row, coalescer_for
-from ledger.db import Executor, fetch_one
-from ledger.errors import InvoiceNotFound
-from ledger.ids import parse_invoice_id
-from ledger.models import Invoice, PaymentResult, User
-from ledger.money import SYMBOLS, format_amount
+from ledger.models import Invoice, User
+from ledger.money import display_amount, format_amount
 from ledger.payers import tag_for_user
 from ledger.purchases import Payer
-from ledger.sellers import Links
 from ledger.users import ensure_user
 from watchers.ton_links import friendly_address, ton_transfer_link, tonkeeper_link
 
@@ -39,7 +31,6 @@ class PayConfig:
     links: Links  # shared with every edge; its bot_username follows getMe
     bot_token: str | None
     init_data_max_age: int
-    page_cache_seconds: float
     ton_address: str | None  # friendly form, or None when TON payments are not configured
     signer: CookieSigner
     secure_cookies: bool
@@ -70,102 +61,10 @@ class PayConfig:
             links=links or links_from_settings(settings),
             bot_token=token_text,
             init_data_max_age=settings.web.init_data_max_age,
-            page_cache_seconds=settings.web.page_cache_seconds,
             ton_address=address or None,
             signer=CookieSigner(secret),
             secure_cookies=public_url.startswith("https://"),
         )
-
-
-# The invoice and its seller's name, for every id asked at about the same time: one round trip
-# and one pooled connection per batch (ledger/coalesce.py), not per request. The pay page,
-# its status and the Mini App payment all start here, so under load this read is shared.
-_INVOICES_WITH_SELLERS = """
-SELECT i.*, u.username AS seller_username
-  FROM invoices i JOIN users u ON u.id = i.seller_id
- WHERE i.public_id = ANY($1::text[])
-"""
-_INVOICE_WITH_SELLER = _INVOICES_WITH_SELLERS.replace("= ANY($1::text[])", "= :id")
-
-Found = tuple[Invoice, str | None] | None
-
-
-class PageInvoiceReader(Coalescer[Found]):
-    max_in_flight = 2  # a read needs no group commit; two lanes keep a lone read from waiting
-
-    def _statement(self, batch: list[Pending[Found]]) -> tuple[str, list[Any]]:
-        return _INVOICES_WITH_SELLERS, [sorted({r.args for r in batch})]
-
-    def _settle(self, batch: list[Pending[Found]], rows: Sequence[Row]) -> list[Pending[Found]]:
-        found = {row["public_id"]: (Invoice.from_row(row), row["seller_username"])
-                 for row in rows}
-        for req in batch:
-            req.future.set_result(found.get(req.args))
-        return []
-
-
-async def load_invoice(db: Executor, public_id: str) -> tuple[Invoice, str | None]:
-    """The invoice and its seller's username; InvoiceNotFound for unknown or malformed ids."""
-    canonical = parse_invoice_id(public_id)
-    found: Found = None
-    if canonical is not None:
-        if isinstance(db, AsyncEngine):
-            found = await coalescer_for(db, PageInvoiceReader).submit(canonical)
-        else:
-            row = await fetch_one(db, _INVOICE_WITH_SELLER, id=canonical)
-            if row is not None:
-                found = Invoice.from_row(row), row["seller_username"]
-    if found is None:
-        raise InvoiceNotFound(public_id[:40])
-    return found
-
-
-@dataclass(slots=True)
-class Snapshot:
-    """One read of an invoice, and the pages rendered from it (by language)."""
-
-    at: float
-    invoice: Invoice
-    seller: str | None
-    pages: dict[str, str]
-
-
-class RecentInvoices:
-    """Invoices read in the last `ttl` seconds, for the pay page and its QR images only.
-
-    A multi-use invoice shared in a big channel is opened by many people at once; with this,
-    that costs one query (and one render per language) per `ttl` instead of one per visitor,
-    as a one-second proxy cache would. The status API and payments never use it, and the
-    page's script asks the status API, so a stale page corrects itself. Bounded; unknown ids
-    are not remembered.
-    """
-
-    def __init__(self, engine: AsyncEngine, ttl: float, size: int = 10_000,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.engine = engine
-        self.ttl = ttl
-        self.size = size
-        self.clock = clock
-        self._items: OrderedDict[str, Snapshot] = OrderedDict()
-
-    async def get(self, public_id: str) -> Snapshot:
-        canonical = parse_invoice_id(public_id)
-        if self.ttl <= 0 or canonical is None:
-            invoice, seller = await load_invoice(self.engine, public_id)
-            return Snapshot(0.0, invoice, seller, {})
-        now = self.clock()
-        hit = self._items.get(canonical)
-        if hit is not None and now - hit.at < self.ttl:
-            return hit
-        invoice, seller = await load_invoice(self.engine, canonical)
-        snap = self._items[canonical] = Snapshot(now, invoice, seller, {})
-        self._items.move_to_end(canonical)
-        while len(self._items) > self.size:
-            self._items.popitem(last=False)
-        return snap
-
-    def forget(self, public_id: str) -> None:
-        self._items.pop(public_id, None)
 
 
 class KnownBuyers:
@@ -219,28 +118,9 @@ class UserTags:
         return self._items.get((invoice_public_id, user_id))
 
 
-def after_payment(invoice: Invoice, result: PaymentResult) -> Invoice:
-    """`invoice` (read before the payment) as the payment's own result leaves it: its status
-    comes from the ledger's answer, so no read after the money moved can fail the answer.
-    `uses` counts this payment (other buyers' meanwhile show at the page's next status poll)."""
-    uses = max(invoice.uses + (0 if result.replayed else 1), 1)
-    paid_at = invoice.paid_at
-    if result.invoice_status == "paid" and paid_at is None:
-        paid_at = datetime.now(UTC)  # committed a moment ago
-    return replace(invoice, status=result.invoice_status, uses=uses, paid_at=paid_at)
-
-
-def effective_status(invoice: Invoice, now: datetime | None = None) -> str:
-    """A pending invoice past its expiry is expired, even before the expiry job marks it."""
-    if invoice.status == "pending" and invoice.expires_at <= (now or datetime.now(UTC)):
-        return "expired"
-    return invoice.status
-
-
 def money(minor: int, currency: str) -> dict[str, Any]:
-    text = format_amount(minor, currency)
-    return {"minor": minor, "currency": currency, "text": text,
-            "display": f"{text} {SYMBOLS.get(currency, currency)}"}
+    return {"minor": minor, "currency": currency, "text": format_amount(minor, currency),
+            "display": display_amount(minor, currency)}
 
 
 def payer_comment(invoice: Invoice, tag: str | None) -> str:
@@ -272,7 +152,7 @@ def qr_text(invoice: Invoice, cfg: PayConfig, tag: str | None = None) -> str:
     """The wallet link (with this payer's tag) while the invoice can be paid in TON; the page
     link otherwise (so an old QR of a paid invoice never sends money)."""
     links = ton_links(invoice, cfg, tag)
-    if links is not None and effective_status(invoice) == "pending":
+    if links is not None and invoice.effective_status() == "pending":
         return links["ton"]
     return page_url(invoice, cfg)
 
@@ -281,7 +161,7 @@ def invoice_view(invoice: Invoice, seller_username: str | None, cfg: PayConfig,
                  tag: str | None = None) -> dict[str, Any]:
     """The invoice as the viewer holding payer tag `tag` sees it: their own comment in the
     copy field, the wallet links and the QR (the QR's URL names the tag)."""
-    status = effective_status(invoice)
+    status = invoice.effective_status()
     base = f"/pay/{invoice.public_id}"
     qr_query = f"?tag={tag}" if tag else ""
     return {

@@ -8,8 +8,9 @@ import asyncio
 import sys
 
 from bot.settings import ApiSettings
+from ledger.core import Ledger
 from ledger.postgres import make_engine
-from tests.api.conftest import LINKS, LoopbackOnlySender
+from tests.api.conftest import RENDER, LoopbackOnlySender
 from watchers.callbacks import deliver_due
 
 
@@ -18,7 +19,7 @@ async def main(url: str, lease: float) -> None:
     sender = LoopbackOnlySender(allow_private=True, timeout=60.0)
     try:
         print("claiming", flush=True)
-        await deliver_due(engine, sender, LINKS, limit=100, lease_seconds=lease)
+        await deliver_due(Ledger(engine), sender, RENDER, limit=100, lease_seconds=lease)
     finally:
         await sender.close()
         await engine.dispose()

@@ -17,11 +17,15 @@ from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.api import ApiConfig, mount_api
+from bot.api.views import invoice_renderer
+from bot.links import Links
+from ledger.api_tokens import issue_token
+from ledger.core import Ledger
 from ledger.models import User
-from ledger.sellers import Links, issue_token
 from watchers.callbacks import CallbackSender, DeliveryStats, deliver_all_due
 
 LINKS = Links("https://pay.example.test", "paybot_test")
+RENDER = invoice_renderer(LINKS)  # callback bodies, as the composition root hands them in
 
 
 @pytest.fixture(scope="session")
@@ -33,7 +37,7 @@ def api_config() -> ApiConfig:
 @pytest.fixture
 async def api(engine: AsyncEngine, api_config: ApiConfig) -> AsyncIterator[TestClient]:
     app = web.Application()
-    mount_api(app, engine, api_config)
+    mount_api(app, Ledger(engine), api_config)
     client = TestClient(TestServer(app, host="127.0.0.1"))
     await client.start_server()
     yield client
@@ -128,4 +132,5 @@ async def sender() -> AsyncIterator[CallbackSender]:
 
 async def deliver(engine: AsyncEngine, sender: CallbackSender, **kw: Any) -> DeliveryStats:
     """One worker pass over everything due."""
-    return await deliver_all_due(engine, sender, LINKS, batch=100, lease_seconds=30, **kw)
+    return await deliver_all_due(Ledger(engine), sender, RENDER, batch=100, lease_seconds=30,
+                                 **kw)

@@ -11,8 +11,9 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from ledger.core import Ledger
 from ledger.payments import pay_from_balance
-from tests.api.conftest import LINKS, LoopbackOnlySender, Receiver
+from tests.api.conftest import RENDER, LoopbackOnlySender, Receiver
 from tests.conftest import run_sql
 from watchers.callbacks import deliver_due
 
@@ -79,7 +80,7 @@ async def test_a_dead_endpoint_does_not_delay_another_sellers_callback(
 
     async def worker() -> None:
         while True:
-            stats = await deliver_due(engine, sender, LINKS, limit=claim)
+            stats = await deliver_due(Ledger(engine), sender, RENDER, limit=claim)
             rounds.append(stats.claimed)
             round_done.set()
             await asyncio.sleep(0)  # let the test look
@@ -134,7 +135,7 @@ async def test_claims_take_turns_across_sellers(api, engine, make_seller, make_u
     b_invoice = await paid_invoice(api, engine, seller_b, buyer, receiver.url + "/b", "turn-b")
     sender = LoopbackOnlySender(allow_private=True, timeout=5.0)
     try:
-        await deliver_due(engine, sender, LINKS, limit=4)
+        await deliver_due(Ledger(engine), sender, RENDER, limit=4)
     finally:
         await sender.close()
     [b_row] = await run_sql(engine, "SELECT * FROM outbox WHERE topic = 'callback' "
@@ -160,7 +161,7 @@ async def test_a_backed_off_endpoint_is_probed_and_then_gets_everything(
     endpoint = dead_receiver.url.removesuffix("/hook")
     sender = LoopbackOnlySender(allow_private=True, timeout=1.0, per_endpoint=4)
     try:
-        stats = await deliver_due(engine, sender, LINKS, limit=100)
+        stats = await deliver_due(Ledger(engine), sender, RENDER, limit=100)
         assert stats.delivered == 0 and stats.deferred > 0
         [breaker] = await run_sql(engine, "SELECT *, open_until > now() AS open "
                                           "FROM callback_endpoints WHERE endpoint = :e",
@@ -177,11 +178,11 @@ async def test_a_backed_off_endpoint_is_probed_and_then_gets_everything(
                               "AND payload ->> 'invoice' = :i AND delivered_at IS NULL",
                       i=invoice)
         before = len(dead_receiver.received)
-        probe = await deliver_due(engine, sender, LINKS, limit=100)
+        probe = await deliver_due(Ledger(engine), sender, RENDER, limit=100)
         assert probe.delivered == 1  # one probe, not the backlog
         assert len(dead_receiver.received) == before + 1
         async with asyncio.timeout(60):
-            while (await deliver_due(engine, sender, LINKS, limit=100)).claimed:
+            while (await deliver_due(Ledger(engine), sender, RENDER, limit=100)).claimed:
                 pass
     finally:
         await sender.close()

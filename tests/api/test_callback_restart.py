@@ -11,8 +11,9 @@ import os
 import sys
 from datetime import UTC, datetime
 
+from ledger.core import Ledger
 from ledger.payments import pay_from_balance
-from tests.api.conftest import LINKS, LoopbackOnlySender, deliver
+from tests.api.conftest import RENDER, LoopbackOnlySender, deliver
 from tests.conftest import run_sql
 from watchers.callbacks import deliver_due
 
@@ -110,7 +111,7 @@ async def test_a_live_worker_keeps_its_lease_while_delivering(
     first = LoopbackOnlySender(allow_private=True, timeout=60.0)
     second = LoopbackOnlySender(allow_private=True, timeout=60.0)
     delivering = asyncio.create_task(
-        deliver_due(engine, first, LINKS, limit=100, lease_seconds=1.0))
+        deliver_due(Ledger(engine), first, RENDER, limit=100, lease_seconds=1.0))
     try:
         await receiver.wait_for(1, within=60)
         leased_until = (await event_row(engine, invoice))["available_at"]
@@ -123,7 +124,7 @@ async def test_a_live_worker_keeps_its_lease_while_delivering(
                     break
                 await asyncio.sleep(0.1)
         assert row["available_at"] > row["db_now"], "the lease ran out mid-delivery"
-        stats = await deliver_due(engine, second, LINKS, limit=100, lease_seconds=1.0)
+        stats = await deliver_due(Ledger(engine), second, RENDER, limit=100, lease_seconds=1.0)
         assert invoice not in {json.loads(r.body)["invoice"]["id"]
                                for r in receiver.received[1:]}
         assert len(receiver.received) == 1, stats

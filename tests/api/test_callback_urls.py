@@ -14,6 +14,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 import watchers.callbacks as callbacks
 from bot.api import mount_api
+from ledger.core import Ledger
 from ledger.payments import pay_from_balance
 from tests.api.conftest import deliver
 from tests.conftest import run_sql
@@ -89,7 +90,7 @@ def test_private_allowed_keeps_loopback_receivers_working() -> None:
 async def test_api_refuses_every_form_delivery_would_refuse(engine, api_config,
                                                             make_seller) -> None:
     app = web.Application()
-    mount_api(app, engine, replace(api_config, allow_private_callbacks=False))
+    mount_api(app, Ledger(engine), replace(api_config, allow_private_callbacks=False))
     async with TestClient(TestServer(app, host="127.0.0.1")) as client:
         seller = await make_seller()
         for url in REFUSED:

@@ -14,6 +14,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from ledger.core import Ledger
 from ledger.invoices import expire_due_invoices
 from ledger.payments import pay_from_balance, settle_external_payment
 from tests.api.conftest import LoopbackOnlySender, deliver
@@ -266,7 +267,7 @@ async def test_api_refuses_private_urls_when_not_allowed(engine, api_config, mak
     from bot.api import mount_api
 
     app = web.Application()
-    mount_api(app, engine, replace(api_config, allow_private_callbacks=False))
+    mount_api(app, Ledger(engine), replace(api_config, allow_private_callbacks=False))
     async with TestClient(TestServer(app, host="127.0.0.1")) as client:
         seller = await make_seller()
         resp = await client.put(f"{BASE}/webhook", headers=seller.auth,

@@ -13,8 +13,8 @@ import pytest
 from bot.api import wiring
 from bot.app import serve
 from bot.settings import ApiSettings, Settings, TelegramSettings, TonSettings, WebSettings
+from ledger.api_tokens import issue_token
 from ledger.payments import pay_from_balance
-from ledger.sellers import issue_token
 from tests.api.conftest import LoopbackOnlySender
 from tests.conftest import wait_until_serving
 

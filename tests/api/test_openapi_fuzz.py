@@ -11,6 +11,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from bot.api import mount_api
+from ledger.core import Ledger
 from tests.conftest import run_sql
 
 # Small enough that the whole tests/api directory stays well under two minutes.
@@ -22,7 +23,7 @@ async def test_schemathesis_finds_no_server_error(engine, api_config, make_selle
                                                   tmp_path) -> None:
     seller = await make_seller(balance=100_000)
     app = web.Application()
-    mount_api(app, engine, api_config)
+    mount_api(app, Ledger(engine), api_config)
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     try:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ledger.payments import pay_from_balance, settle_external_payment
-from ledger.transfers import record_invoice_contact
+from tests.conftest import legacy_contact
 
 BASE = "/api/v1"
 
@@ -36,7 +36,7 @@ async def test_paid_by_a_telegram_user(api, engine, make_seller, make_user) -> N
 async def test_paid_by_a_guest_contact(api, engine, make_seller) -> None:
     seller = await make_seller()
     public_id = await _issue(api, seller)
-    await record_invoice_contact(engine, public_id, telegram="@guest_handle")
+    await legacy_contact(engine, public_id, telegram="@guest_handle")
     await settle_external_payment(engine, public_id, method="ton", reference=f"tx-{public_id}")
     got = await (await api.get(f"{BASE}/invoices/{public_id}", headers=seller.auth)).json()
     assert got["paid_by"] == {"telegram_id": None, "username": None, "name": None,

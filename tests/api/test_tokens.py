@@ -8,16 +8,10 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from ledger.sellers import (
-    MAX_ACTIVE_TOKENS,
-    TooManyTokens,
-    authenticate,
-    hash_token,
-    issue_token,
-    list_tokens,
-    revoke_token,
-)
+from ledger.api_tokens import authenticate, hash_token, issue_token, list_tokens, revoke_token
+from ledger.errors import MAX_ACTIVE_TOKENS, TooManyTokens
 from tests.conftest import run_sql
+from tests.waiting import wait_until
 
 BASE = "/api/v1"
 
@@ -121,7 +115,7 @@ async def test_admin_token_command(paybot, engine, make_user, api) -> None:
 
 def test_token_cache_forgets_after_its_ttl() -> None:
     from bot.api.auth import TokenCache
-    from ledger.sellers import ApiPrincipal
+    from ledger.api_tokens import ApiPrincipal
 
     now = [100.0]
     cache = TokenCache(ttl=2.0, max_size=2, clock=lambda: now[0])
@@ -141,7 +135,7 @@ async def test_requests_missing_the_cache_together_ask_the_database_once() -> No
     import asyncio
 
     from bot.api.auth import TokenCache
-    from ledger.sellers import ApiPrincipal
+    from ledger.api_tokens import ApiPrincipal
 
     asked: list[str] = []
     release = asyncio.Event()
@@ -153,7 +147,8 @@ async def test_requests_missing_the_cache_together_ask_the_database_once() -> No
 
     cache = TokenCache(ttl=2.0)
     waiting = [asyncio.ensure_future(cache.lookup(t, ask)) for t in ["good"] * 20 + ["bad"] * 5]
-    await asyncio.sleep(0)
+    # every caller is in: each token is being asked for, once
+    await wait_until(lambda: set(asked) == {"bad", "good"}, "both tokens asked for")
     waiting[0].cancel()  # one caller giving up does not fail the others
     release.set()
     found = await asyncio.gather(*waiting[1:])

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bot.settings import LedgerSettings, Settings, TelegramSettings, TonSettings, WebSettings
 from bot.telegram import create_bot, create_dispatcher
 from bot.telegram.config import BotConfig
+from ledger.core import Ledger
 from tests.bot.botapi import BotApiStandIn
 from tests.bot.client import TgClient
 
@@ -23,14 +24,13 @@ TON_WALLET = "UQCD39VS5jcptHL8vMjEXrzGaRcCVYto7HUn4bpAOg8xqEBI"
 
 def bot_settings(api_url: str, token: str, **web: str) -> Settings:
     settings = Settings()
-    # Cards read the invoice every time here (tests change invoices behind the bot's back);
-    # test_card_snapshots covers the snapshot.
     settings.telegram = TelegramSettings(bot_token=SecretStr(token), api_url=api_url,
-                                         bot_username="paybot_test_bot", webhook_url=None,
-                                         card_cache_seconds=0)
+                                         bot_username="paybot_test_bot", webhook_url=None)
     settings.web = WebSettings(public_url=web.get("public_url", "https://pay.example.com"))
+    # Cards read the invoice every time here (tests change invoices behind the bot's back);
+    # test_card_snapshots covers the cached read.
     settings.ledger = LedgerSettings(currency="LIQ", ton_rate=Decimal("5.00"),
-                                     invoice_expiry_hours=168)
+                                     invoice_expiry_hours=168, invoice_cache_seconds=0)
     settings.ton = TonSettings(destination_address=TON_WALLET)
     return settings
 
@@ -58,7 +58,7 @@ async def bot(settings: Settings) -> AsyncIterator[Bot]:
 @pytest.fixture
 def dp(engine: AsyncEngine, settings: Settings) -> Dispatcher:
     """A fresh dispatcher per test (fresh form state); it takes the routers over."""
-    return create_dispatcher(engine, settings)
+    return create_dispatcher(Ledger(engine), settings)
 
 
 @pytest.fixture(autouse=True)

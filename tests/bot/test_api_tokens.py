@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from ledger.sellers import MAX_ACTIVE_TOKENS, authenticate, issue_token
+from ledger.api_tokens import authenticate, issue_token
+from ledger.errors import MAX_ACTIVE_TOKENS
 from tests.conftest import run_sql
 
 

@@ -4,6 +4,8 @@ claims, /balance, /inventory, /history, /api — and every way to get it wrong."
 from __future__ import annotations
 
 import asyncio
+import secrets
+from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal
 
@@ -12,13 +14,18 @@ import pytest
 from bot.qr import qr_png
 from bot.telegram import create_dispatcher
 from ledger.accounts import adjust_balance, balance, credit_deposit
-from ledger.invoices import cancel_invoice, create_invoice, get_invoice
+from ledger.api_tokens import issue_token
+from ledger.core import Ledger
+from ledger.errors import MAX_ACTIVE_TOKENS
+from ledger.invoice_reads import get_invoice
+from ledger.invoices import cancel_invoice, create_invoice
 from ledger.payers import tag_for_guest, tag_for_user
 from ledger.payments import pay_from_balance, settle_external_payment
-from ledger.sellers import MAX_ACTIVE_TOKENS, issue_token
+from ledger.transfers import record_transfer, start_cursor
 from tests.bot.client import TgClient
 from tests.bot.conftest import TON_WALLET, bot_settings
 from tests.conftest import run_sql
+from tests.watchers.test_ledger_transfers import SyntheticChain
 
 RATE = Decimal("5.00")
 
@@ -276,6 +283,27 @@ async def test_without_ton_or_a_public_page(person, engine, cfg) -> None:
     assert f"Your personal comment is DEP-{buyer.user.deposit_code}" in reply.plain
 
 
+async def test_a_claim_link_also_hands_over_what_the_guest_overpaid(person, engine) -> None:
+    """A guest sent twice the price with a bare INV-<id>: the operator hands them the claim
+    link; opening it gives the item and puts the excess on their balance, once."""
+    seller, guest = await person(), await person()
+    invoice = await _coffee(engine, seller)  # 12.50 Liquid $ = 2.5 TON
+    chain = SyntheticChain()
+    transfer = chain.next(2 * (invoice.ton_amount or 0), invoice.comment,
+                          invoice=invoice.public_id)
+    address = f"0:{secrets.token_hex(32)}"  # an account of its own: a chain from its start
+    await start_cursor(engine, address, 0, "0" * 64)
+    done = await record_transfer(engine, replace(transfer, address=address), currency="LIQ",
+                                 ton_rate=Decimal("5.00"))
+    assert done.outcome == "excess" and done.claim_token
+    [reply] = await guest.send(f"/start claim_{done.claim_token}")
+    assert reply.plain == ("🎁 It is yours now:\n🎁 coffee-1\n"
+                           "💵 12.50 Liquid $ you paid over the price is on your balance.")
+    assert await balance(engine, guest.user.id) == 1250
+    [again] = await guest.send(f"/start claim_{done.claim_token}")
+    assert "over the price" not in again.plain and await balance(engine, guest.user.id) == 1250
+
+
 async def test_guest_purchase_is_claimed_once(person, engine) -> None:
     seller, claimer, other = await person(), await person(), await person()
     invoice = await _coffee(engine, seller)
@@ -393,11 +421,10 @@ async def test_unknown_text(person) -> None:
 
 
 async def test_card_snapshots(person, engine, bot, bot_api) -> None:
-    """With TELEGRAM_CARD_CACHE_SECONDS, a card may reuse a recent read; every button still
-    reads the invoice, and what happens in the bot drops the snapshot at once."""
+    """With LEDGER_INVOICE_CACHE_SECONDS, a card may reuse a recent read; every button still
+    reads the invoice, and what happens in the bot drops the cached read at once."""
     settings = bot_settings(bot_api.url, bot_api.token)
-    settings.telegram = settings.telegram.model_copy(update={"card_cache_seconds": 60})
-    dp = create_dispatcher(engine, settings)
+    dp = create_dispatcher(Ledger(engine, invoice_cache_seconds=60), settings)
     seller, first, second = await person(), await person(balance=5000), await person(balance=5000)
     a, b = (TgClient(bot_api, dp, bot, p.user) for p in (first, second))
     invoice = await _coffee(engine, seller)
@@ -452,20 +479,20 @@ async def test_a_lost_answer_is_asked_again_with_the_same_button(person, engine,
     them replays the first payment instead of making a second one."""
     import asyncpg
 
-    import bot.telegram.pay as pay_handlers
+    from ledger.batcher import PaymentBatcher
 
     seller, buyer = await person(), await person(balance=5000)
     invoice = await _coffee(engine, seller, kind="multi_use")  # only the key stops a repeat
     [card] = await buyer.send(f"/start pay_{invoice.public_id}")
     [confirm] = (await buyer.tap(card, "from balance")).edited
-    real_pay = pay_handlers.pay_from_balance
+    real_pay = PaymentBatcher.pay
 
     async def commit_then_lose_the_answer(*args, **kwargs):  # type: ignore[no-untyped-def]
         await real_pay(*args, **kwargs)
         raise asyncpg.exceptions.ConnectionDoesNotExistError(
             "connection was closed in the middle of operation")
 
-    monkeypatch.setattr(pay_handlers, "pay_from_balance", commit_then_lose_the_answer)
+    monkeypatch.setattr(PaymentBatcher, "pay", commit_then_lose_the_answer)
     tap = await buyer.tap(confirm, "Confirm payment")
     assert tap.alert
     assert tap.answer_text == ("We could not confirm the payment yet. Tap Confirm again: "
@@ -473,7 +500,7 @@ async def test_a_lost_answer_is_asked_again_with_the_same_button(person, engine,
     assert tap.edited == []  # the confirmation (and its key) stays
     assert len(await _payments(engine, invoice)) == 1
 
-    monkeypatch.setattr(pay_handlers, "pay_from_balance", real_pay)
+    monkeypatch.setattr(PaymentBatcher, "pay", real_pay)
     tap = await buyer.tap(confirm, "Confirm payment")
     assert tap.answer_text == "Already paid with this button — you were charged once."
     [done] = tap.edited

@@ -13,15 +13,18 @@ from pydantic import SecretStr
 from bot.settings import Settings, TelegramSettings
 from bot.telegram import Notifier, create_bot, create_dispatcher
 from bot.telegram.notifier import Backoff
+from ledger.core import Ledger
 from ledger.invoices import create_invoice
 from ledger.payments import pay_from_balance, settle_external_payment
 from tests.bot.client import TgClient
 from tests.conftest import run_sql
+from tests.waiting import wait_until
+from watchers.wakeup import OutboxListener
 
 
 @pytest.fixture
 async def notifier(engine, bot: Bot) -> Notifier:  # type: ignore[no-untyped-def]
-    n = Notifier(engine, bot, backoff=Backoff(base=30.0))
+    n = Notifier(Ledger(engine), bot, backoff=Backoff(base=30.0))
     await n.deliver_due()  # events left by other tests are not this test's business
     return n
 
@@ -124,7 +127,7 @@ async def test_network_down_keeps_events_queued(person, engine, bot_api, notifie
                                         api_url="http://127.0.0.1:9")  # nothing listens there
     dead_bot = create_bot(offline)
     try:
-        report = await Notifier(engine, dead_bot).deliver_due()
+        report = await Notifier(Ledger(engine), dead_bot).deliver_due()
     finally:
         await dead_bot.session.close()
     assert report.failed == 0 and report.retried >= 2
@@ -184,19 +187,39 @@ async def test_payer_without_username_is_a_link(person, engine, notifier, bot_ap
     assert f'<a href="tg://user?id={buyer.id}">#{buyer.id}</a>' in (to_seller.text or "")
 
 
-async def test_a_payment_in_the_bot_kicks_delivery(
-    person, engine, bot, bot_api, settings, notifier
+async def test_a_payment_on_any_path_is_announced_at_once(
+    person, engine, database_url, bot, bot_api, settings, notifier
 ) -> None:
-    kicked = create_dispatcher(engine, settings, notifier=notifier)
-    seller, buyer = await person(), await person(balance=5000, username="bob")
-    invoice = await create_invoice(engine, seller_id=seller.user.id, title="Tea", amount=100)
-    client = TgClient(bot_api, kicked, bot, buyer.user, username="bob")
-    [card] = await client.send(f"/start pay_{invoice.public_id}")
-    [confirm] = (await client.tap(card, "from balance")).edited
-    await client.tap(confirm, "Confirm payment")
-    await notifier.close()  # waits for the delivery the payment started
-    [to_seller] = bot_api.messages(seller.id)
-    assert "By @bob, from balance." in to_seller.plain
+    """After commit, one hook: a payment made in the bot or the Mini App (the same use case:
+    the Ledger's after-commit hook, wired as bot/app.py wires it) or settled from the chain
+    (PostgreSQL's NOTIFY, from whatever process) wakes delivery at once; nothing here calls
+    deliver_due or waits for a poll."""
+    listener = OutboxListener(database_url, [notifier.waker])
+    ledger = Ledger(engine, after_commit=listener.wake)
+    listener.start()
+    try:
+        await wait_until(listener.listening.is_set, "the outbox listener is listening")
+        seller, buyer = await person(), await person(balance=5000, username="bob")
+        by_bot, by_app, by_chain = [
+            await create_invoice(engine, seller_id=seller.user.id, title=title, amount=100)
+            for title in ("Tea", "Cake", "Jam")]
+        client = TgClient(bot_api, create_dispatcher(ledger, settings), bot, buyer.user,
+                          username="bob")
+        [card] = await client.send(f"/start pay_{by_bot.public_id}")
+        [confirm] = (await client.tap(card, "from balance")).edited
+        await client.tap(confirm, "Confirm payment")
+        await ledger.pay_from_balance(by_app.public_id, buyer.user.id, "mini-app-tap")
+        await settle_external_payment(engine, by_chain.public_id, method="ton",
+                                      reference=f"tx-{by_chain.public_id}")
+
+        def told() -> set[str]:
+            return {title for m in bot_api.messages(seller.id)
+                    for title in ("Tea", "Cake", "Jam") if title in m.plain}
+
+        assert await wait_until(lambda: told() == {"Tea", "Cake", "Jam"},
+                                "the seller is told of all three payments")
+    finally:
+        await listener.close()
 
 
 async def test_a_ton_deposit_is_announced_to_the_depositor(person, engine, notifier,

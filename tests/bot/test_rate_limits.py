@@ -7,6 +7,7 @@ from decimal import Decimal
 
 from bot.settings import TelegramSettings
 from bot.telegram import create_dispatcher
+from ledger.core import Ledger
 from ledger.invoices import create_invoice
 from tests.bot.client import TgClient
 from tests.bot.conftest import bot_settings
@@ -18,7 +19,7 @@ def limited_dispatcher(engine, bot_api, rate: str):  # type: ignore[no-untyped-d
     settings = bot_settings(bot_api.url, bot_api.token)
     settings.telegram = TelegramSettings(**{**settings.telegram.model_dump(),
                                             "rate_per_user": rate})
-    return create_dispatcher(engine, settings)
+    return create_dispatcher(Ledger(engine), settings)
 
 
 async def test_invoice_command_is_limited_per_user(engine, bot_api, bot, make_user) -> None:

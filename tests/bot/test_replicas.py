@@ -29,6 +29,7 @@ from aiohttp import web
 
 from bot.telegram import create_dispatcher
 from ledger.accounts import adjust_balance
+from ledger.core import Ledger
 from ledger.invoices import list_invoices
 from ledger.users import ensure_user
 from tests.bot.botapi import BotApiStandIn, ChatMessage
@@ -63,14 +64,14 @@ async def eventually(check: Callable[[], Any], what: str) -> None:
 async def test_a_conversation_survives_a_restart(engine, settings, bot, bot_api,
                                                  make_user) -> None:
     seller = await make_user()
-    before = TgClient(bot_api, create_dispatcher(engine, settings), bot, seller)
+    before = TgClient(bot_api, create_dispatcher(Ledger(engine), settings), bot, seller)
     [ask_title] = await before.send("/invoice")
     assert "Send the title" in ask_title.plain
     [ask_amount] = await before.send("Coffee beans")
     assert "How much" in ask_amount.plain
 
     # The process restarts: a new dispatcher, a new storage object, nothing kept in memory.
-    after = TgClient(bot_api, create_dispatcher(engine, settings), bot, seller)
+    after = TgClient(bot_api, create_dispatcher(Ledger(engine), settings), bot, seller)
     [ask_kind] = await after.send("12.50")
     assert "Who can pay it?" in ask_kind.plain
     [ask_expiry] = (await after.tap(ask_kind, "One buyer")).sent
@@ -166,7 +167,7 @@ async def replicas(world: World, toncenter: Toncenter, bot_api: BotApiStandIn,
         "DATABASE_URL": world.url,
         "WEB_HOST": "127.0.0.1", "WEB_PUBLIC_URL": "https://pay.example.com",
         "TELEGRAM_BOT_TOKEN": bot_api.token, "TELEGRAM_API_URL": bot_api.url,
-        "TELEGRAM_BOT_USERNAME": "paybot_test_bot", "TELEGRAM_CARD_CACHE_SECONDS": "0",
+        "TELEGRAM_BOT_USERNAME": "paybot_test_bot", "LEDGER_INVOICE_CACHE_SECONDS": "0",
         "TELEGRAM_WEBHOOK_URL": f"https://bot.example.com{HOOK_PATH}",
         "TELEGRAM_WEBHOOK_SECRET": SECRET,
         "TON_DESTINATION_ADDRESS": DESTINATION, "TON_SOURCE": "http",

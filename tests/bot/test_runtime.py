@@ -17,18 +17,10 @@ from pydantic import SecretStr
 from bot.app import serve
 from bot.settings import Settings, TelegramSettings, WebSettings
 from bot.telegram import TelegramService
+from ledger.core import Ledger
 from tests.bot.botapi import BotApiStandIn
 from tests.bot.conftest import bot_settings
-
-WAIT = 20.0  # generous upper bound for background work to show up; not a timing assertion
-
-
-async def eventually(check: Callable[[], bool]) -> None:
-    deadline = asyncio.get_running_loop().time() + WAIT
-    while not check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("the bot did not react")
-        await asyncio.sleep(0.02)
+from tests.waiting import wait_until
 
 
 def start_update(api: BotApiStandIn, telegram_id: int, text: str = "/start") -> None:
@@ -47,13 +39,13 @@ def _replied(api: BotApiStandIn, telegram_id: int) -> Callable[[], bool]:
 async def test_long_polling_and_start_up_calls(engine, bot_api, settings, make_user) -> None:
     bot_api.missing_methods.add("setmycommands")  # a Bot API server without it: not fatal
     scheduler = AsyncIOScheduler()
-    service = TelegramService(settings, engine, web.Application(), scheduler)
+    service = TelegramService(settings, Ledger(engine), web.Application(), scheduler)
     assert scheduler.get_job("telegram_notifier") is not None
     await service.start()
     try:
         user = await make_user()
         start_update(bot_api, user.telegram_id)
-        await eventually(_replied(bot_api, user.telegram_id))
+        await wait_until(_replied(bot_api, user.telegram_id), "the bot's answer to /start")
     finally:
         await service.stop()
     methods = [c.method for c in bot_api.calls]
@@ -67,12 +59,12 @@ async def test_long_polling_and_start_up_calls(engine, bot_api, settings, make_u
 async def test_polling_survives_get_me_failing_at_first(engine, bot_api, settings,
                                                         make_user) -> None:
     bot_api.fail(500, "Internal Server Error", method="getMe", times=2)
-    service = TelegramService(settings, engine, web.Application())
+    service = TelegramService(settings, Ledger(engine), web.Application())
     await service.start()  # the first getMe fails here, the second in polling: it restarts
     try:
         user = await make_user()
         start_update(bot_api, user.telegram_id)
-        await eventually(_replied(bot_api, user.telegram_id))
+        await wait_until(_replied(bot_api, user.telegram_id), "the bot's answer to /start")
     finally:
         await service.stop()
 
@@ -80,7 +72,7 @@ async def test_polling_survives_get_me_failing_at_first(engine, bot_api, setting
 async def test_username_from_get_me_is_used_in_links(engine, bot_api) -> None:
     settings = bot_settings(bot_api.url, bot_api.token)
     settings.telegram = settings.telegram.model_copy(update={"bot_username": "stale_name"})
-    service = TelegramService(settings, engine, web.Application())
+    service = TelegramService(settings, Ledger(engine), web.Application())
     try:
         await service._refresh_username()
         assert service.dp["cfg"].bot_username == "paybot_test_bot"
@@ -99,7 +91,7 @@ def webhook_settings(bot_api: BotApiStandIn) -> Settings:
 
 async def test_webhook_checks_the_secret(engine, bot_api, webhook_settings, make_user) -> None:
     app = web.Application()
-    service = TelegramService(webhook_settings, engine, app)
+    service = TelegramService(webhook_settings, Ledger(engine), app)
     user = await make_user()
     update = {"update_id": 1, "message": {
         "message_id": 1, "date": 1_700_000_000, "text": "/start",
@@ -108,7 +100,8 @@ async def test_webhook_checks_the_secret(engine, bot_api, webhook_settings, make
     bot_api.fail(502, "Bad Gateway", method="setWebhook")  # Telegram unreachable at first
     async with TestClient(TestServer(app)) as http:
         await service.start()
-        await eventually(lambda: len(bot_api.calls_of("setWebhook")) == 2)
+        await wait_until(lambda: len(bot_api.calls_of("setWebhook")) == 2,
+                         "setWebhook asked again after Telegram failed it")
         [_failed, hook] = bot_api.calls_of("setWebhook")
         assert hook.params["url"] == "https://bot.example.com/tg/hook"
         assert hook.params["secret_token"] == "s3cret-token"
@@ -117,14 +110,16 @@ async def test_webhook_checks_the_secret(engine, bot_api, webhook_settings, make
         for headers in ({}, {"X-Telegram-Bot-Api-Secret-Token": "wrong"}):
             response = await http.post("/tg/hook", json=update, headers=headers)
             assert response.status == 401
-        await asyncio.sleep(0.2)  # let anything wrongly accepted reach the stand-in
         assert bot_api.messages(user.telegram_id) == []
 
         response = await http.post("/tg/hook", json=update,
                                    headers={"X-Telegram-Bot-Api-Secret-Token": "s3cret-token"})
         assert response.status == 200
-        await eventually(_replied(bot_api, user.telegram_id))
+        await wait_until(_replied(bot_api, user.telegram_id), "the bot's answer to /start")
         await service.stop()
+    # The refused copies came first (and one user's updates are handled in turn): had either
+    # been let in, its answer would be here too.
+    assert [m.from_bot for m in bot_api.messages(user.telegram_id)] == [True]
 
 
 def _free_port() -> int:
@@ -141,13 +136,15 @@ async def _serve_until(settings: Settings, database_url: str,
     task = asyncio.create_task(serve(settings, database_url, stop))
     try:
         async with ClientSession() as http:
-            for _ in range(500):
+
+            async def serving() -> bool:
                 try:
                     async with http.get(f"http://127.0.0.1:{port}/healthz") as r:
-                        if r.status == 200:
-                            break
+                        return r.status == 200
                 except OSError:
-                    await asyncio.sleep(0.05)
+                    return False
+
+            await wait_until(serving, "paybot serving /healthz", task=task)
             await until(port)
     finally:
         stop.set()
@@ -186,7 +183,7 @@ async def test_run_with_a_token_answers_in_telegram(database_url, bot_api, make_
 
     async def answers(port: int) -> None:
         start_update(bot_api, user.telegram_id)
-        await eventually(_replied(bot_api, user.telegram_id))
+        await wait_until(_replied(bot_api, user.telegram_id), "the bot's answer to /start")
 
     await _serve_until(settings, database_url, answers)
 
@@ -195,8 +192,8 @@ async def test_every_edge_links_to_the_bot_get_me_names(database_url, engine, bo
                                                          make_user) -> None:
     """TELEGRAM_BOT_USERNAME left at its default: the pay page, its JSON and the seller API
     name the bot that getMe reports, as the bot's own links do."""
+    from ledger.api_tokens import issue_token
     from ledger.invoices import create_invoice
-    from ledger.sellers import issue_token
 
     settings = bot_settings(bot_api.url, bot_api.token)
     settings.telegram = settings.telegram.model_copy(update={"bot_username": "paybot"})
@@ -208,14 +205,16 @@ async def test_every_edge_links_to_the_bot_get_me_names(database_url, engine, bo
     async def links_name_the_real_bot(port: int) -> None:
         base = f"http://127.0.0.1:{port}"
         async with ClientSession() as http:
-            deadline = asyncio.get_running_loop().time() + WAIT
-            while True:  # getMe runs right after the site starts serving
+
+            async def page_links_the_real_bot() -> str | None:
                 async with http.get(f"{base}/pay/{invoice.public_id}") as r:
                     page = await r.text()
-                if login in page or asyncio.get_running_loop().time() > deadline:
-                    break
-                await asyncio.sleep(0.05)
-            assert login in page and "t.me/paybot?" not in page
+                return page if login in page else None
+
+            # getMe runs right after the site starts serving
+            page = await wait_until(page_links_the_real_bot,
+                                    "the pay page linking the bot getMe names")
+            assert "t.me/paybot?" not in page
             async with http.get(f"{base}/pay/{invoice.public_id}/status") as r:
                 status = await r.text()
             assert "t.me/paybot_test_bot" in status and "t.me/paybot?" not in status

@@ -9,7 +9,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from bot.qr import qr_png
-from ledger.invoices import create_invoice, get_invoice, list_invoices
+from ledger.invoice_reads import get_invoice
+from ledger.invoices import create_invoice, list_invoices
 from ledger.payments import pay_from_balance
 
 PNG = b"\x89PNG\r\n\x1a\n"

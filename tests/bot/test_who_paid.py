@@ -12,18 +12,20 @@ from aiogram import Bot
 
 from bot.telegram import Notifier
 from bot.telegram.notifier import Backoff
+from ledger.core import Ledger
 from ledger.invoices import create_invoice
 from ledger.payers import set_contact, tag_for_guest
 from ledger.payments import pay_from_balance, settle_external_payment
-from ledger.transfers import record_invoice_contact, record_transfer, start_cursor
+from ledger.transfers import record_transfer, start_cursor
 from tests.bot.client import TgClient
+from tests.conftest import legacy_contact
 from tests.watchers.conftest import RATE
 from tests.watchers.test_ledger_transfers import SyntheticChain
 
 
 @pytest.fixture
 async def notifier(engine, bot: Bot) -> Notifier:  # type: ignore[no-untyped-def]
-    n = Notifier(engine, bot, backoff=Backoff(base=30.0))
+    n = Notifier(Ledger(engine), bot, backoff=Backoff(base=30.0))
     await n.deliver_due()  # events left by other tests are not this test's business
     return n
 
@@ -54,7 +56,7 @@ async def test_a_guest_is_named_by_the_contact_they_left(make_user, bot_api, dp,
                                                          notifier) -> None:
     seller = TgClient(bot_api, dp, bot, await make_user(language="ru"), language="ru")
     invoice = await _coffee(engine, seller)
-    await record_invoice_contact(engine, invoice.public_id, email="guest@example.com")
+    await legacy_contact(engine, invoice.public_id, email="guest@example.com")
     await settle_external_payment(engine, invoice.public_id, method="ton",
                                   reference=f"tx-{invoice.public_id}")
     await notifier.deliver_due()
@@ -69,8 +71,8 @@ async def test_a_guest_nobody_knows_and_an_unpaid_invoice(make_user, bot_api, dp
     seller = TgClient(bot_api, dp, bot, await make_user())
     paid, unpaid = await _coffee(engine, seller), await _coffee(engine, seller)
     # Two guests left contacts: nobody can tell whose money it was, so no name is guessed.
-    await record_invoice_contact(engine, paid.public_id, email="one@example.com")
-    await record_invoice_contact(engine, paid.public_id, telegram="@someone_else")
+    await legacy_contact(engine, paid.public_id, email="one@example.com")
+    await legacy_contact(engine, paid.public_id, telegram="@someone_else")
     await settle_external_payment(engine, paid.public_id, method="ton",
                                   reference=f"tx-{paid.public_id}")
     await notifier.deliver_due()

@@ -75,6 +75,15 @@ async def test_operator_lists_and_resolves_transfers(
     code, out, _ = await paybot(world, "transfers", "--unmatched")
     assert len(out.splitlines()) == 7
 
+    # One invoice's story: 0.99 TON, then the rest, paid.
+    code, out, err = await paybot(world, "transfers", "--invoice", "inv-5t6v8w2xyz4ab")
+    head, *rows = out.splitlines()
+    assert code == 0, err
+    assert head.startswith("INV-5T6V8W2XYZ4AB\tpaid\t") and "received 1 TON" in head
+    assert [r.split("\t")[3] for r in rows if "\t" in r] == ["partial", "paid"]
+    code, _, err = await paybot(world, "transfers", "--invoice", "nope")
+    assert code == 2 and "invoice_not_found" in err
+
     # Bad input: a clear message, a non-zero exit, nothing changed.
     code, _, err = await paybot(world, "resolve", "zz", "--refund-note", "x")
     assert code == 2 and "transfer_not_found" in err

@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy.exc import DBAPIError
 
-from ledger.invoices import get_invoice
-from ledger.transfers import BelowCursor, get_cursor, record_transfer, start_cursor
+from ledger.errors import BelowCursor
+from ledger.invoice_reads import get_invoice
+from ledger.transfers import get_cursor, record_transfer, start_cursor
 from tests.conftest import run_sql
 from tests.watchers.conftest import HASH_OF_CASE, RATE, Toncenter, World, run_until_idle
 from tests.watchers.standins import DESTINATION, TXS

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from ledger.accounts import balance
-from ledger.invoices import get_invoice
+from ledger.invoice_reads import get_invoice
 from ledger.payments import grants_of_user
 from tests.conftest import run_sql
 from tests.watchers.conftest import (

@@ -12,29 +12,29 @@ from datetime import timedelta
 import pytest
 
 from ledger.accounts import balance
-from ledger.errors import InvoiceAlreadyPaid, InvoiceNotFound, UserNotFound
-from ledger.invoices import create_invoice, get_invoice
-from ledger.payments import claim_grant, grants_of_user
-from ledger.transfers import (
-    ChainTransfer,
+from ledger.errors import (
     HoldOfInvoice,
-    InvalidContact,
     InvalidResolution,
+    InvoiceAlreadyPaid,
+    InvoiceNotFound,
     InvoiceNotTon,
     NotEnoughForInvoice,
     NothingHeld,
     TransferNotFound,
+    UserNotFound,
+)
+from ledger.invoice_reads import get_invoice
+from ledger.invoices import create_invoice
+from ledger.payments import claim_grant, grants_of_user
+from ledger.transfer_admin import (
     claim_excess,
-    invoice_contacts,
     list_transfers,
-    record_invoice_contact,
-    record_transfer,
     resolve_transfer,
-    start_cursor,
     transfers_for_invoice,
 )
+from ledger.transfers import ChainTransfer, record_transfer, start_cursor
 from ledger.users import ensure_user
-from tests.conftest import run_sql
+from tests.conftest import legacy_contact, run_sql
 from tests.watchers.conftest import HASH_OF_CASE, RATE, TON, Toncenter, World, run_until_idle
 from tests.watchers.standins import DESTINATION, Chain
 from watchers.ton_sources import HttpApiSource
@@ -134,8 +134,8 @@ async def test_saying_you_pay_does_not_make_you_the_payer_of_a_bare_transfer(
     """A logged-in buyer said they pay, then a bare `INV-<id>` arrived: anyone could have sent
     it (the reference is public), so the item waits for proof and the excess stays held. The
     payer is whoever the comment's payer tag names (tests/watchers/test_payer_tags.py)."""
-    await record_invoice_contact(world.engine, "1C3D5E7F9G0HJ", user_id=world.buyer.id)
-    await record_invoice_contact(world.engine, "3N8P5R1CVD6YE", email="guest@example.com")
+    await legacy_contact(world.engine, "1C3D5E7F9G0HJ", user_id=world.buyer.id)
+    await legacy_contact(world.engine, "3N8P5R1CVD6YE", email="guest@example.com")
     await settle_fixtures(world, toncenter, visible=BARE_CASES)
 
     over = await transfers_for_invoice(world.engine, "1C3D5E7F9G0HJ")
@@ -327,25 +327,3 @@ async def test_a_stranded_partial_goes_to_another_invoice(world: World) -> None:
     assert (seen.status, seen.partial_nano, seen.excess_held_nano) == ("paid", 0, 100_000_000)
     assert (await get_invoice(world.engine, a.public_id)).status == "pending"
     assert await world.invariants() == []
-
-
-# --- contacts ----------------------------------------------------------------------------
-
-
-async def test_contacts_are_validated(world: World) -> None:
-    pid = "8B2D4F6H8K0MP"
-    c = await record_invoice_contact(world.engine, pid, telegram="@Some_Buyer",
-                                     email=" a@b.co ")
-    assert (c.telegram, c.email, c.invoice) == ("Some_Buyer", "a@b.co", pid)
-    c2 = await record_invoice_contact(world.engine, pid, telegram="https://t.me/other_one")
-    assert c2.telegram == "other_one"
-    for kwargs in (dict(), dict(email="not-an-email"), dict(email="a@b"),
-                   dict(email="x" * 250 + "@b.co"), dict(telegram="@ab"),
-                   dict(telegram="bad name!"), dict(telegram="@" + "a" * 33)):
-        with pytest.raises(InvalidContact):
-            await record_invoice_contact(world.engine, pid, **kwargs)  # type: ignore[arg-type]
-    with pytest.raises(InvoiceNotFound):
-        await record_invoice_contact(world.engine, "INV-NOPE", email="a@b.co")
-    with pytest.raises(UserNotFound):
-        await record_invoice_contact(world.engine, pid, user_id=10**12)
-    assert [x.id for x in await invoice_contacts(world.engine, pid)] == [c.id, c2.id]

@@ -16,15 +16,17 @@ from typing import Any
 
 import pytest
 
+from bot.api.views import invoice_renderer
+from bot.links import Links
 from ledger.accounts import adjust_balance
 from ledger.errors import InvoiceExpired
 from ledger.invariants import check_invariants
-from ledger.invoices import create_invoice, expire_due_invoices, get_invoice
+from ledger.invoice_reads import get_invoice
+from ledger.invoices import create_invoice, expire_due_invoices
 from ledger.migrate import upgrade
 from ledger.outbox import OutboxEvent
 from ledger.payments import pay_from_balance
 from ledger.postgres import make_engine
-from ledger.sellers import Links
 from ledger.users import ensure_user
 from tests.conftest import run_sql
 from tests.watchers.conftest import HASH_OF_CASE, RATE, TON, run_until_idle
@@ -125,7 +127,7 @@ async def test_a_transfer_sent_before_expiry_and_seen_after_is_paid_late(
             inv = await get_invoice(engine, public_id)
             story[public_id] = []
             for e in await callbacks_of(engine, public_id):
-                doc = json.loads(event_body(e, inv, links))
+                doc = json.loads(event_body(e, inv, invoice_renderer(links)))
                 story[public_id].append((doc["type"], doc["invoice"]["status"],
                                          doc.get("payment", {}).get("paid_late")))
         assert story == {

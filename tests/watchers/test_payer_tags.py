@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 
 from ledger.accounts import balance
-from ledger.errors import ClaimNotFound
-from ledger.payers import TagTaken, bind_user, guest_purchase, tag_for_guest
+from ledger.errors import ClaimNotFound, TagTaken
+from ledger.payers import bind_user, guest_purchase, tag_for_guest
 from ledger.payments import grants_of_user
 from ledger.users import ensure_user
 from tests.conftest import run_sql

@@ -18,8 +18,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.settings import Settings, TelegramSettings, TonSettings, WebSettings
+from bot.settings import LedgerSettings, Settings, TelegramSettings, TonSettings, WebSettings
 from bot.web import setup_pay_pages
+from ledger.core import Ledger
 from ledger.invoices import create_invoice
 from ledger.models import Invoice, User
 
@@ -38,8 +39,8 @@ def make_settings(*, token: str | None = BOT_TOKEN, address: str | None = DEST["
     settings.telegram = TelegramSettings(bot_token=token, bot_username=BOT_USERNAME)
     # No page cache by default: most tests look at the page right after changing the invoice.
     settings.web = WebSettings(public_url=public_url, init_data_max_age=MAX_AGE,
-                               cookie_secret="test-cookie-secret",
-                               page_cache_seconds=page_cache_seconds)
+                               cookie_secret="test-cookie-secret")
+    settings.ledger = LedgerSettings(invoice_cache_seconds=page_cache_seconds)
     settings.ton = TonSettings(destination_address=address)
     return settings
 
@@ -74,7 +75,8 @@ def settings() -> Settings:
 
 def make_app(engine: AsyncEngine, settings: Settings) -> web.Application:
     app = web.Application()
-    setup_pay_pages(app, engine, settings)
+    ledger = Ledger(engine, invoice_cache_seconds=settings.ledger.invoice_cache_seconds)
+    setup_pay_pages(app, ledger, settings)
     return app
 
 

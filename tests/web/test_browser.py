@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.web import setup_pay_pages
 from ledger.accounts import balance
+from ledger.core import Ledger
 from ledger.payers import find_tag
 from tests.conftest import run_sql
 from tests.web.cdp import chromium_page, find_chromium
@@ -89,7 +90,7 @@ async def served(engine: AsyncEngine) -> AsyncIterator[tuple[str, list[str]]]:
         return response
 
     app = web.Application(middlewares=[record])
-    setup_pay_pages(app, engine, make_settings(public_url=base), poll_ms=300)
+    setup_pay_pages(app, Ledger(engine), make_settings(public_url=base), poll_ms=300)
     runner = web.AppRunner(app)
     await runner.setup()
     await web.SockSite(runner, sock).start()
@@ -197,14 +198,14 @@ async def test_mini_app_keeps_its_key_until_the_server_knows(
     same payment. Only a definite answer ends the attempt: a new tap then is a new purchase."""
     import asyncpg
 
-    import bot.web.routes as routes
+    from ledger.batcher import PaymentBatcher
 
     base, requested = served
     invoice = await make_invoice(kind="multi_use")
     buyer = await make_user(balance=5000, username="unlucky_buyer")
     init = sign_init_data(tg_user(buyer))
     fragment = f"tgWebAppData={quote(init, safe='')}&tgWebAppVersion=8.0&tgWebAppPlatform=ios"
-    real_pay = routes.pay_from_balance
+    real_pay = PaymentBatcher.pay
     lose = {"answers": 0}
 
     async def commit_then_maybe_lose_the_answer(*args, **kwargs):
@@ -215,7 +216,7 @@ async def test_mini_app_keeps_its_key_until_the_server_knows(
                 "connection was closed in the middle of operation")
         return result
 
-    monkeypatch.setattr(routes, "pay_from_balance", commit_then_maybe_lose_the_answer)
+    monkeypatch.setattr(PaymentBatcher, "pay", commit_then_maybe_lose_the_answer)
     message = "document.getElementById('pay-message')"
     settled = (f"{message}.textContent === 'Payment complete. Thank you!'"
                f" || {message}.className.includes('error')")

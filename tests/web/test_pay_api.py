@@ -10,7 +10,9 @@ import asyncpg
 import sqlalchemy.exc
 
 from ledger.accounts import balance
-from ledger.invoices import cancel_invoice, get_invoice
+from ledger.batcher import PaymentBatcher
+from ledger.invoice_reads import get_invoice
+from ledger.invoices import cancel_invoice
 from ledger.payments import pay_from_balance, settle_external_payment
 from ledger.users import find_user_by_telegram
 from tests.conftest import run_sql
@@ -281,13 +283,15 @@ async def test_bad_request_bodies_are_400(client, make_invoice, make_user, engin
     assert await balance(engine, buyer.id) == 2000
 
 
-async def test_same_key_for_another_invoice_is_409(client, make_invoice, make_user):
+async def test_same_key_for_another_invoice_is_422(client, make_invoice, make_user):
+    # As the seller API answers it (and the IETF Idempotency-Key draft): the key was used for
+    # a different request, so this request cannot be processed with it.
     buyer = await make_user(balance=9000)
     init = sign_init_data(tg_user(buyer))
     first, second = await make_invoice(), await make_invoice()
     assert (await pay(client, first, init, key="reused")).status == 200
     resp = await pay(client, second, init, key="reused")
-    assert resp.status == 409
+    assert resp.status == 422
     assert (await resp.json())["error"]["code"] == "idempotency_key_reused"
 
 
@@ -327,29 +331,28 @@ def _connection_lost() -> Exception:
 def _database_down_after_payment(monkeypatch) -> dict[str, bool]:
     """Every read the pay route could make fails once a payment has committed."""
     import bot.web.routes as routes
-    import bot.web.view as view
+    from ledger.batcher import PaymentBatcher
+    from ledger.invoice_reads import InvoiceReader
 
     state = {"down": False}
-    real_pay = routes.pay_from_balance
+    real_pay = PaymentBatcher.pay
 
     async def pay_then_go_down(*args, **kwargs):
         result = await real_pay(*args, **kwargs)
         state["down"] = True
         return result
 
-    monkeypatch.setattr(routes, "pay_from_balance", pay_then_go_down)
-    for module, name in ((routes, "load_invoice"), (view, "load_invoice"), (routes, "balance"),
-                         (routes, "find_user_by_telegram"), (routes, "guest_purchase")):
-        original = getattr(module, name, None)
-        if original is None:
-            continue
+    monkeypatch.setattr(PaymentBatcher, "pay", pay_then_go_down)
+    for owner, name in ((InvoiceReader, "read"), (routes, "balance"),
+                        (routes, "find_user_by_telegram"), (routes, "guest_purchase")):
+        original = getattr(owner, name)
 
         async def failing(*args, _original=original, **kwargs):
             if state["down"]:
                 raise _shutting_down()
             return await _original(*args, **kwargs)
 
-        monkeypatch.setattr(module, name, failing)
+        monkeypatch.setattr(owner, name, failing)
     return state
 
 
@@ -392,18 +395,17 @@ async def test_a_one_time_invoice_paid_then_reads_failing_says_paid(
 async def test_an_answer_lost_after_the_commit_is_503_retry_and_the_retry_replays(
     client, make_invoice, make_user, engine, monkeypatch
 ):
-    import bot.web.routes as routes
 
     invoice = await make_invoice(kind="multi_use")
     buyer = await make_user(balance=5000)
     init = sign_init_data(tg_user(buyer))
-    real_pay = routes.pay_from_balance
+    real_pay = PaymentBatcher.pay
 
     async def commit_then_lose_the_answer(*args, **kwargs):
         await real_pay(*args, **kwargs)
         raise _connection_lost()
 
-    monkeypatch.setattr(routes, "pay_from_balance", commit_then_lose_the_answer)
+    monkeypatch.setattr(PaymentBatcher, "pay", commit_then_lose_the_answer)
     resp = await pay(client, invoice, init, key="tap-1")
     assert resp.status == 503
     assert int(resp.headers["Retry-After"]) >= 1
@@ -412,7 +414,7 @@ async def test_an_answer_lost_after_the_commit_is_503_retry_and_the_retry_replay
     assert "not be charged twice" in error["message"]
     assert await payments_of(engine, invoice) == 1  # it did happen; the server cannot know
 
-    monkeypatch.setattr(routes, "pay_from_balance", real_pay)
+    monkeypatch.setattr(PaymentBatcher, "pay", real_pay)
     again = await pay(client, invoice, init, key="tap-1")  # the client repeats the same key
     assert again.status == 200
     body = await again.json()
@@ -425,24 +427,23 @@ async def test_an_answer_lost_after_the_commit_is_503_retry_and_the_retry_replay
 async def test_a_pool_timeout_before_the_payment_is_503_and_the_retry_pays_once(
     client, make_invoice, make_user, engine, monkeypatch
 ):
-    import bot.web.routes as routes
 
     invoice = await make_invoice()
     buyer = await make_user(balance=2000)
     init = sign_init_data(tg_user(buyer))
-    real_pay = routes.pay_from_balance
+    real_pay = PaymentBatcher.pay
 
     async def pool_timeout(*args, **kwargs):
         raise sqlalchemy.exc.TimeoutError("QueuePool limit of size 10 overflow 10 reached, "
                                           "connection timed out, timeout 30.00")
 
-    monkeypatch.setattr(routes, "pay_from_balance", pool_timeout)
+    monkeypatch.setattr(PaymentBatcher, "pay", pool_timeout)
     resp = await pay(client, invoice, init, key="tap-1")
     assert resp.status == 503 and (await resp.json())["error"]["code"] == "retry"
     assert "Retry-After" in resp.headers
     assert await payments_of(engine, invoice) == 0 and await balance(engine, buyer.id) == 2000
 
-    monkeypatch.setattr(routes, "pay_from_balance", real_pay)
+    monkeypatch.setattr(PaymentBatcher, "pay", real_pay)
     again = await pay(client, invoice, init, key="tap-1")
     assert again.status == 200 and (await again.json())["payment"]["replayed"] is False
     assert await payments_of(engine, invoice) == 1 and await balance(engine, buyer.id) == 750

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from ledger.invoices import expire_due_invoices
 from ledger.payments import pay_from_balance
 from tests.conftest import run_sql
 
@@ -307,3 +308,21 @@ async def test_titles_and_descriptions_cannot_spoof_what_buyers_see(api, make_se
     assert body["title"] == "Invoice fdp.exe x[31m"
     # line breaks stay, controls and marks go; the emoji family keeps its joiner
     assert body["description"] == "Line one\nLine two \U0001f468\u200d\U0001f469"
+
+
+async def test_an_expired_invoice_is_gone_for_the_api_as_for_the_pay_page(
+    api, make_seller, engine
+) -> None:
+    """The same refusal gets the same status on every HTTP route (tests/test_errors.py): an
+    expired invoice is 410 `invoice_expired` here, as paying it is on the pay page."""
+    seller = await make_seller()
+    inv = await (await api.post(f"{BASE}/invoices", headers=seller.auth,
+                                json={"title": "x", "amount": "1"})).json()
+    await run_sql(engine, "UPDATE invoices SET expires_at = now() - interval '1 minute' "
+                          "WHERE public_id = :id", id=inv["id"])
+    await expire_due_invoices(engine)  # the expiry job ran
+    resp = await api.post(f"{BASE}/invoices/{inv['id']}/cancel", headers=seller.auth)
+    assert resp.status == 410
+    assert (await resp.json())["error"]["code"] == "invoice_expired"
+    got = await (await api.get(f"{BASE}/invoices/{inv['id']}", headers=seller.auth)).json()
+    assert got["status"] == "expired"  # the refused cancel changed nothing else

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import threading
+from base64 import b32encode
 
 # Crockford base32: no I, L, O, U, so ids survive being read aloud or typed by hand.
 ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -42,10 +43,14 @@ class _RandomBytes:
 _random_bytes = _RandomBytes()
 
 
+# RFC 4648 base32 (C code) renamed symbol for symbol to Crockford's alphabet
+_TO_CROCKFORD = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", ALPHABET.encode())
+
+
 def _random_code(length: int) -> str:
     # 5 random bits per character: each of the 32 symbols equally likely.
-    bits = int.from_bytes(_random_bytes.take((5 * length + 7) // 8))
-    return "".join(ALPHABET[(bits >> (5 * i)) & 31] for i in range(length))
+    raw = b32encode(_random_bytes.take((5 * length + 7) // 8))
+    return raw[:length].translate(_TO_CROCKFORD).decode()
 
 
 def new_invoice_id() -> str:

@@ -1,7 +1,7 @@
 """The one read path for invoices: the pay page, its status API, the Mini App, the bot's cards
 and buttons, the seller API and the notices all read an invoice (with its seller) here.
 
-- `read_invoice(db, id)`: one query, on an engine or inside a caller's transaction.
+- `get_invoice(db, id)`: the invoice alone, on an engine or inside a caller's transaction.
 - `InvoiceReader`: the same query for every id asked at about the same time — one round trip
   and one pooled connection per batch (ledger/coalesce.py); each answer is still read after
   its request arrived, never an older state.
@@ -34,11 +34,6 @@ SELECT {_COLUMNS}
   FROM invoices i JOIN users u ON u.id = i.seller_id
  WHERE i.public_id = ANY($1::text[])
 """
-_READ_ONE = f"""
-SELECT {_COLUMNS}
-  FROM invoices i JOIN users u ON u.id = i.seller_id
- WHERE i.public_id = :id
-"""
 
 
 @dataclass(frozen=True, eq=False)
@@ -53,15 +48,6 @@ class InvoiceRead:
     def from_row(cls, row: Any) -> InvoiceRead:
         seller = User(*(row[f"seller_{c}"] for c in _SELLER))
         return cls(Invoice.from_row(row), seller)
-
-
-async def read_invoice(db: Executor, public_id: str) -> InvoiceRead:
-    """The invoice and its seller; InvoiceNotFound for unknown or malformed ids."""
-    canonical = parse_invoice_id(public_id)
-    row = await fetch_one(db, _READ_ONE, id=canonical) if canonical is not None else None
-    if row is None:
-        raise InvoiceNotFound(public_id[:40])
-    return InvoiceRead.from_row(row)
 
 
 async def get_invoice(db: Executor, public_id: str) -> Invoice:

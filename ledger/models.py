@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
+from operator import itemgetter
 from typing import Any
 
 from asyncpg import Record
@@ -56,7 +57,7 @@ class Invoice:
 
     @classmethod
     def from_row(cls, row: RowMapping | Record) -> Invoice:
-        return cls(*(row[name] for name in INVOICE_FIELDS))
+        return cls(*_invoice_values(row))
 
     @property
     def comment(self) -> str:
@@ -72,6 +73,8 @@ class Invoice:
 
 
 INVOICE_FIELDS = tuple(f.name for f in fields(Invoice))
+# every field by name in one C call (a mapping or an asyncpg Record): rows are built per request
+_invoice_values = itemgetter(*INVOICE_FIELDS)
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ledger.db import Executor, fetch_one
 from ledger.errors import UserNotFound
-from ledger.ids import new_deposit_code, normalize_code
+from ledger.ids import new_deposit_code
 from ledger.models import User
 from ledger.text import clean_line
 
@@ -68,11 +68,4 @@ async def get_user(db: Executor, user_id: int) -> User:
 
 async def find_user_by_telegram(db: Executor, telegram_id: int) -> User | None:
     row = await fetch_one(db, "SELECT * FROM users WHERE telegram_id = :tg", tg=telegram_id)
-    return None if row is None else User.from_row(row)
-
-
-async def find_user_by_deposit_code(db: Executor, code: str) -> User | None:
-    row = await fetch_one(
-        db, "SELECT * FROM users WHERE deposit_code = :code", code=normalize_code(code)
-    )
     return None if row is None else User.from_row(row)

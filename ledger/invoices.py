@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -11,6 +10,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import asyncpg
+import orjson
 
 from ledger.db import Executor, connection, fetch_all, fetch_one
 from ledger.errors import (
@@ -29,6 +29,7 @@ from ledger.text import clean_block, clean_line
 TITLE_MAX = 128
 DESCRIPTION_MAX = 1024
 DEFAULT_EXPIRY = timedelta(days=7)
+MIN_EXPIRY = timedelta(minutes=1)
 MAX_EXPIRY = timedelta(days=366)
 PAYLOAD_KEYS = {"item_id", "achievement_id", "callback_url"}
 MAX_TON_QUOTE = 10**18  # nanotons; bigint holds 9.2e18
@@ -109,7 +110,7 @@ def new_invoice(
         raise InvalidInvoice("the type must be one_time or multi_use")
     if max_uses is not None and (kind != "multi_use" or max_uses < 1):
         raise InvalidInvoice("max uses is a positive number, for multi-use invoices only")
-    if not timedelta(minutes=1) <= expires_in <= MAX_EXPIRY:
+    if not MIN_EXPIRY <= expires_in <= MAX_EXPIRY:
         raise InvalidInvoice("the expiry must be between one minute and one year")
     if idempotency_key is not None and not 0 < len(idempotency_key) <= KEY_MAX:
         raise InvalidInvoice(f"the idempotency key must be 1 to {KEY_MAX} characters")
@@ -122,7 +123,7 @@ def new_invoice(
     return NewInvoice(
         seller_id=seller_id, title=title, description=description, currency=currency,
         amount=amount, ton_amount=ton_amount, ton_rate=ton_rate, kind=kind, max_uses=max_uses,
-        payload=json.dumps(clean_payload), expires_at=datetime.now(UTC) + expires_in,
+        payload=orjson.dumps(clean_payload).decode(), expires_at=datetime.now(UTC) + expires_in,
         public_id=public_id or new_invoice_id(), id_chosen=public_id is not None,
         idempotency_key=idempotency_key,
         request_hash=request_hash if idempotency_key is not None else None,

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.api.errors import ApiError, Handler, rate_limited
+from bot.api.errors import ApiError, Handler, error_answer, rate_limited
 from bot.ratelimit import RateLimiter, client_address, limiter
 from ledger.api_tokens import ApiPrincipal, authenticate
 
@@ -121,8 +121,10 @@ class TokenCache:
         return principal
 
 
-def auth_middleware(engine: AsyncEngine, cache: TokenCache,  # type: ignore[no-untyped-def]
-                    limits: ApiLimits | None = None):
+def api_middleware(engine: AsyncEngine, cache: TokenCache,  # type: ignore[no-untyped-def]
+                   limits: ApiLimits | None = None):
+    """The API's one middleware: the token, the limits, and every failure as JSON
+    (bot/api/errors.py). One layer instead of two: this runs on every request."""
     limits = limits or ApiLimits()
 
     async def ask(token: str) -> ApiPrincipal | None:
@@ -130,26 +132,31 @@ def auth_middleware(engine: AsyncEngine, cache: TokenCache,  # type: ignore[no-u
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        route = request.match_info.route
-        if request.match_info.http_exception is not None or route.name in PUBLIC_ROUTES:
-            limits.check_address(request)
-            return await handler(request)  # 404/405 need no token; the schema is public
-        token = bearer_token(request.headers.get("Authorization"))
-        if token is None:
-            limits.check_address(request)
-            raise ApiError(401, "unauthorized",
-                           "Send your API token as `Authorization: Bearer <token>`.")
-        principal = cache.get(token)
-        if principal is None:
-            # An unknown token costs a database round trip: an address that keeps sending bad
-            # ones is refused before asking.
-            limits.check_address(request, take=False)
-            principal = await cache.lookup(token, ask)
-        if principal is None:
-            limits.check_address(request)
-            raise ApiError(401, "invalid_token", "This API token is not valid or was revoked.")
-        limits.check_token(principal, route.name)
-        request[PRINCIPAL] = principal
-        return await handler(request)
+        try:
+            match = request.match_info
+            route_name = match.route.name
+            if match.http_exception is not None or route_name in PUBLIC_ROUTES:
+                limits.check_address(request)
+                return await handler(request)  # 404/405 need no token; the schema is public
+            token = bearer_token(request.headers.get("Authorization"))
+            if token is None:
+                limits.check_address(request)
+                raise ApiError(401, "unauthorized",
+                               "Send your API token as `Authorization: Bearer <token>`.")
+            principal = cache.get(token)
+            if principal is None:
+                # An unknown token costs a database round trip: an address that keeps sending
+                # bad ones is refused before asking.
+                limits.check_address(request, take=False)
+                principal = await cache.lookup(token, ask)
+            if principal is None:
+                limits.check_address(request)
+                raise ApiError(401, "invalid_token",
+                               "This API token is not valid or was revoked.")
+            limits.check_token(principal, route_name)
+            request[PRINCIPAL] = principal
+            return await handler(request)
+        except Exception as exc:
+            return error_answer(exc, request)
 
     return middleware

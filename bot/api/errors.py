@@ -67,26 +67,24 @@ _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 408: "request_timeou
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-@web.middleware
-async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except ApiError as err:
-        headers = {"WWW-Authenticate": "Bearer"} if err.status == 401 else err.headers
-        return error_response(err, headers)
-    except LedgerError as exc:
+def error_answer(exc: Exception, request: web.Request) -> web.Response:
+    """The JSON answer for what a handler raised (re-raises a non-error HTTPException)."""
+    if isinstance(exc, ApiError):
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else exc.headers
+        return error_response(exc, headers)
+    if isinstance(exc, LedgerError):
         return error_response(from_ledger(exc))
-    except web.HTTPException as exc:
+    if isinstance(exc, web.HTTPException):
         if exc.status < 400:
-            raise
+            raise exc
         code = _HTTP_CODES.get(exc.status, "bad_request" if exc.status < 500 else "server_error")
         headers = {k: v for k, v in exc.headers.items() if k.lower() == "allow"}
         return error_response(ApiError(exc.status, code, exc.reason), headers)
-    except Exception as exc:
-        failure = classify(exc, request)
-        if failure is not None:
-            return error_response(ApiError(failure.status, failure.code, failure.message),
-                                  failure.headers)
-        log.exception("seller API: unexpected error on %s %s", request.method, request.path)
-        return error_response(ApiError(500, "internal_error", "Something went wrong on our "
-                                                               "side; the request may be retried."))
+    failure = classify(exc, request)
+    if failure is not None:
+        return error_response(ApiError(failure.status, failure.code, failure.message),
+                              failure.headers)
+    log.error("seller API: unexpected error on %s %s", request.method, request.path,
+              exc_info=exc)
+    return error_response(ApiError(500, "internal_error", "Something went wrong on our "
+                                                           "side; the request may be retried."))

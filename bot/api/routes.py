@@ -11,10 +11,11 @@ from decimal import Decimal
 from importlib import resources
 from typing import Any
 
+import orjson
 from aiohttp import web
 
-from bot.api.auth import CREATE_ROUTE, PRINCIPAL, ApiLimits, TokenCache, auth_middleware
-from bot.api.errors import ApiError, error_middleware, invalid
+from bot.api.auth import CREATE_ROUTE, PRINCIPAL, ApiLimits, TokenCache, api_middleware
+from bot.api.errors import ApiError, invalid
 from bot.api.schemas import (
     InvoiceCreate,
     WebhookUpdate,
@@ -97,10 +98,21 @@ def openapi_document() -> dict[str, Any]:
     return json.loads(text)
 
 
-def _ok(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(body=json.dumps(data, separators=(",", ":")).encode(), status=status,
-                        content_type="application/json",
-                        headers={"Cache-Control": "no-store", **(headers or {})})
+_HEADERS = {"Content-Type": "application/json", "Cache-Control": "no-store"}
+_REPLAYED = {**_HEADERS, "Idempotent-Replayed": "true"}
+
+
+def to_json(data: Any) -> bytes:
+    """Compact JSON; orjson (several times faster: this is every answer), else the standard
+    library for what orjson refuses (integers past 64 bits, lone surrogates)."""
+    try:
+        return orjson.dumps(data)
+    except TypeError:
+        return json.dumps(data, separators=(",", ":")).encode()
+
+
+def _ok(data: Any, status: int = 200, headers: dict[str, str] = _HEADERS) -> web.Response:
+    return web.Response(body=to_json(data), status=status, headers=headers)
 
 
 class SellerApi:
@@ -180,8 +192,8 @@ class SellerApi:
             kind=req.kind, max_uses=req.max_uses, expires_in=expires_in, payload=payload,
             ton_rate=self.cfg.ton_rate,
         ))
-        headers = {"Idempotent-Replayed": "true"} if replayed else {}
-        return _ok(invoice_view(invoice, self.cfg.links), status=201, headers=headers)
+        return _ok(invoice_view(invoice, self.cfg.links), status=201,
+                   headers=_REPLAYED if replayed else _HEADERS)
 
     async def list_invoices(self, request: web.Request) -> web.Response:
         try:
@@ -272,7 +284,7 @@ def mount_api(app: web.Application, ledger: Ledger, cfg: ApiConfig) -> SellerApi
     engine = ledger.engine
     tokens = TokenCache(cfg.token_cache_seconds)
     limits = ApiLimits.from_config(cfg)
-    sub = web.Application(middlewares=[error_middleware, auth_middleware(engine, tokens, limits)])
+    sub = web.Application(middlewares=[api_middleware(engine, tokens, limits)])
     r = sub.router
     r.add_get("/openapi.json", api.openapi, name="openapi")
     r.add_get("/me", api.me)

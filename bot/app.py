@@ -23,7 +23,7 @@ from ledger.migrate import upgrade
 from ledger.postgres import make_engine
 from watchers.jobs import Scheduler, schedule_ledger_jobs
 from watchers.ton_watcher import start_ton_watcher
-from watchers.wakeup import OutboxListener
+from watchers.wakeup import OutboxListener, Waker
 
 log = logging.getLogger("paybot")
 
@@ -57,8 +57,14 @@ async def serve(settings: Settings, database_url: str, stop: asyncio.Event) -> N
     db = settings.database
     engine = make_engine(database_url, connect_timeout=db.connect_timeout,
                          command_timeout=db.command_timeout, pool_timeout=db.pool_timeout)
+    # After commit, one hook: a notice or callback queued by any path, in any process, is
+    # delivered now (watchers/wakeup.py); the polls below stay as the safety net. Its wakers
+    # (the deliverers) join as they are built.
+    wakers: list[Waker] = []
+    listener = OutboxListener(database_url, wakers)
     # The one Ledger of this process: every edge and worker below calls its use cases.
-    ledger = Ledger(engine, invoice_cache_seconds=settings.ledger.invoice_cache_seconds)
+    ledger = Ledger(engine, invoice_cache_seconds=settings.ledger.invoice_cache_seconds,
+                    after_commit=listener.wake)  # balance payments wake without NOTIFY
     scheduler = Scheduler()  # stop() lets the job runs in flight finish
     schedule_ledger_jobs(
         scheduler, engine,
@@ -68,8 +74,9 @@ async def serve(settings: Settings, database_url: str, stop: asyncio.Event) -> N
     links = links_from_settings(settings)  # the bot corrects its username from getMe
     # Signed callbacks to sellers' backends.
     callbacks, callback_waker = schedule_callbacks(settings, ledger, scheduler, links)
+    wakers.append(callback_waker)
     # TON watcher (when TON_DESTINATION_ADDRESS is set): never blocks start-up, never raises.
-    ton_watcher = start_ton_watcher(scheduler, engine, settings)
+    ton_watcher = start_ton_watcher(scheduler, engine, settings, after_commit=listener.wake)
     app = build_web_app(settings, ledger, links)
     # Before runner.setup(): the webhook route must be added while the app can still change.
     telegram = telegram_service(settings, ledger, app, scheduler, links)
@@ -78,11 +85,8 @@ async def serve(settings: Settings, database_url: str, stop: asyncio.Event) -> N
     await runner.setup()
     site = web.TCPSite(runner, settings.web.host, settings.web.port)
     await site.start()
-    # After commit, one hook: a notice or callback queued by any path, in any process, is
-    # delivered now (watchers/wakeup.py); the polls above stay as the safety net.
-    wakers = [callback_waker] + ([telegram.notifier.waker] if telegram is not None else [])
-    listener = OutboxListener(database_url, wakers)
-    ledger.after_commit = listener.wake  # balance payments made here wake it without NOTIFY
+    if telegram is not None:
+        wakers.append(telegram.notifier.waker)
     scheduler.start()
     listener.start()
     if telegram is not None:

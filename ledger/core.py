@@ -8,9 +8,10 @@ run as plain functions inside a caller's transaction (ledger/payments.py, ledger
 
 After commit, one hook: a notice or callback queued by any path wakes delivery at once.
 Every outbox insert NOTIFYs on commit (ledger/sql/outbox.sql; heard by watchers/wakeup.py in
-whatever process delivers) — except the balance payments made here, the hot path, whose
-commits must not be serialized by NOTIFY's lock: after each of those this Ledger calls
-`after_commit`, which the composition root points at the same wake-up.
+whatever process delivers) — except on the two hot paths, balance payments made here and the
+TON watcher's settlements, whose commits must not be serialized by NOTIFY's lock: after each
+of those the caller calls `after_commit`, which the composition root points at the same
+wake-up.
 """
 
 from __future__ import annotations

@@ -120,8 +120,10 @@ async def test_the_hand_over_to_the_files_changed_only_what_it_meant_to(scratch_
                if _raise_by_code(before[name]) != re.sub(r"\s+", " ", after[name])}
     assert changed == {
         "paybot_raise",  # reads the generated codes
-        # one fulfilment for every path
+        # one fulfilment for every path; the balance batch also answers with the invoice
         "paybot_fulfil", "process_invoice_payments", "settle_external_payment",
+        # the hot paths wake their own process instead of NOTIFY (outbox.sql)
+        "paybot_ton_receive",
     }
 
 

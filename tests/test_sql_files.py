@@ -123,7 +123,7 @@ async def test_an_outbox_row_wakes_delivery_after_commit_and_never_before(
         await settle_external_payment(engine, cake.public_id, method="ton",
                                       reference=f"tx-{cake.public_id}")
         # notifications arrive in commit order: the first is the chain payment's
-        assert await asyncio.wait_for(heard.get(), timeout=30) == "telegram"
+        assert await asyncio.wait_for(heard.get(), timeout=30) == "outbox"
         assert heard.empty()
     finally:
         await listener.close()

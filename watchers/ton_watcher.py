@@ -124,6 +124,7 @@ class TonWatcher:
         retry_max: float = 60.0,
         concurrency: int = 8,
         on_settled: OnSettled | None = None,
+        after_commit: Callable[[], None] | None = None,
     ) -> None:
         self.address = normalize_address(address)  # ValueError for a bad address
         self.source = source
@@ -142,6 +143,9 @@ class TonWatcher:
         # share a disk flush. 1 settles strictly one after the other.
         self.concurrency = max(1, concurrency)
         self._on_settled = on_settled
+        # Wakes this process's delivery after a settlement queued notices: paybot_ton_receive
+        # does not NOTIFY (its lock would serialize the concurrent settlements' commits).
+        self._after_commit = after_commit
         self._conn: AsyncConnection | None = None
         self._tick_lock = asyncio.Lock()
         self._stop = asyncio.Event()
@@ -217,6 +221,8 @@ class TonWatcher:
                                                    ton_rate=self.ton_rate)
                 if not result.replayed:
                     self.settled += 1
+                    if self._after_commit is not None and result.outcome != "ignored":
+                        self._after_commit()
                 log.info("TON %s lt=%d %d nanoton -> %s%s", t.tx_hash[:16], t.lt,
                          t.value_nano, result.outcome, f" ({t.invoice_id or t.deposit_code})"
                          if t.invoice_id or t.deposit_code else "")
@@ -379,7 +385,8 @@ def make_source(ton: TonSettings, data_dir: Path | None) -> TransactionSource:
 
 
 def start_ton_watcher(
-    scheduler: AsyncIOScheduler, engine: AsyncEngine, settings: Settings
+    scheduler: AsyncIOScheduler, engine: AsyncEngine, settings: Settings,
+    after_commit: Callable[[], None] | None = None,
 ) -> TonWatcher | None:
     """Schedule the watcher when TON_DESTINATION_ADDRESS is set. Never raises and never waits
     on the network: a bad setting is logged and the rest of paybot starts anyway."""
@@ -390,7 +397,7 @@ def start_ton_watcher(
         watcher = TonWatcher(
             engine, make_source(ton, settings.database.data_dir), ton.destination_address,
             currency=settings.ledger.currency, ton_rate=settings.ledger.ton_rate,
-            start_lt=ton.start_lt,
+            start_lt=ton.start_lt, after_commit=after_commit,
         )
     except Exception as e:
         log.error("TON watcher not started: %s", e)

@@ -5,8 +5,9 @@ not at the next scheduled poll.
 The outbox's insert trigger (ledger/sql/outbox.sql) sends `NOTIFY paybot_outbox`; PostgreSQL
 delivers a notification only when its transaction commits, so a wake-up never arrives for
 money that did not move. Each process listens on one dedicated connection and kicks its
-deliverers (`Waker`). Balance payments, the hot path, do not NOTIFY (its lock would serialize
-their commits): the Ledger that made them calls `OutboxListener.wake` after commit instead.
+deliverers (`Waker`). The two hot paths, balance payments and the TON watcher's settlements,
+do not NOTIFY (its lock would serialize their commits): the Ledger or the watcher that made
+them calls `OutboxListener.wake` after commit instead.
 The scheduled polls stay as the safety net: a lost connection, a notification sent while
 nobody listened, a retry that falls due later.
 """

@@ -3,30 +3,28 @@
 -- slowing the others.
 
 -- One after-commit wake for every path: an insert into the outbox notifies channel
--- paybot_outbox with the topics it added ('telegram', 'callback' or both). PostgreSQL delivers
--- a NOTIFY only when the transaction commits, never for one rolled back, so a listener in
--- whatever process delivers (watchers/wakeup.py) wakes exactly after commit: the watcher's
--- chain payments, jobs, an operator's command in another process, a replica.
--- Except payments from the balance: PostgreSQL serializes the commits of notifying
--- transactions (a database-wide lock held through the commit's WAL flush), which cost the
--- batched balance payments 2.5x their rate. They are made by `Ledger.pay_from_balance` in a
--- `paybot run` process, whose after-commit hook wakes that process's own delivery at once
--- (ledger/core.py), so their events (payload method 'internal') do not notify.
--- Statement-level: a batch sends one notification, not one per row.
+-- paybot_outbox. PostgreSQL delivers a NOTIFY only when the transaction commits, never for
+-- one rolled back, so a listener in whatever process delivers (watchers/wakeup.py) wakes
+-- exactly after commit: an operator's command, a job, a cancellation, a guest binding a
+-- purchase, another replica.
+-- Except the two hot paths, balance payments (process_invoice_payments) and chain transfers
+-- (paybot_ton_receive): PostgreSQL serializes the commits of notifying transactions (a
+-- database-wide lock held through the commit's WAL flush), which cost them a quarter to a
+-- half of their rate. They mark their transaction quiet (paybot.quiet_outbox), and their
+-- callers in a `paybot run` process — the Ledger and the TON watcher — wake that process's
+-- delivery after commit instead (ledger/core.py, watchers/ton_watcher.py).
+-- Statement-level, and repeated notifications of a transaction fold into one.
 CREATE OR REPLACE FUNCTION paybot_outbox_notify() RETURNS trigger
 LANGUAGE plpgsql AS $$
-DECLARE v_topics text;
 BEGIN
-    SELECT string_agg(DISTINCT topic, ',' ORDER BY topic) INTO v_topics
-      FROM new_outbox WHERE payload ->> 'method' IS DISTINCT FROM 'internal';
-    IF v_topics IS NOT NULL THEN
-        PERFORM pg_notify('paybot_outbox', v_topics);
+    IF current_setting('paybot.quiet_outbox', true) IS DISTINCT FROM 'on' THEN
+        PERFORM pg_notify('paybot_outbox', TG_TABLE_NAME);  -- one wake-up wakes every deliverer
     END IF;
     RETURN NULL;
 END $$;
 
+-- No transition table: its rows would be captured on every insert, quiet or not.
 CREATE TRIGGER outbox_notify AFTER INSERT ON outbox
-    REFERENCING NEW TABLE AS new_outbox
     FOR EACH STATEMENT EXECUTE FUNCTION paybot_outbox_notify();
 
 -- The secret signs callbacks (HMAC-SHA256), so it is stored as is. Made on first need:

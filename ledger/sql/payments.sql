@@ -76,6 +76,9 @@ DECLARE
     items paybot_pay_item[];
     v_missing bigint[];
 BEGIN
+    -- The caller (Ledger.pay_from_balance) wakes its own process's delivery after commit: no
+    -- NOTIFY, whose lock would serialize the commits of concurrent batches (outbox.sql).
+    PERFORM set_config('paybot.quiet_outbox', 'on', true);
     -- Lock the invoices in id order, then read them (a fresh snapshot after the wait).
     PERFORM 1 FROM invoices WHERE public_id = ANY (SELECT upper(x) FROM unnest(p_invoices) x)
      ORDER BY id FOR UPDATE;

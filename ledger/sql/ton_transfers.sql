@@ -164,6 +164,9 @@ DECLARE
     v_converted bigint := 0; v_counted bigint := 0; v_tx bigint; v_id bigint; v_base bigint;
     v_tag_note text;
 BEGIN
+    -- The watcher settles several transfers at once and wakes its own process's delivery
+    -- after each commit: no NOTIFY, whose lock would serialize these commits (outbox.sql).
+    PERFORM set_config('paybot.quiet_outbox', 'on', true);
     -- Two settlements of one transaction (a second watcher, a retry) queue here; the later
     -- one finds the first one's record and returns it.
     PERFORM pg_advisory_xact_lock(hashtextextended('paybot.ton:' || p_hash, 0));

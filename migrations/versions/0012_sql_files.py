@@ -19,7 +19,7 @@ branch_labels = None
 depends_on = None
 
 # ledger.sql.checksum() of the files this revision applies
-SQL_FILES_SHA256 = "ab0d9bc93a3c90372a1e0f0907f7f9e3a4283a84f2bb11b57bf2cd642bac6ff4"
+SQL_FILES_SHA256 = "77e0d4e36e5bec274d30d31f73c52fdb03d1ca39e20bcf28c6b93d6caacb03d5"
 
 
 def upgrade() -> None:

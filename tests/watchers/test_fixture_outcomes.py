@@ -3,6 +3,7 @@ the money lands where it should, through balanced entries."""
 
 from __future__ import annotations
 
+import asyncpg
 import pytest
 
 from ledger.accounts import balance
@@ -191,3 +192,29 @@ async def test_start_lt_leaves_the_history_before_it_alone(world: World,
              "foreign_tag", "unknown_tag")
     assert await world.outcomes() == {c: EXPECTED[c] for c in after}
     assert await balance(world.engine, world.depositor.id) == 0
+
+
+async def test_settlements_wake_this_process_and_send_no_notify(
+        world: World, toncenter: Toncenter) -> None:
+    """After commit, the watcher wakes its own process's delivery once per settlement that
+    queued something, and its concurrent settlements send no NOTIFY (whose database-wide lock
+    would serialize their commits): nothing waits for a poll, nothing is slowed."""
+    heard: list[str] = []
+    listener = await asyncpg.connect(world.url)
+    await listener.add_listener("paybot_outbox", lambda *args: heard.append(args[-1]))
+    woken = []
+    watcher = world.watcher(http(toncenter, page_size=4), after_commit=lambda: woken.append(1))
+    try:
+        assert await run_until_idle(watcher) == len(TXS)
+        # A NOTIFY from a committed transaction would have reached this connection by now:
+        # this round trip is answered after anything the server already queued for it.
+        await listener.execute("SELECT 1")
+    finally:
+        await watcher.close()
+        await listener.close()
+    settled = await run_sql(world.engine, "SELECT count(*) AS n FROM ton_transfers "
+                                          "WHERE outcome <> 'ignored'")
+    assert len(woken) == settled[0]["n"] > 0
+    assert heard == []
+    events = await run_sql(world.engine, "SELECT count(*) AS n FROM outbox")
+    assert events[0]["n"] > 0  # there was something to deliver

@@ -17,7 +17,7 @@ from babel.messages.plurals import get_plural
 from bot import locales
 from bot.locales.extract import extracted
 from bot.telegram import parse
-from bot.telegram.i18n import has_text, translator
+from bot.telegram.i18n import has_text, language_of, translator
 from bot.web.i18n import plural_script, t, tn
 
 KEYS = sorted(locales.texts(locales.DEFAULT))
@@ -133,6 +133,10 @@ def test_a_too_long_title_is_counted_in_russian() -> None:
 
 
 def test_fallbacks_and_lookups() -> None:
+    assert language_of("ru-RU") == "ru" and language_of("RU") == "ru"
+    assert language_of("de") == language_of(None) == language_of("") == "en"
+    assert translator("uk")("status.paid") == "✅ paid"
+    assert translator("ru")("status.paid") == "✅ оплачен"
     assert translator("de")("status.paid") == "✅ paid" and t("de", "status_paid") == "Paid"
     assert t("ru", "footer") == "Платежи через paybot"
     assert t("en", "no_such_text") == "page.no_such_text"  # shown, never a crash

@@ -1,0 +1,1 @@
+"""Invoices as documents: a plain model (`model.py`) and its PDF (`pdf.py`)."""

@@ -19,7 +19,7 @@ KEYS = (
     N_("doc.quantity"), N_("doc.unit_price"), N_("doc.discount"), N_("doc.tax"),
     N_("doc.amount"), N_("doc.how_to_pay"), N_("doc.pay_online"), N_("doc.scan"),
     N_("doc.ton"), N_("doc.ton_comment"), N_("doc.bank"), N_("doc.stamp.PAID"),
-    N_("doc.stamp.VOID"),
+    N_("doc.stamp.VOID"), N_("doc.total_due"),
 )
 
 

@@ -11,12 +11,16 @@ POST /pay/<id>/contact    a guest leaves a @handle or an e-mail for their tag (J
                           {"contact": "..."} or a form field `contact`)
 GET  /pay/<id>/qr.png     QR of the wallet link (or of the page once it cannot be paid);
 GET  /pay/<id>/qr.svg     `?tag=<tag>` puts that payer's comment in it
+GET  /pay/<id>/invoice.pdf the invoice as a PDF (the page's language; a PAID/VOID stamp)
 """
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import json
 import logging
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -24,6 +28,8 @@ from weakref import WeakKeyDictionary
 
 from aiohttp import web
 
+from bot.documents.of_invoice import invoice_document
+from bot.documents.pdf import render_pdf
 from bot.http_errors import OUTAGES, is_database_outage, ledger_status
 from bot.links import Links
 from bot.qr import qr_etag, qr_png, qr_svg
@@ -47,6 +53,7 @@ from bot.web.view import (
     UserTags,
     invoice_view,
     money,
+    page_url,
     payer_display,
     qr_text,
     ton_links,
@@ -72,7 +79,8 @@ log = logging.getLogger(__name__)
 POLL_MS = 3000  # how often an open page asks for the status while the invoice is pending
 PAY_RETRY_AFTER = 1  # seconds; the buyer is watching the button
 COOKIE_EXTRA = timedelta(days=30)  # a guest may come back for the claim link after paying
-CONTACT_MAX = 320  # an e-mail address's longest legal form
+CONTACT_MAX = 320
+PDF_CACHE_SIZE = 256  # rendered PDFs kept (~60 KB each)  # an e-mail address's longest legal form
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -102,6 +110,7 @@ class PayPages:
         # Pages rendered from one (cached) read, by language: a crowd on one link costs one
         # render per read, and the ledger's cache decides how old a read may be.
         self.rendered: WeakKeyDictionary[InvoiceRead, dict[str, str]] = WeakKeyDictionary()
+        self.pdfs: OrderedDict[tuple[str, str, int, str], bytes] = OrderedDict()
         self.buyers = KnownBuyers(self.engine)
         self.user_tags = UserTags(self.engine)
 
@@ -410,6 +419,33 @@ class PayPages:
     async def qr_svg(self, request: web.Request) -> web.Response:
         return await self._qr(request, qr_svg, "image/svg+xml")
 
+    # --- the invoice as a PDF -----------------------------------------------------------
+
+    async def pdf(self, request: web.Request) -> web.Response:
+        """The invoice as a PDF document, for anyone with the link, in the page's language;
+        rendered off the event loop, once per version (status, uses) and language."""
+        lang = request_language(request)
+        try:
+            snap = await self.ledger.shown_invoice(request.match_info["invoice_id"])
+        except InvoiceNotFound:
+            raise web.HTTPNotFound(text="no invoice with this id") from None
+        invoice = snap.invoice
+        version = (invoice.public_id, invoice.effective_status(), invoice.uses, lang)
+        body = self.pdfs.get(version)
+        if body is None:
+            doc = invoice_document(invoice, snap.seller, lang, page_url(invoice, self.cfg))
+            body = await asyncio.to_thread(render_pdf, doc)  # ~5-15 ms of CPU
+            self.pdfs[version] = body
+            while len(self.pdfs) > PDF_CACHE_SIZE:
+                self.pdfs.popitem(last=False)
+        etag = f'"{hashlib.sha256(body).hexdigest()[:32]}"'
+        headers = {"Cache-Control": "private, max-age=60", "ETag": etag,
+                   "Content-Disposition": f'inline; filename="{invoice.number}.pdf"',
+                   "X-Content-Type-Options": "nosniff", "Content-Language": lang}
+        if etag in request.headers.get("If-None-Match", ""):
+            return web.Response(status=304, headers=headers)
+        return web.Response(body=body, content_type="application/pdf", headers=headers)
+
 
 def _safe(handler: Handler, json_api: bool, guard: PageGuard, kind: str = "read") -> Handler:
     """Limits first (bot/web/guard.py); then hostile input, too large or slow bodies and a
@@ -432,5 +468,6 @@ def setup_pay_pages(
     r.add_post("/pay/{invoice_id}/contact", _safe(pages.contact, True, guard))
     r.add_get("/pay/{invoice_id}/qr.png", _safe(pages.qr_png, False, guard))
     r.add_get("/pay/{invoice_id}/qr.svg", _safe(pages.qr_svg, False, guard))
+    r.add_get("/pay/{invoice_id}/invoice.pdf", _safe(pages.pdf, False, guard))
     r.add_get(render.STATIC_PREFIX + "/{name}", pages.static.handle)
     return pages

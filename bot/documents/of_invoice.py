@@ -1,0 +1,40 @@
+"""The PDF of an invoice as paybot has it today: one line (its title, once, at its amount),
+the seller by their Telegram name, how to pay (the pay page's link and its QR), and a PAID or
+VOID stamp once it is paid or cancelled.
+
+No TON address or comment on paper: the pay page gives each payer a comment naming them
+(`INV-<id>-<tag>`, ledger/payers.py); a printed bare `INV-<id>` would pay with nobody known.
+
+Lines, taxes, legal details and bank details come with invoices as documents (ledger/totals.py);
+the layout already shows them (bot/documents/model.py).
+"""
+
+from __future__ import annotations
+
+from bot.documents.labels import label
+from bot.documents.model import InvoiceDocument, Line, Party, Payment, Stamp, TotalRow
+from ledger.models import Invoice, User
+from ledger.money import display_amount
+
+STAMP_OF_STATUS: dict[str, Stamp] = {"paid": "PAID", "cancelled": "VOID"}
+
+
+def invoice_document(invoice: Invoice, seller: User, lang: str,
+                     page_url: str) -> InvoiceDocument:
+    amount = display_amount(invoice.amount, invoice.currency)
+    status = invoice.effective_status()
+    # A multi-use invoice is never "paid" as a whole until its last use: no stamp before.
+    return InvoiceDocument(
+        number=invoice.number, issued_on=invoice.created_at.date(),
+        due_on=invoice.expires_at.date(), language=lang,
+        seller=Party(name=f"@{seller.username}" if seller.username
+                     else seller.full_name or f"#{seller.telegram_id}"),
+        buyer=Party(name=""),  # whoever holds the link
+        lines=(Line(description=" — ".join(filter(None, (invoice.title, invoice.description))),
+                    quantity="1", unit_price=amount, amount=amount),),
+        totals=(TotalRow(label(lang, "doc.total_due"), amount, strong=True),),
+        payment=Payment(pay_url=page_url),
+        # The invoice's version: a payment or a cancellation changes what the PDF shows.
+        created_at=invoice.paid_at or invoice.closed_at or invoice.created_at,
+        stamp=STAMP_OF_STATUS.get(status),
+    )

@@ -30,6 +30,8 @@ from bot.api.schemas import (
     read_body,
 )
 from bot.api.views import Links, invoice_view, payers_for_views
+from bot.documents.model import LANGUAGES as DOCUMENT_LANGUAGES
+from bot.documents.of_invoice import InvoicePdfs, pdf_headers
 from bot.links import links_from_settings
 from bot.ratelimit import Rate
 from bot.settings import Settings
@@ -40,6 +42,7 @@ from ledger.errors import (
     InvalidCursor,
     InvalidInvoice,
     InvalidWebhookUrl,
+    InvoiceNotFound,
 )
 from ledger.invoices import list_seller_invoices, new_invoice
 from ledger.money import format_amount, parse_amount, quote_ton
@@ -119,6 +122,7 @@ class SellerApi:
     def __init__(self, ledger: Ledger, cfg: ApiConfig) -> None:
         self.ledger = ledger
         self.engine = ledger.engine
+        self.pdfs = InvoicePdfs()
         self.cfg = cfg
         self._openapi = json.dumps(openapi_document()).encode()
 
@@ -217,6 +221,21 @@ class SellerApi:
         payers = await payers_for_views(self.engine, [invoice])
         return _ok(invoice_view(invoice, self.cfg.links, payers))
 
+    async def invoice_pdf(self, request: web.Request) -> web.Response:
+        """The invoice as a PDF, in `?lang=` or the seller's language: what the buyer gets at
+        /pay/<id>/invoice.pdf."""
+        read = await self.ledger.invoice(request.match_info["invoice_id"])
+        if read.invoice.seller_id != request[PRINCIPAL].user_id:
+            raise InvoiceNotFound(request.match_info["invoice_id"][:40])
+        lang = query_choice(request, "lang", DOCUMENT_LANGUAGES) or (
+            read.seller.language if read.seller.language in DOCUMENT_LANGUAGES else "en")
+        invoice = read.invoice
+        body, etag = await self.pdfs.get(
+            invoice, read.seller, lang, f"{self.cfg.links.public_url}/pay/{invoice.public_id}")
+        return web.Response(body=body, content_type="application/pdf",
+                            headers={"Cache-Control": "no-store",
+                                     **pdf_headers(invoice, etag, lang)})
+
     async def cancel_invoice(self, request: web.Request) -> web.Response:
         invoice = await self.ledger.cancel_invoice(request.match_info["invoice_id"],
                                                    request[PRINCIPAL].user_id)
@@ -294,6 +313,7 @@ def mount_api(app: web.Application, ledger: Ledger, cfg: ApiConfig) -> SellerApi
     r.add_get("/invoices", api.list_invoices)
     r.add_get("/invoices/{invoice_id}", api.get_invoice)
     r.add_post("/invoices/{invoice_id}/cancel", api.cancel_invoice)
+    r.add_get("/invoices/{invoice_id}/pdf", api.invoice_pdf)
     r.add_get("/webhook", api.get_webhook)
     r.add_put("/webhook", api.put_webhook)
     r.add_post("/webhook/secret", api.rotate_secret)

@@ -11,12 +11,19 @@ the layout already shows them (bot/documents/model.py).
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+from collections import OrderedDict
+from typing import Final
+
 from bot.documents.labels import label
 from bot.documents.model import InvoiceDocument, Line, Party, Payment, Stamp, TotalRow
+from bot.documents.pdf import render_pdf
 from ledger.models import Invoice, User
 from ledger.money import display_amount
 
 STAMP_OF_STATUS: dict[str, Stamp] = {"paid": "PAID", "cancelled": "VOID"}
+CACHE_SIZE: Final = 256  # rendered PDFs kept (~60 KB each)
 
 
 def invoice_document(invoice: Invoice, seller: User, lang: str,
@@ -38,3 +45,30 @@ def invoice_document(invoice: Invoice, seller: User, lang: str,
         created_at=invoice.paid_at or invoice.closed_at or invoice.created_at,
         stamp=STAMP_OF_STATUS.get(status),
     )
+
+
+class InvoicePdfs:
+    """The PDFs of invoices, rendered off the event loop (typst: ~3-15 ms of CPU) once per
+    version (status, uses) and language, and kept (bounded); shared by the pay page and the
+    seller API. Returns (bytes, ETag)."""
+
+    def __init__(self, size: int = CACHE_SIZE) -> None:
+        self.size = size
+        self._items: OrderedDict[tuple[str, str, int, str], tuple[bytes, str]] = OrderedDict()
+
+    async def get(self, invoice: Invoice, seller: User, lang: str,
+                  page_url: str) -> tuple[bytes, str]:
+        version = (invoice.public_id, invoice.effective_status(), invoice.uses, lang)
+        hit = self._items.get(version)
+        if hit is None:
+            doc = invoice_document(invoice, seller, lang, page_url)
+            body = await asyncio.to_thread(render_pdf, doc)
+            hit = self._items[version] = (body, f'"{hashlib.sha256(body).hexdigest()[:32]}"')
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+        return hit
+
+
+def pdf_headers(invoice: Invoice, etag: str, lang: str) -> dict[str, str]:
+    return {"ETag": etag, "Content-Disposition": f'inline; filename="{invoice.number}.pdf"',
+            "X-Content-Type-Options": "nosniff", "Content-Language": lang}

@@ -16,11 +16,8 @@ GET  /pay/<id>/invoice.pdf the invoice as a PDF (the page's language; a PAID/VOI
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
 import json
 import logging
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -28,8 +25,7 @@ from weakref import WeakKeyDictionary
 
 from aiohttp import web
 
-from bot.documents.of_invoice import invoice_document
-from bot.documents.pdf import render_pdf
+from bot.documents.of_invoice import InvoicePdfs, pdf_headers
 from bot.http_errors import OUTAGES, is_database_outage, ledger_status
 from bot.links import Links
 from bot.qr import qr_etag, qr_png, qr_svg
@@ -79,8 +75,7 @@ log = logging.getLogger(__name__)
 POLL_MS = 3000  # how often an open page asks for the status while the invoice is pending
 PAY_RETRY_AFTER = 1  # seconds; the buyer is watching the button
 COOKIE_EXTRA = timedelta(days=30)  # a guest may come back for the claim link after paying
-CONTACT_MAX = 320
-PDF_CACHE_SIZE = 256  # rendered PDFs kept (~60 KB each)  # an e-mail address's longest legal form
+CONTACT_MAX = 320  # an e-mail address's longest legal form
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -110,7 +105,7 @@ class PayPages:
         # Pages rendered from one (cached) read, by language: a crowd on one link costs one
         # render per read, and the ledger's cache decides how old a read may be.
         self.rendered: WeakKeyDictionary[InvoiceRead, dict[str, str]] = WeakKeyDictionary()
-        self.pdfs: OrderedDict[tuple[str, str, int, str], bytes] = OrderedDict()
+        self.pdfs = InvoicePdfs()
         self.buyers = KnownBuyers(self.engine)
         self.user_tags = UserTags(self.engine)
 
@@ -430,18 +425,8 @@ class PayPages:
         except InvoiceNotFound:
             raise web.HTTPNotFound(text="no invoice with this id") from None
         invoice = snap.invoice
-        version = (invoice.public_id, invoice.effective_status(), invoice.uses, lang)
-        body = self.pdfs.get(version)
-        if body is None:
-            doc = invoice_document(invoice, snap.seller, lang, page_url(invoice, self.cfg))
-            body = await asyncio.to_thread(render_pdf, doc)  # ~5-15 ms of CPU
-            self.pdfs[version] = body
-            while len(self.pdfs) > PDF_CACHE_SIZE:
-                self.pdfs.popitem(last=False)
-        etag = f'"{hashlib.sha256(body).hexdigest()[:32]}"'
-        headers = {"Cache-Control": "private, max-age=60", "ETag": etag,
-                   "Content-Disposition": f'inline; filename="{invoice.number}.pdf"',
-                   "X-Content-Type-Options": "nosniff", "Content-Language": lang}
+        body, etag = await self.pdfs.get(invoice, snap.seller, lang, page_url(invoice, self.cfg))
+        headers = {"Cache-Control": "private, max-age=60", **pdf_headers(invoice, etag, lang)}
         if etag in request.headers.get("If-None-Match", ""):
             return web.Response(status=304, headers=headers)
         return web.Response(body=body, content_type="application/pdf", headers=headers)

@@ -326,3 +326,22 @@ async def test_an_expired_invoice_is_gone_for_the_api_as_for_the_pay_page(
     assert (await resp.json())["error"]["code"] == "invoice_expired"
     got = await (await api.get(f"{BASE}/invoices/{inv['id']}", headers=seller.auth)).json()
     assert got["status"] == "expired"  # the refused cancel changed nothing else
+
+
+async def test_the_seller_gets_the_invoice_as_a_pdf(api, make_seller) -> None:
+    from io import BytesIO
+
+    from pypdf import PdfReader
+
+    seller, other = await make_seller(), await make_seller()
+    inv = await (await api.post(f"{BASE}/invoices", headers=seller.auth,
+                                json={"title": "Magic sword", "amount": "12.50"})).json()
+    resp = await api.get(f"{BASE}/invoices/{inv['id']}/pdf?lang=ru", headers=seller.auth)
+    assert resp.status == 200 and resp.content_type == "application/pdf"
+    text = PdfReader(BytesIO(await resp.read())).pages[0].extract_text()
+    assert inv["number"] in text and "Magic sword" in text and "12.50 Liquid $" in text
+    assert "Итого к оплате" in text and inv["pay_url"] in text
+    # Another seller's invoice is not there for them; an unknown language is a clear 422.
+    assert (await api.get(f"{BASE}/invoices/{inv['id']}/pdf", headers=other.auth)).status == 404
+    bad = await api.get(f"{BASE}/invoices/{inv['id']}/pdf?lang=de", headers=seller.auth)
+    assert bad.status == 422 and (await bad.json())["error"]["code"] == "invalid_request"

@@ -26,6 +26,10 @@ class CancelCb(CallbackData, prefix="cxl"):
     invoice: str
 
 
+class DocCb(CallbackData, prefix="doc"):
+    invoice: str  # send this invoice as a PDF document
+
+
 class PageCb(CallbackData, prefix="invs"):
     before: int  # list invoices older than this internal id (0: the newest)
 
@@ -92,6 +96,7 @@ def seller_share_keyboard(
                                     url=share_url(url if public else deep, share_text))]
     if public:
         buttons.append(InlineKeyboardButton(text=tr("btn.open_page"), url=url))
+    buttons.append(_callback(tr("btn.pdf"), DocCb(invoice=invoice.public_id)))
     return _column(buttons)
 
 

@@ -24,12 +24,14 @@ from aiogram.webhook.aiohttp_server import SimpleRequestHandler
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from bot.documents.of_invoice import InvoicePdfs
 from bot.links import Links
 from bot.ratelimit import Rate
 from bot.settings import Settings
 from bot.telegram import (
     account,
     api_tokens,
+    documents,
     errors,
     fallback,
     invoice_form,
@@ -89,6 +91,7 @@ def create_dispatcher(
     dp["engine"] = engine
     dp["people"] = people
     dp["cfg"] = BotConfig.from_settings(settings, links)
+    dp["pdfs"] = InvoicePdfs()  # rendered invoice PDFs, by version
     dp.update.outer_middleware(
         UserMiddleware(people, Rate.parse(settings.telegram.rate_per_user)))
     routers = (
@@ -97,6 +100,7 @@ def create_dispatcher(
         invoice_form.router,
         invoices.router,
         pay.router,
+        documents.router,
         account.router,
         api_tokens.router,
         fallback.router,  # last: whatever nobody else took

@@ -47,6 +47,8 @@ class ChatMessage:
     text: str | None = None  # HTML as sent
     caption: str | None = None
     photo: bytes | None = None
+    document: bytes | None = None
+    document_name: str | None = None
     reply_markup: dict[str, Any] | None = None
     edits: int = 0
 
@@ -85,6 +87,14 @@ class ChatMessage:
         if self.photo is not None:
             out["photo"] = [{"file_id": f"photo{self.message_id}", "file_unique_id":
                              f"u{self.message_id}", "width": 320, "height": 320}]
+        if self.document is not None:  # Bot API Document: file ids, file_name, mime_type, size
+            out["document"] = {"file_id": f"doc{self.message_id}",
+                               "file_unique_id": f"d{self.message_id}",
+                               "file_name": self.document_name,
+                               "mime_type": "application/pdf"
+                               if (self.document_name or "").endswith(".pdf")
+                               else "application/octet-stream",
+                               "file_size": len(self.document)}
         if self.reply_markup:
             out["reply_markup"] = self.reply_markup
         return out
@@ -178,9 +188,11 @@ class BotApiStandIn:
         method = request.match_info["method"].lower()
         params: dict[str, Any] = {}
         files: dict[str, bytes] = {}
+        file_names: dict[str, str] = {}
         for key, value in (await request.post()).items():
             if isinstance(value, web.FileField):
                 files[key] = value.file.read()
+                file_names[key] = value.filename
             elif key in JSON_FIELDS:
                 params[key] = json.loads(value)
             else:
@@ -201,18 +213,26 @@ class BotApiStandIn:
             return _ok(BOT_USER)
         if method in TRUE_METHODS:
             return _ok(True)
-        if method in ("sendmessage", "sendphoto"):
-            return _ok(self._send(method, params, files))
+        if method in ("sendmessage", "sendphoto", "senddocument"):
+            return _ok(self._send(method, params, files, file_names))
         if method in ("editmessagetext", "editmessagereplymarkup", "editmessagecaption"):
             return self._edit(method, params)
         return _error(404, "Not Found: method not found")
 
-    def _send(self, method: str, params: dict[str, Any], files: dict[str, bytes]) -> dict:
+    def _send(self, method: str, params: dict[str, Any], files: dict[str, bytes],
+              names: dict[str, str] | None = None) -> dict:
+        names = names or {}
         chat_id = int(params["chat_id"])
         msg = ChatMessage(chat_id, next(self._ids), from_bot=True,
                           reply_markup=params.get("reply_markup"))
         if method == "sendmessage":
             msg.text = params["text"]
+        elif method == "senddocument":
+            document = str(params.get("document", ""))
+            name = document.removeprefix("attach://")
+            msg.document = files.get(name) if document.startswith("attach://") else None
+            msg.document_name = names.get(name)
+            msg.caption = params.get("caption")
         else:
             photo = str(params.get("photo", ""))
             # Uploads arrive as a form file named by `attach://<name>`.

@@ -36,6 +36,26 @@ async def test_one_line_invoice_reply_carries_every_way_to_pay(person, engine) -
     assert reply.button("Pay page")["url"] == page
 
 
+async def test_the_seller_gets_the_invoice_as_a_pdf_to_forward(person, engine) -> None:
+    """"📄 PDF" under a new invoice sends the document a client can keep: the same PDF the pay
+    page serves, in the seller's language."""
+    from io import BytesIO
+
+    from pypdf import PdfReader
+
+    seller = await person(language="ru")
+    [reply] = await seller.send("/invoice 12.50 Кофе")
+    tap = await seller.tap(reply, "PDF")
+    [doc] = tap.sent
+    assert doc.document is not None and doc.document.startswith(b"%PDF")
+    invoice_number = doc.document_name.removesuffix(".pdf")
+    assert invoice_number.startswith("INV-") and invoice_number in doc.plain
+    text = PdfReader(BytesIO(doc.document)).pages[0].extract_text()
+    assert "Счёт" in text and "Кофе" in text and "12.50 Liquid $" in text
+    bad = await seller.press(reply, "doc:0000000000000")  # a forged button: one sentence
+    assert bad.alert and bad.answer_text == "Счёта с таким номером нет. Проверьте ссылку."
+
+
 async def test_invoice_conversation_multi_use_with_item(person, engine) -> None:
     seller = await person()
     [ask_title] = await seller.send("/invoice")

@@ -149,7 +149,7 @@ def event_body(event: OutboxEvent, invoice: Invoice, render: RenderInvoice,
                           "method": event.payload.get("method"),
                           # Settled at or after the expiry (sent before it): the event is
                           # written in the payment's own transaction, so its time is the
-                          # settlement's. The invoice then stays expired (migration 0008).
+                          # settlement's. The invoice then stays expired (ledger/sql/payments.sql).
                           "paid_late": event.created_at >= invoice.expires_at}
     return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
 

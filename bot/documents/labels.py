@@ -15,7 +15,7 @@ def N_(key: str) -> str:  # gettext's name: "extract this key, translate later"
 
 KEYS = (
     N_("doc.invoice"), N_("doc.number"), N_("doc.issued"), N_("doc.due"), N_("doc.seller"),
-    N_("doc.buyer"), N_("doc.company"), N_("doc.tax_id"), N_("doc.description"),
+    N_("doc.buyer"), N_("doc.tax_id"), N_("doc.description"),
     N_("doc.quantity"), N_("doc.unit_price"), N_("doc.discount"), N_("doc.tax"),
     N_("doc.amount"), N_("doc.how_to_pay"), N_("doc.pay_online"), N_("doc.scan"),
     N_("doc.ton"), N_("doc.ton_comment"), N_("doc.bank"), N_("doc.stamp.PAID"),

@@ -7,7 +7,7 @@ PNG/JPEG or is huge, an unknown language or stamp): its constructor raises a cle
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime
 from io import BytesIO
 from typing import Final, Literal
@@ -80,7 +80,6 @@ class InvoiceDocument:
     payment: Payment
     created_at: datetime  # the invoice version's time: same version, same bytes
     stamp: Stamp | None = None
-    notes: str = field(default="")
 
     def __post_init__(self) -> None:
         if self.language not in LANGUAGES:

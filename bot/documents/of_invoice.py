@@ -24,6 +24,7 @@ from ledger.money import display_amount
 
 STAMP_OF_STATUS: dict[str, Stamp] = {"paid": "PAID", "cancelled": "VOID"}
 CACHE_SIZE: Final = 256  # rendered PDFs kept (~60 KB each)
+Version = tuple[str, str, int, str]  # public id, status, uses, language
 
 
 def invoice_document(invoice: Invoice, seller: User, lang: str,
@@ -54,18 +55,37 @@ class InvoicePdfs:
 
     def __init__(self, size: int = CACHE_SIZE) -> None:
         self.size = size
-        self._items: OrderedDict[tuple[str, str, int, str], tuple[bytes, str]] = OrderedDict()
+        self._items: OrderedDict[Version, tuple[bytes, str]] = OrderedDict()
+        # A link opened by many at once is rendered once: the others wait for that render.
+        self._rendering: dict[Version, asyncio.Future[tuple[bytes, str]]] = {}
 
     async def get(self, invoice: Invoice, seller: User, lang: str,
                   page_url: str) -> tuple[bytes, str]:
         version = (invoice.public_id, invoice.effective_status(), invoice.uses, lang)
         hit = self._items.get(version)
-        if hit is None:
+        if hit is not None:
+            return hit
+        pending = self._rendering.get(version)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        pending = self._rendering[version] = asyncio.get_running_loop().create_future()
+        try:
             doc = invoice_document(invoice, seller, lang, page_url)
             body = await asyncio.to_thread(render_pdf, doc)
-            hit = self._items[version] = (body, f'"{hashlib.sha256(body).hexdigest()[:32]}"')
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
+            hit = (body, f'"{hashlib.sha256(body).hexdigest()[:32]}"')
+        except BaseException as exc:
+            if isinstance(exc, Exception):
+                pending.set_exception(exc)
+                pending.exception()  # retrieved: a render nobody else awaited logs nothing
+            else:
+                pending.cancel()  # the waiters ask again (their request was not the failure)
+            raise
+        finally:
+            del self._rendering[version]
+        pending.set_result(hit)
+        self._items[version] = hit
+        while len(self._items) > self.size:
+            self._items.popitem(last=False)
         return hit
 
 

@@ -86,7 +86,9 @@ async def confirm(
         await cb.answer(tr("pay.retry"), show_alert=True)
         return
     invoice = result.invoice
-    assert invoice is not None  # a payment made or replayed carries its invoice
+    if invoice is None:  # never from the batch; if it were: the same button again tells
+        await cb.answer(tr("pay.retry"), show_alert=True)
+        return
     # Answer first: whatever happens to the message below, the tap is told the outcome.
     await cb.answer(tr("pay.replayed.alert") if result.replayed else tr("pay.done.alert"),
                     show_alert=result.replayed)

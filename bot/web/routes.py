@@ -318,7 +318,9 @@ class PayPages:
         # from the payment's own result (a failure here used to turn it into a 500, and the
         # page's next tap into a second charge).
         invoice = result.invoice
-        assert invoice is not None  # a payment made or replayed carries its invoice
+        if invoice is None:  # never from the batch; if it were: the same key again tells
+            return self._error(503, "retry", t(lang, "err_retry"),
+                               headers={"Retry-After": str(PAY_RETRY_AFTER)})
         tag = self.user_tags.peek(public_id, user.id)  # no read: the money has moved
         body: dict[str, Any] = {
             "payment": {"id": result.payment_id, "replayed": bool(result.replayed),

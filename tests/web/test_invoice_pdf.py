@@ -51,3 +51,24 @@ async def test_in_russian_and_stamped_once_paid_or_cancelled(
 async def test_an_unknown_invoice_has_no_pdf(client) -> None:
     for raw in ("0000000000000", "not-an-id", "%00"):
         assert (await client.get(f"/pay/{raw}/invoice.pdf")).status == 404
+
+
+async def test_a_crowd_opening_one_pdf_renders_it_once(client, make_invoice, monkeypatch) -> None:
+    import asyncio
+
+    import bot.documents.of_invoice as of_invoice
+
+    renders = []
+    real = of_invoice.render_pdf
+
+    def counting(doc):  # type: ignore[no-untyped-def]
+        renders.append(doc.number)
+        return real(doc)
+
+    monkeypatch.setattr(of_invoice, "render_pdf", counting)
+    invoice = await make_invoice()
+    answers = await asyncio.gather(*(client.get(f"/pay/{invoice.public_id}/invoice.pdf")
+                                     for _ in range(8)))
+    bodies = {await r.read() for r in answers}
+    assert [r.status for r in answers] == [200] * 8 and len(bodies) == 1
+    assert renders == [invoice.number]

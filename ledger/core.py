@@ -17,17 +17,24 @@ wake-up.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import date
+from decimal import Decimal
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ledger import lifecycle, manual_payments, seller_settings
 from ledger.batcher import PaymentBatcher
 from ledger.errors import InvalidAmount, InvoiceNotFound
 from ledger.invoice_batches import InvoiceCreator
 from ledger.invoice_reads import InvoiceRead, InvoiceReader, RecentInvoices
 from ledger.invoices import NewInvoice, cancel_invoice
+from ledger.lifecycle import SentInvoice
+from ledger.manual_payments import InvoicePayment, ManualPayment
 from ledger.models import Invoice, PaymentResult
 from ledger.outbox import DeliveredMarks
 from ledger.payments import IDEMPOTENCY_KEY_MAX, canonical_invoice_id
+from ledger.seller_settings import SellerSettings
 
 
 class Ledger:
@@ -85,6 +92,82 @@ class Ledger:
         invoice = await cancel_invoice(self.engine, public_id, seller_id)
         self.recent.forget(invoice.public_id)
         return invoice
+
+    # --- invoices as documents (ledger/lifecycle.py, ledger/manual_payments.py) ---------------
+
+    def _changed(self, invoice: Invoice) -> Invoice:
+        self.recent.forget(invoice.public_id)
+        return invoice
+
+    async def update_draft(self, seller_id: int, public_id: str,
+                           request: NewInvoice) -> Invoice:
+        """PUT: replace a draft (InvoiceNotDraft once issued)."""
+        return self._changed(await lifecycle.update_draft(self.engine, seller_id, public_id,
+                                                          request))
+
+    async def finalize_invoice(self, seller_id: int, public_id: str,
+                               ton_rate: Decimal | None = None) -> Invoice:
+        """Issue a draft: numbered, amounts and TON quote frozen, the link live."""
+        return self._changed(await lifecycle.finalize_invoice(self.engine, seller_id,
+                                                              public_id, ton_rate))
+
+    async def void_invoice(self, seller_id: int | None, public_id: str,
+                           reason: str | None = None) -> Invoice:
+        return self._changed(await lifecycle.void_invoice(self.engine, seller_id, public_id,
+                                                          reason))
+
+    async def mark_uncollectible(self, seller_id: int | None, public_id: str,
+                                 reason: str | None = None) -> Invoice:
+        return self._changed(await lifecycle.mark_uncollectible(self.engine, seller_id,
+                                                                public_id, reason))
+
+    async def send_invoice(self, seller_id: int, public_id: str, to: int | str | None,
+                           ton_rate: Decimal | None = None) -> SentInvoice:
+        """To a Telegram user who started the bot (id or @username), or None: as a link."""
+        sent = await lifecycle.send_invoice(self.engine, seller_id, public_id, to, ton_rate)
+        self._changed(sent.invoice)
+        return sent
+
+    async def mark_viewed(self, public_id: str, viewer_user_id: int | None) -> bool:
+        """The first view by someone other than the seller (callers skip it once
+        `invoice.viewed_at` is set: it costs a write only the first time)."""
+        first = await lifecycle.mark_viewed(self.engine, public_id, viewer_user_id)
+        if first:
+            self.recent.forget(public_id.upper())
+        return first
+
+    async def stop_reminders(self, public_id: str, user_id: int) -> Invoice:
+        return self._changed(await lifecycle.stop_reminders(self.engine, public_id, user_id))
+
+    async def record_manual_payment(
+        self, public_id: str, *, seller_id: int | None, amount: int, received_on: date,
+        reference: str, note: str | None = None, recorded_by: int | None = None,
+    ) -> ManualPayment:
+        """Money received outside paybot (seller_id None: the operator)."""
+        result = await manual_payments.record_manual_payment(
+            self.engine, public_id, seller_id=seller_id, amount=amount,
+            received_on=received_on, reference=reference, note=note, recorded_by=recorded_by)
+        self._changed(result.invoice)
+        return result
+
+    async def reverse_manual_payment(self, payment_id: int, *, seller_id: int | None,
+                                     reason: str, reversed_by: int | None = None) -> Invoice:
+        return self._changed(await manual_payments.reverse_manual_payment(
+            self.engine, payment_id, seller_id=seller_id, reason=reason,
+            reversed_by=reversed_by))
+
+    async def payments_of_invoice(self, public_id: str,
+                                  seller_id: int | None) -> list[InvoicePayment]:
+        return await manual_payments.payments_of_invoice(self.engine, public_id, seller_id)
+
+    async def seller_settings(self, seller_id: int) -> SellerSettings:
+        return await seller_settings.get_seller_settings(self.engine, seller_id)
+
+    async def save_seller_settings(self, seller_id: int, **changes: Any) -> SellerSettings:
+        return await seller_settings.save_seller_settings(self.engine, seller_id, **changes)
+
+    async def set_logo(self, seller_id: int, data: bytes | None) -> SellerSettings:
+        return await seller_settings.set_logo(self.engine, seller_id, data)
 
     async def mark_delivered(self, event_id: int) -> None:
         """An outbox event was delivered; deliveries finishing together share one statement."""

@@ -139,6 +139,66 @@ class InvalidInvoice(LedgerError):
     message = "The invoice data is not valid."
 
 
+# --- invoices as documents: lifecycle and manual payments (PB014-PB029) --------------------
+
+
+class InvoiceDraft(InvoiceNotPayable):
+    code, kind, sqlstate = "invoice_draft", Kind.CONFLICT, "PB014"
+    message = "This invoice is a draft: the seller has not issued it yet."
+
+
+class InvoiceVoid(InvoiceNotPayable):
+    code, kind, sqlstate = "invoice_void", Kind.GONE, "PB015"
+    message = "This invoice was voided by the seller."
+
+
+class InvoiceUncollectible(InvoiceNotPayable):
+    code, kind, sqlstate = "invoice_uncollectible", Kind.GONE, "PB016"
+    message = "This invoice was written off by the seller."
+
+
+class InvoiceNotDraft(LedgerError):
+    code, kind, sqlstate = "invoice_not_draft", Kind.CONFLICT, "PB017"
+    message = "Only a draft invoice can be changed; this one is already issued."
+
+
+class InvoicePartlyPaid(LedgerError):
+    code, kind, sqlstate = "invoice_partly_paid", Kind.CONFLICT, "PB018"
+    message = ("Money was already recorded for this invoice: reverse those payments first, "
+               "or mark it uncollectible.")
+
+
+class ManualPaymentTooLarge(AmountShortfall):
+    code, kind, sqlstate = "manual_payment_too_large", Kind.CONFLICT, "PB019"
+    message = "The payment is larger than the amount due on this invoice."
+
+
+class PaymentNotReversible(LedgerError):
+    code, kind, sqlstate = "payment_not_reversible", Kind.CONFLICT, "PB020"
+    message = "Only a manual payment can be reversed here."
+
+
+class RecipientNotFound(LedgerError):
+    code, kind, sqlstate = "recipient_not_found", Kind.NOT_FOUND, "PB021"
+    message = ("This Telegram user has not started the bot yet: send them the invoice link "
+               "instead.")
+
+
+class PaymentNotFound(LedgerError):
+    code, kind, sqlstate = "payment_not_found", Kind.NOT_FOUND, "PB022"
+    message = "No such payment on your invoices."
+
+
+class ManualPaymentMultiUse(LedgerError):
+    code, kind, sqlstate = "manual_payment_multi_use", Kind.INVALID, "PB023"
+    message = "Manual payments are recorded on one-time invoices only."
+
+
+class InvalidSettings(LedgerError):
+    code, kind = "invalid_settings", Kind.INVALID
+    message = "These settings are not valid."
+
+
 class ImmutableRecord(LedgerError):
     code, kind, sqlstate = "immutable_record", Kind.CONFLICT, "PB900"
     message = "Money records cannot be changed or deleted."

@@ -57,28 +57,48 @@ CHECKS: dict[str, str] = {
     "no_user_balance_below_zero": """
         SELECT 'account ' || a.id || ' of user ' || a.user_id || ' at ' || a.balance AS detail
           FROM accounts a WHERE a.user_id IS NOT NULL AND a.balance < 0""",
-    "paid_one_time_invoice_has_one_payment_and_one_grant": """
-        SELECT 'invoice ' || i.public_id || ': ' || count(DISTINCT p.id) || ' payments, '
-               || count(DISTINCT g.id) || ' grants' AS detail
+    # One-time invoices may be paid in parts (manual payments, then the rest by any method);
+    # a multi-use invoice takes whole payments, one per use.
+    "one_time_amount_paid_matches_payments": """
+        SELECT 'invoice ' || i.public_id || ' amount_paid ' || i.amount_paid || ' but payments '
+               || coalesce(s.paid, 0) AS detail
           FROM invoices i
-          LEFT JOIN payments p ON p.invoice_id = i.id
-          LEFT JOIN grants g ON g.invoice_id = i.id
-         WHERE i.kind = 'one_time' AND i.status = 'paid'
-         GROUP BY i.id HAVING count(DISTINCT p.id) <> 1 OR count(DISTINCT g.id) <> 1""",
-    "invoice_uses_match_payments": """
+          LEFT JOIN (SELECT p.invoice_id, sum(p.amount) AS paid FROM payments p
+                      WHERE NOT EXISTS (SELECT 1 FROM payment_reversals r
+                                         WHERE r.payment_id = p.id)
+                      GROUP BY p.invoice_id) s ON s.invoice_id = i.id
+         WHERE i.kind = 'one_time' AND i.amount_paid <> coalesce(s.paid, 0)""",
+    "one_time_invoice_used_once_when_fully_paid": """
+        SELECT 'invoice ' || i.public_id || ' uses ' || i.uses || ', paid ' || i.amount_paid
+               || ' of ' || i.amount || ', status ' || i.status AS detail
+          FROM invoices i
+         WHERE i.kind = 'one_time'
+           AND ((i.uses = 1) <> (i.amount_paid = i.amount) OR i.uses > 1
+                OR (i.status = 'paid') AND i.uses <> 1)""",
+    "fully_paid_one_time_invoice_has_a_grant": """
+        SELECT 'invoice ' || i.public_id || ' has no grant' AS detail
+          FROM invoices i
+         WHERE i.kind = 'one_time' AND i.uses = 1
+           AND NOT EXISTS (SELECT 1 FROM grants g WHERE g.invoice_id = i.id)""",
+    "multi_use_uses_match_payments": """
         SELECT 'invoice ' || i.public_id || ' uses ' || i.uses || ' but '
                || (SELECT count(*) FROM payments p WHERE p.invoice_id = i.id) || ' payments'
                AS detail
           FROM invoices i
-         WHERE i.uses <> (SELECT count(*) FROM payments p WHERE p.invoice_id = i.id)""",
-    "every_payment_has_a_grant": """
+         WHERE i.kind = 'multi_use'
+           AND i.uses <> (SELECT count(*) FROM payments p WHERE p.invoice_id = i.id)""",
+    "every_whole_payment_has_a_grant": """
         SELECT 'payment ' || p.id || ' has no grant' AS detail
-          FROM payments p LEFT JOIN grants g ON g.payment_id = p.id WHERE g.id IS NULL""",
+          FROM payments p JOIN invoices i ON i.id = p.invoice_id
+          LEFT JOIN grants g ON g.payment_id = p.id
+         WHERE g.id IS NULL AND (i.kind = 'multi_use' OR p.method <> 'manual')""",
     "payment_matches_its_invoice": """
         SELECT 'payment ' || p.id || ' of ' || p.amount || ' ' || p.currency
                || ' for invoice ' || i.public_id AS detail
           FROM payments p JOIN invoices i ON i.id = p.invoice_id
-         WHERE p.amount <> i.amount OR p.currency <> i.currency""",
+         WHERE p.currency <> i.currency
+            OR (i.kind = 'multi_use' AND p.amount <> i.amount)
+            OR (i.kind = 'one_time' AND p.amount > i.amount)""",
 }
 
 

@@ -13,6 +13,7 @@ import asyncpg
 import orjson
 
 from ledger.db import Executor, connection, fetch_all, fetch_one
+from ledger.documents import Buyer, Document, make_document
 from ledger.errors import (
     IdempotencyKeyReused,
     InvalidAmount,
@@ -25,12 +26,14 @@ from ledger.ids import new_invoice_id, parse_invoice_id
 from ledger.models import INVOICE_FIELDS, Invoice
 from ledger.money import DECIMALS, check_amount, quote_ton
 from ledger.text import clean_block, clean_line
+from ledger.totals import Discount, Line, TaxRate
 
 TITLE_MAX = 128
 DESCRIPTION_MAX = 1024
 DEFAULT_EXPIRY = timedelta(days=7)
 MIN_EXPIRY = timedelta(minutes=1)
 MAX_EXPIRY = timedelta(days=366)
+DUE_GRACE = timedelta(days=30)  # a link with a due date lives this long past it by default
 PAYLOAD_KEYS = {"item_id", "achievement_id", "callback_url"}
 MAX_TON_QUOTE = 10**18  # nanotons; bigint holds 9.2e18
 KEY_MAX = 200  # characters of an idempotency key
@@ -75,26 +78,58 @@ class NewInvoice:
     id_chosen: bool = False  # the caller chose public_id: a clash is an error, not a redraw
     idempotency_key: str | None = None
     request_hash: bytes | None = None
+    draft: bool = False
+    document: str | None = None  # JSON text of ledger.documents.Document, None: one line
+    due_at: datetime | None = None
 
 
 def new_invoice(
     *,
     seller_id: int,
-    title: str,
-    amount: int,
+    title: str | None = None,
+    amount: int | None = None,
     currency: str = "LIQ",
     description: str | None = None,
     kind: str = "one_time",
     max_uses: int | None = None,
-    expires_in: timedelta = DEFAULT_EXPIRY,
+    expires_in: timedelta | None = None,
     payload: Mapping[str, Any] | None = None,
     ton_rate: Decimal | None = None,
     public_id: str | None = None,
     idempotency_key: str | None = None,
     request_hash: bytes = b"",
+    lines: Sequence[Line] | None = None,
+    discount: Discount | None = None,
+    tax_rates: Sequence[TaxRate] = (),
+    buyer: Buyer | None = None,
+    memo: str | None = None,
+    due_at: datetime | None = None,
+    draft: bool = False,
+    now: datetime | None = None,
 ) -> NewInvoice:
     """Check an invoice request (InvalidInvoice/InvalidAmount say what is wrong); nothing is
-    written. `ton_rate` (units of `currency` per TON) locks the TON quote now."""
+    written. `ton_rate` (units of `currency` per TON) locks the TON quote now.
+
+    A document: `lines` (with optional `discount`, `tax_rates`, `buyer`, `memo`) — the amount
+    is their total (ledger/totals.py) and the title defaults to the first line's description.
+    `due_at`: when payment is expected (reminders, "overdue"); the link then lives until at
+    least 30 days after it unless `expires_in` says otherwise. `draft`: editable, not payable,
+    numbered when issued."""
+    now = now or datetime.now(UTC)
+    document: Document | None = None
+    if lines is not None or discount is not None or tax_rates or buyer or memo:
+        if amount is not None:
+            raise InvalidInvoice("give either lines or an amount, not both")
+        document = make_document(list(lines or ()), discount, tax_rates, buyer, memo)
+        amount = document.totals.total
+        if not title:
+            first = document.lines[0].description
+            title = first if len(document.lines) == 1 else f"{first} +{len(document.lines) - 1}"
+            title = title[:TITLE_MAX]
+    if amount is None:
+        raise InvalidAmount("the amount is missing")
+    if document is not None and kind != "one_time":
+        raise InvalidInvoice("an invoice with lines is one-time")
     title = clean_line(title or "")
     if not title:
         raise InvalidInvoice("the title is empty")
@@ -110,6 +145,19 @@ def new_invoice(
         raise InvalidInvoice("the type must be one_time or multi_use")
     if max_uses is not None and (kind != "multi_use" or max_uses < 1):
         raise InvalidInvoice("max uses is a positive number, for multi-use invoices only")
+    if due_at is not None:
+        if due_at.tzinfo is None:
+            raise InvalidInvoice("the due date needs a timezone")
+        if due_at <= now and not draft:
+            raise InvalidInvoice("the due date is in the past")
+        if due_at > now + MAX_EXPIRY:
+            raise InvalidInvoice("the due date is more than a year away")
+        if expires_in is None:
+            expires_in = min(due_at + DUE_GRACE - now, MAX_EXPIRY)
+        elif now + expires_in < due_at:
+            raise InvalidInvoice("the link would expire before the due date")
+    if expires_in is None:
+        expires_in = DEFAULT_EXPIRY
     if not MIN_EXPIRY <= expires_in <= MAX_EXPIRY:
         raise InvalidInvoice("the expiry must be between one minute and one year")
     if idempotency_key is not None and not 0 < len(idempotency_key) <= KEY_MAX:
@@ -123,10 +171,13 @@ def new_invoice(
     return NewInvoice(
         seller_id=seller_id, title=title, description=description, currency=currency,
         amount=amount, ton_amount=ton_amount, ton_rate=ton_rate, kind=kind, max_uses=max_uses,
-        payload=orjson.dumps(clean_payload).decode(), expires_at=datetime.now(UTC) + expires_in,
+        payload=orjson.dumps(clean_payload).decode(), expires_at=now + expires_in,
         public_id=public_id or new_invoice_id(), id_chosen=public_id is not None,
         idempotency_key=idempotency_key,
         request_hash=request_hash if idempotency_key is not None else None,
+        draft=draft,
+        document=orjson.dumps(document.to_json()).decode() if document is not None else None,
+        due_at=due_at,
     )
 
 
@@ -142,7 +193,8 @@ CREATE_INVOICES = f"""
 SELECT r_idx AS idx, r_outcome AS outcome, {', '.join(f'(r_invoice).{c}' for c in INVOICE_FIELDS)}
   FROM create_invoices($1::bigint[], $2::text[], $3::bytea[], $4::text[], $5::text[],
                        $6::text[], $7::text[], $8::bigint[], $9::bigint[], $10::numeric[],
-                       $11::text[], $12::int[], $13::jsonb[], $14::timestamptz[])
+                       $11::text[], $12::int[], $13::jsonb[], $14::timestamptz[],
+                       $15::text[], $16::jsonb[], $17::timestamptz[])
 """
 
 
@@ -163,6 +215,9 @@ def create_args(requests: Sequence[NewInvoice]) -> list[list[Any]]:
         [r.max_uses for r in requests],
         [r.payload for r in requests],
         [r.expires_at for r in requests],
+        [("draft" if r.draft else None) for r in requests],
+        [r.document for r in requests],
+        [r.due_at for r in requests],
     ]
 
 

@@ -38,7 +38,7 @@ class Invoice:
     id: int
     public_id: str
     seller_id: int
-    number: str
+    number: str | None  # None while a draft: numbered when issued
     title: str
     description: str | None
     currency: str
@@ -54,10 +54,34 @@ class Invoice:
     expires_at: datetime
     paid_at: datetime | None
     closed_at: datetime | None
+    # Invoices as documents (ledger/documents.py): NULL document = one line, title x amount.
+    due_at: datetime | None
+    amount_paid: int  # one-time invoices: settled so far (manual payments may pay in parts)
+    document: dict[str, Any] | None
+    version: int  # +1 per draft edit: the PDF of a new version is a new document
+    updated_at: datetime
+    issued_at: datetime | None  # None while a draft
+    viewed_at: datetime | None
+    sent_at: datetime | None
+    sent_to: int | None  # users.id of the buyer it was sent to
+    reminders_off: bool
 
     @classmethod
     def from_row(cls, row: RowMapping | Record) -> Invoice:
         return cls(*_invoice_values(row))
+
+    @property
+    def amount_due(self) -> int:
+        """What is still to pay: a one-time invoice may be partly paid; a multi-use invoice
+        costs its amount per use."""
+        if self.kind == "one_time":
+            return 0 if self.uses else self.amount - self.amount_paid
+        return self.amount
+
+    def overdue(self, now: datetime | None = None) -> bool:
+        """Issued, still payable, and past its due date."""
+        return (self.due_at is not None and self.effective_status(now) == "pending"
+                and self.due_at <= (now or datetime.now(UTC)))
 
     @property
     def comment(self) -> str:
@@ -124,6 +148,7 @@ class Grant:
     claim_token: str | None
     claimed_at: datetime | None
     created_at: datetime
+    line_items: list[str] | None = None  # the item ids a document's lines name
 
     @classmethod
     def from_row(cls, row: RowMapping) -> Grant:

@@ -44,3 +44,7 @@ CREATE TRIGGER ton_holds_no_delete BEFORE DELETE OR TRUNCATE ON ton_holds
     FOR EACH STATEMENT EXECUTE FUNCTION paybot_forbid_change();
 CREATE TRIGGER payer_tags_no_delete BEFORE DELETE OR TRUNCATE ON payer_tags
     FOR EACH STATEMENT EXECUTE FUNCTION paybot_forbid_change();
+CREATE TRIGGER payment_reversals_immutable BEFORE UPDATE OR DELETE OR TRUNCATE ON payment_reversals
+    FOR EACH STATEMENT EXECUTE FUNCTION paybot_forbid_change();
+CREATE TRIGGER invoice_reminders_no_delete BEFORE DELETE OR TRUNCATE ON invoice_reminders
+    FOR EACH STATEMENT EXECUTE FUNCTION paybot_forbid_change();

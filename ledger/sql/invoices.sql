@@ -5,7 +5,7 @@ CREATE OR REPLACE FUNCTION create_invoices(
     p_sellers bigint[], p_keys text[], p_hashes bytea[], p_public_ids text[], p_titles text[],
     p_descriptions text[], p_currencies text[], p_amounts bigint[], p_ton_amounts bigint[],
     p_ton_rates numeric[], p_kinds text[], p_max_uses int[], p_payloads jsonb[],
-    p_expires_at timestamptz[]
+    p_expires_at timestamptz[], p_statuses text[], p_documents jsonb[], p_due_at timestamptz[]
 ) RETURNS TABLE (r_idx int, r_outcome text, r_invoice invoices)
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -70,30 +70,37 @@ BEGIN
     END IF;
 
     -- 3. Number and insert the new invoices: one counter bump per seller, in seller order.
+    --    A draft gets its number when it is issued (finalize_invoice), not now.
     RETURN QUERY
     WITH req AS (
-        SELECT u.*, u.i::int AS idx
+        SELECT u.*, u.i::int AS idx, coalesce(u.status, 'pending') = 'draft' AS draft
           FROM unnest(p_sellers, v_public, p_titles, p_descriptions, p_currencies, p_amounts,
-                      p_ton_amounts, p_ton_rates, p_kinds, p_max_uses, p_payloads, p_expires_at)
+                      p_ton_amounts, p_ton_rates, p_kinds, p_max_uses, p_payloads, p_expires_at,
+                      p_statuses, p_documents, p_due_at)
                WITH ORDINALITY AS u(seller, public_id, title, description, currency, amount,
-                                    ton_amount, ton_rate, kind, max_uses, payload, expires_at, i)
+                                    ton_amount, ton_rate, kind, max_uses, payload, expires_at,
+                                    status, document, due_at, i)
          WHERE u.i::int = ANY (v_create)
     ), bumped AS (
         INSERT INTO invoice_counters AS c (seller_id, year, last)
-        SELECT seller, v_year, count(*) FROM req GROUP BY seller ORDER BY seller
+        SELECT seller, v_year, count(*) FROM req WHERE NOT draft GROUP BY seller ORDER BY seller
         ON CONFLICT (seller_id, year) DO UPDATE SET last = c.last + EXCLUDED.last
         RETURNING c.seller_id, c.last
     ), numbered AS (
         SELECT req.*, b.last - count(*) OVER w + row_number() OVER (w ORDER BY req.idx) AS n
-          FROM req JOIN bumped b ON b.seller_id = req.seller
-        WINDOW w AS (PARTITION BY req.seller)
+          FROM req LEFT JOIN bumped b ON b.seller_id = req.seller AND NOT req.draft
+        WINDOW w AS (PARTITION BY req.seller, req.draft)
     ), ins AS (
         INSERT INTO invoices (public_id, seller_id, number, title, description, currency,
-                              amount, ton_amount, ton_rate, kind, max_uses, payload, expires_at)
+                              amount, ton_amount, ton_rate, kind, max_uses, payload, expires_at,
+                              status, document, due_at, issued_at)
         SELECT public_id, seller,
-               'INV-' || v_year || '-' || lpad(n::text, greatest(4, length(n::text)), '0'),
+               CASE WHEN NOT draft
+                    THEN 'INV-' || v_year || '-' || lpad(n::text, greatest(4, length(n::text)), '0')
+               END,
                title, description, currency, amount, ton_amount, ton_rate, kind, max_uses,
-               payload, expires_at
+               payload, expires_at, CASE WHEN draft THEN 'draft' ELSE 'pending' END, document,
+               due_at, CASE WHEN NOT draft THEN now() END
           FROM numbered ORDER BY idx
         RETURNING *
     )
@@ -112,6 +119,12 @@ BEGIN
     SELECT * INTO v FROM invoices WHERE id = p_invoice;
     IF v.status = 'cancelled' THEN
         PERFORM paybot_raise('invoice_cancelled', v.public_id);
+    ELSIF v.status = 'draft' THEN
+        PERFORM paybot_raise('invoice_draft', v.public_id);
+    ELSIF v.status = 'void' THEN
+        PERFORM paybot_raise('invoice_void', v.public_id);
+    ELSIF v.status = 'uncollectible' THEN
+        PERFORM paybot_raise('invoice_uncollectible', v.public_id);
     ELSIF v.status = 'expired' OR (v.status = 'pending' AND v.expires_at <= now()) THEN
         PERFORM paybot_raise('invoice_expired', v.public_id);
     END IF;
@@ -129,7 +142,8 @@ BEGIN
     UPDATE invoices
        SET uses = uses + 1,
            status = CASE WHEN kind = 'one_time' OR uses + 1 = max_uses THEN 'paid' ELSE status END,
-           paid_at = CASE WHEN kind = 'one_time' OR uses + 1 = max_uses THEN now() ELSE paid_at END
+           paid_at = CASE WHEN kind = 'one_time' OR uses + 1 = max_uses THEN now() ELSE paid_at END,
+           amount_paid = CASE WHEN kind = 'one_time' THEN amount ELSE amount_paid END
      WHERE id = p_invoice AND status IN ('pending', 'expired') AND expires_at > least(p_at, now())
        AND (max_uses IS NULL OR uses < max_uses)
     RETURNING * INTO v;
@@ -161,6 +175,8 @@ BEGIN
         RETURN v;  -- cancelling twice is a no-op, not an error
     ELSIF v.status <> 'pending' THEN
         PERFORM paybot_raise_not_payable(v.id);
+    ELSIF v.amount_paid > 0 THEN
+        PERFORM paybot_raise('invoice_partly_paid', v.public_id);
     END IF;
     UPDATE invoices SET status = 'cancelled', closed_at = now() WHERE id = v.id RETURNING * INTO v;
     PERFORM paybot_close_event(v, 'invoice_cancelled');
@@ -181,3 +197,27 @@ BEGIN
         RETURN NEXT v;
     END LOOP;
 END $$;
+
+-- An event about an invoice for the seller's server: to the invoice's callback_url, else to
+-- the seller's default webhook (resolved at delivery, url NULL), else nowhere.
+CREATE OR REPLACE FUNCTION paybot_invoice_event(p_inv invoices, p_type text,
+                                                p_extra jsonb DEFAULT '{}')
+RETURNS void LANGUAGE sql AS $$
+    INSERT INTO outbox (topic, event_type, payload)
+    SELECT 'callback', p_type, p_extra || jsonb_build_object(
+               'invoice', p_inv.public_id, 'url', p_inv.payload ->> 'callback_url',
+               'seller_id', p_inv.seller_id)
+     WHERE p_inv.payload ? 'callback_url'
+        OR EXISTS (SELECT 1 FROM seller_webhooks w
+                    WHERE w.user_id = p_inv.seller_id AND w.url IS NOT NULL)
+$$;
+
+-- What is still to pay in TON: the locked quote, or for a one-time invoice already partly paid
+-- (manual payments) the same share of it as the amount due, rounded up (never short).
+CREATE OR REPLACE FUNCTION paybot_ton_due(p_inv invoices) RETURNS bigint
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE WHEN p_inv.kind = 'one_time' AND p_inv.amount_paid > 0
+                THEN div(p_inv.ton_amount::numeric * (p_inv.amount - p_inv.amount_paid)
+                         + p_inv.amount - 1, p_inv.amount)::bigint
+                ELSE p_inv.ton_amount END
+$$;

@@ -35,15 +35,19 @@ RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
     WITH f AS (
         SELECT f.grant_id, f.payment_id, f.payer, f.claim_token,
-               i.id AS invoice_id, i.public_id, i.seller_id, i.payload
+               i.id AS invoice_id, i.public_id, i.seller_id, i.payload, i.document
           FROM unnest(p_grants, p_payments, p_invoices, p_payers, p_claim_tokens)
                AS f (grant_id, payment_id, invoice_id, payer, claim_token)
           JOIN invoices i ON i.id = f.invoice_id
     ), granted AS (
         INSERT INTO grants (id, payment_id, invoice_id, user_id, item_id, achievement_id,
-                            claim_token) OVERRIDING SYSTEM VALUE
+                            claim_token, line_items) OVERRIDING SYSTEM VALUE
         SELECT grant_id, payment_id, invoice_id, payer, payload ->> 'item_id',
-               payload ->> 'achievement_id', CASE WHEN payer IS NULL THEN claim_token END
+               payload ->> 'achievement_id', CASE WHEN payer IS NULL THEN claim_token END,
+               -- a document's lines may each name an item (ledger/documents.py)
+               CASE WHEN document IS NOT NULL THEN ARRAY(
+                   SELECT l ->> 'item_id' FROM jsonb_array_elements(document -> 'lines') l
+                    WHERE l ? 'item_id') END
           FROM f
     ), unlocked AS (
         INSERT INTO achievements (user_id, achievement_id, grant_id)
@@ -109,7 +113,11 @@ BEGIN
     -- Everything is locked: decide each request, in the order a single request would check.
     SELECT array_agg(ROW(t.*)::paybot_pay_item ORDER BY t.idx) INTO items FROM (
         SELECT r.idx::int, i.id AS invoice_id, i.public_id, r.buyer, r.key, i.seller_id,
-               i.currency, i.amount, i.kind, ba.id AS buyer_account, sa.id AS seller_account,
+               -- What this payment pays: the amount due (a one-time invoice may be partly
+               -- paid by manual payments already).
+               i.currency, CASE WHEN i.kind = 'one_time' THEN i.amount - i.amount_paid
+                                ELSE i.amount END AS amount,
+               i.kind, ba.id AS buyer_account, sa.id AS seller_account,
                ba.balance AS balance, i.payload,
                CASE
                  WHEN count(*) OVER (PARTITION BY coalesce(i.id, -r.idx) ORDER BY r.idx) > 1
@@ -119,12 +127,16 @@ BEGIN
                  WHEN prev.id IS NOT NULL THEN 'replay'
                  WHEN i.seller_id = r.buyer THEN 'own_invoice'
                  WHEN i.status = 'cancelled' THEN 'invoice_cancelled'
+                 WHEN i.status = 'draft' THEN 'invoice_draft'
+                 WHEN i.status = 'void' THEN 'invoice_void'
+                 WHEN i.status = 'uncollectible' THEN 'invoice_uncollectible'
                  WHEN i.status = 'expired' OR (i.status = 'pending' AND i.expires_at <= now())
                    THEN 'invoice_expired'
                  WHEN i.status <> 'pending' OR i.uses >= coalesce(i.max_uses, i.uses + 1)
                    THEN 'invoice_already_paid'
                  WHEN ba.id IS NULL THEN 'user_not_found'
-                 WHEN ba.balance < i.amount THEN 'insufficient_funds'
+                 WHEN ba.balance < CASE WHEN i.kind = 'one_time' THEN i.amount - i.amount_paid
+                                        ELSE i.amount END THEN 'insufficient_funds'
                END AS outcome,
                prev.id AS prev_payment,
                CASE WHEN i.kind = 'one_time' OR i.uses + 1 = i.max_uses THEN 'paid'
@@ -170,7 +182,8 @@ BEGIN
     IF EXISTS (SELECT 1 FROM unnest(items) x WHERE x.outcome IS NULL) THEN
         UPDATE invoices i
            SET uses = i.uses + 1, status = x.status_after,
-               paid_at = CASE WHEN x.status_after = 'paid' THEN now() ELSE i.paid_at END
+               paid_at = CASE WHEN x.status_after = 'paid' THEN now() ELSE i.paid_at END,
+               amount_paid = CASE WHEN i.kind = 'one_time' THEN i.amount ELSE i.amount_paid END
           FROM unnest(items) x
          WHERE x.outcome IS NULL AND i.id = x.invoice_id;
         UPDATE accounts a SET balance = a.balance - x.amount
@@ -244,6 +257,7 @@ RETURNS TABLE (payment_id bigint, replayed boolean, grant_id bigint, invoice_sta
                claim_token text)
 LANGUAGE plpgsql AS $$
 DECLARE v invoices%ROWTYPE; v_tx bigint; v_pay bigint; v_grant bigint; v_prev payments%ROWTYPE;
+        v_due bigint;
 BEGIN
     SELECT * INTO v FROM invoices WHERE public_id = upper(p_invoice) FOR UPDATE;
     IF v.id IS NULL THEN
@@ -269,15 +283,17 @@ BEGIN
         UPDATE invoices SET status = 'expired', closed_at = now() WHERE id = v.id RETURNING * INTO v;
         PERFORM paybot_close_event(v, 'invoice_expired');
     END IF;
+    -- What this payment pays: the amount due (manual payments may have paid part already).
+    v_due := CASE WHEN v.kind = 'one_time' THEN v.amount - v.amount_paid ELSE v.amount END;
     v := paybot_take_invoice(v.id, coalesce(p_paid_at, now()));
     INSERT INTO ledger_transactions (kind, reason) VALUES ('external_payment', p_method)
         RETURNING id INTO v_tx;
     INSERT INTO entries (tx_id, account_id, currency, amount) VALUES
         (v_tx, paybot_system_account(CASE WHEN p_method = 'ton' THEN 'chain_inflow'
-                                          ELSE 'adjustments' END, v.currency), v.currency, -v.amount);
-    PERFORM paybot_credit_user(v_tx, v.seller_id, v.currency, v.amount);
+                                          ELSE 'adjustments' END, v.currency), v.currency, -v_due);
+    PERFORM paybot_credit_user(v_tx, v.seller_id, v.currency, v_due);
     INSERT INTO payments (invoice_id, payer_id, method, currency, amount, external_ref, ledger_tx_id)
-        VALUES (v.id, p_payer, p_method, v.currency, v.amount, p_reference, v_tx)
+        VALUES (v.id, p_payer, p_method, v.currency, v_due, p_reference, v_tx)
         RETURNING id INTO v_pay;
     v_grant := nextval('grants_id_seq');
     PERFORM paybot_fulfil(ARRAY[v_grant], ARRAY[v_pay], ARRAY[v.id], ARRAY[p_payer],

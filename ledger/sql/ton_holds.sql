@@ -59,7 +59,7 @@ BEGIN
                                     p_claim, p_currency, p_rate, t.tx_hash);
         IF r.o_outcome = 'partial' THEN
             PERFORM paybot_raise('not_enough_for_invoice',
-                json_build_object('needed', v.ton_amount,
+                json_build_object('needed', paybot_ton_due(v),
                                   'available', h.amount_nano + r.o_partials,
                                   'currency', 'TON')::text);
         END IF;

@@ -81,7 +81,7 @@ CREATE OR REPLACE FUNCTION paybot_ton_pay_invoice(
     OUT o_status text, OUT o_partials bigint, OUT o_excess bigint, OUT o_excess_held bigint,
     OUT o_credited bigint, OUT o_ton_debit bigint, OUT o_converted bigint)
 LANGUAGE plpgsql AS $$
-DECLARE v_quote bigint := p_inv.ton_amount; c record; v_rate numeric;
+DECLARE v_quote bigint := paybot_ton_due(p_inv); c record; v_rate numeric;
 BEGIN
     SELECT coalesce(sum(amount_nano), 0) INTO o_partials FROM ton_holds
      WHERE invoice_id = p_inv.id AND reason = 'partial' AND released_at IS NULL
@@ -216,6 +216,9 @@ BEGIN
                   OR (v.max_uses IS NOT NULL AND v.uses >= v.max_uses) THEN
                 v_outcome := 'late_or_duplicate';
                 v_note := CASE WHEN v.status = 'cancelled' THEN 'invoice cancelled'
+                               WHEN v.status = 'void' THEN 'invoice void'
+                               WHEN v.status = 'uncollectible' THEN 'invoice written off'
+                               WHEN v.status = 'draft' THEN 'invoice not issued yet'
                                WHEN v.status = 'paid' OR v.uses >= v.max_uses
                                     THEN 'invoice already paid'
                                ELSE 'invoice expired' END;

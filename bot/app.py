@@ -22,6 +22,7 @@ from ledger.core import Ledger
 from ledger.migrate import upgrade
 from ledger.postgres import make_engine
 from watchers.jobs import Scheduler, schedule_ledger_jobs
+from watchers.reminders import schedule_reminders
 from watchers.ton_watcher import start_ton_watcher
 from watchers.wakeup import OutboxListener, Waker
 
@@ -71,6 +72,8 @@ async def serve(settings: Settings, database_url: str, stop: asyncio.Event) -> N
         expire_seconds=settings.jobs.expire_seconds,
         apply_credits_seconds=settings.jobs.apply_credits_seconds,
     )
+    schedule_reminders(scheduler, engine, interval_seconds=settings.jobs.reminder_interval_seconds,
+                       digest_hour=settings.jobs.digest_hour_utc)
     links = links_from_settings(settings)  # the bot corrects its username from getMe
     # Signed callbacks to sellers' backends.
     callbacks, callback_waker = schedule_callbacks(settings, ledger, scheduler, links)

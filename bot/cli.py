@@ -7,15 +7,18 @@ import asyncio
 import logging
 import sys
 from collections.abc import Awaitable, Callable
+from datetime import UTC, date, datetime
 
 from bot import demo
 from bot.api import admin as api_admin
 from bot.database import database, schema
 from bot.settings import Settings
 from ledger.accounts import adjust_balance, balance
+from ledger.core import Ledger
 from ledger.errors import LedgerError
 from ledger.invariants import check_invariants
 from ledger.migrate import upgrade
+from ledger.models import Invoice
 from ledger.money import DECIMALS, format_amount, parse_amount
 from ledger.postgres import make_engine
 from ledger.users import find_user_by_telegram
@@ -57,9 +60,40 @@ def _parser() -> argparse.ArgumentParser:
     b = admin.add_parser("balance", help="show a user's balances")
     b.add_argument("telegram_id", type=int)
     admin.add_parser("check", help="verify every ledger invariant; non-zero exit on violation")
+    _add_document_parsers(admin)  # payment record/reverse, invoice void/uncollectible
     api_admin.add_parsers(admin)  # token, callbacks, redeliver
     ton_admin.add_parsers(admin)  # transfers, resolve
     return p
+
+
+def _day(value: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a date like 2026-11-27") from None
+
+
+def _add_document_parsers(admin: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    payment = admin.add_parser(
+        "payment", help="record or reverse a manual payment (money received outside paybot)",
+    ).add_subparsers(dest="payment_command", required=True)
+    r = payment.add_parser("record", help="record money received for an invoice (as operator)")
+    r.add_argument("invoice", help="the invoice id, as in its /pay/<id> link")
+    r.add_argument("--amount", required=True, help="in the invoice's currency, e.g. 12.50")
+    r.add_argument("--reference", required=True,
+                   help="the bank's or receipt's reference: the same one again records nothing")
+    r.add_argument("--date", type=_day, help="the day it was received (default: today, UTC)")
+    r.add_argument("--note")
+    v = payment.add_parser("reverse", help="undo a manual payment by a compensating entry")
+    v.add_argument("payment_id", type=int)
+    v.add_argument("--reason", required=True)
+    invoice = admin.add_parser("invoice", help="void an invoice or write it off").add_subparsers(
+        dest="invoice_command", required=True)
+    for name, what in (("void", "void an invoice nothing was paid on"),
+                       ("uncollectible", "write off what is still due on an invoice")):
+        c = invoice.add_parser(name, help=what)
+        c.add_argument("invoice", help="the invoice id, as in its /pay/<id> link")
+        c.add_argument("--reason")
 
 
 async def _with_engine(url: str, fn: Callable[..., Awaitable[int]],
@@ -113,6 +147,45 @@ async def _check(engine, args: argparse.Namespace) -> int:  # type: ignore[no-un
     return 1 if violations else 0
 
 
+def _due(invoice: Invoice) -> str:
+    if invoice.status != "pending":
+        return f"invoice {invoice.public_id} {invoice.status}"
+    return (f"{format_amount(invoice.amount_due, invoice.currency)} {invoice.currency} "
+            f"still due on {invoice.public_id}")
+
+
+async def _payment(engine, args: argparse.Namespace) -> int:  # type: ignore[no-untyped-def]
+    """The operator records or reverses a manual payment: one Ledger call, one line out."""
+    ledger = Ledger(engine)
+    if args.payment_command == "record":
+        invoice = (await ledger.invoice(args.invoice)).invoice
+        amount = parse_amount(args.amount, invoice.currency)
+        recorded = await ledger.record_manual_payment(
+            invoice.public_id, seller_id=None, amount=amount,
+            received_on=args.date or datetime.now(UTC).date(), reference=args.reference,
+            note=args.note)
+        note = " (recorded earlier; nothing changed)" if recorded.replayed else ""
+        print(f"payment {recorded.payment_id}: {format_amount(amount, invoice.currency)} "
+              f"{invoice.currency} "
+              f"ref {args.reference}{note}; {_due(recorded.invoice)}")
+        return 0
+    invoice = await ledger.reverse_manual_payment(args.payment_id, seller_id=None,
+                                                  reason=args.reason)
+    print(f"payment {args.payment_id} reversed; {_due(invoice)}")
+    return 0
+
+
+async def _invoice(engine, args: argparse.Namespace) -> int:  # type: ignore[no-untyped-def]
+    """The operator (seller_id None) voids an invoice or writes it off."""
+    ledger = Ledger(engine)
+    if args.invoice_command == "void":
+        invoice = await ledger.void_invoice(None, args.invoice, args.reason)
+    else:
+        invoice = await ledger.mark_uncollectible(None, args.invoice, args.reason)
+    print(f"invoice {invoice.public_id} {invoice.status}")
+    return 0
+
+
 async def _noop(engine, args: argparse.Namespace) -> int:  # type: ignore[no-untyped-def]
     print("migrations applied")
     return 0
@@ -139,7 +212,8 @@ def main(argv: list[str] | None = None) -> int:
     # What operator commands need of the settings, handed over here (the composition root).
     args.ledger_currency, args.ton_rate = settings.ledger.currency, settings.ledger.ton_rate
     handler = {"migrate": _noop, "credit": _adjust, "debit": _adjust, "balance": _balance,
-               "check": _check, **api_admin.COMMANDS, **ton_admin.COMMANDS,
+               "check": _check, "payment": _payment, "invoice": _invoice,
+               **api_admin.COMMANDS, **ton_admin.COMMANDS,
                }[getattr(args, "admin_command", None) or args.command]
     with database(settings.database) as url:
         try:

@@ -124,6 +124,11 @@ class JobSettings(BaseSettings):
     apply_credits_seconds: float = 5.0
     # Telegram notifications (outbox topic 'telegram'); payments made in the bot also kick it.
     notify_seconds: float = 2.0
+    # Payment reminders to buyers (7 and 1 days before due, overdue: each sent once) are
+    # looked for this often; the sellers' overdue digest goes out once the UTC hour reaches
+    # digest_hour_utc.
+    reminder_interval_seconds: float = Field(default=300.0, ge=10, le=86400)
+    digest_hour_utc: int = Field(default=9, ge=0, le=23)
 
 
 class ApiSettings(BaseSettings):

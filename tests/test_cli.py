@@ -173,3 +173,104 @@ def test_operator_commands_do_not_load_the_bot() -> None:
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                          check=True).stdout.strip()
     assert out == ""
+
+
+# --- invoices as documents: the operator's manual payments, voids and write-offs -----------
+
+
+async def _invoice(ledger, make_user, amount: int = 2000) -> str:  # type: ignore[no-untyped-def]
+    from ledger.invoices import new_invoice
+
+    seller = await make_user()
+    invoice, _ = await ledger.issue_invoice(new_invoice(seller_id=seller.id, title="Audit",
+                                                        amount=amount))
+    return invoice.public_id
+
+
+async def test_operator_records_and_reverses_manual_payments(database_url, engine, ledger,
+                                                             make_user, paybot) -> None:
+    """A bank transfer arrives in two parts; the operator records both (the same reference
+    again records nothing), reverses the second, and the ledger's invariants hold throughout."""
+    public_id = await _invoice(ledger, make_user)
+    record = ("admin", "payment", "record", public_id, "--amount", "12.50",
+              "--reference", "BANK-123", "--date", "2026-11-27", "--note", "wire, part 1")
+    code, out = await paybot(database_url, *record)
+    assert code == 0 and "7.50 LIQ still due" in out, out
+    assert len(out.strip().splitlines()) == 1
+    code, out = await paybot(database_url, *record)
+    assert code == 0 and "nothing changed" in out, out
+    code, out = await paybot(database_url, "admin", "payment", "record", public_id.lower(),
+                             "--amount", "7.50", "--reference", "BANK-124")
+    assert code == 0 and f"invoice {public_id} paid" in out, out
+    second = int(out.split()[1].rstrip(":"))
+    code, out = await paybot(database_url, "admin", "check")
+    assert code == 0 and "ledger OK" in out, out
+
+    code, out = await paybot(database_url, "admin", "payment", "reverse", str(second),
+                             "--reason", "the bank returned it")
+    assert code == 0 and "7.50 LIQ still due" in out, out
+    code, out = await paybot(database_url, "admin", "payment", "reverse", str(second),
+                             "--reason", "the bank returned it")
+    assert code == 0, out  # reversing twice is a no-op
+    rows = await run_sql(engine, "SELECT p.amount, p.reference, p.received_on, p.recorded_by, "
+                                 "r.reason FROM payments p JOIN invoices i ON i.id = p.invoice_id "
+                                 "LEFT JOIN payment_reversals r ON r.payment_id = p.id "
+                                 "WHERE i.public_id = :id ORDER BY p.id", id=public_id)
+    assert [(r["amount"], r["reference"], r["recorded_by"], r["reason"]) for r in rows] == [
+        (1250, "BANK-123", None, None), (750, "BANK-124", None, "the bank returned it")]
+    assert str(rows[0]["received_on"]) == "2026-11-27"
+    [inv] = await run_sql(engine, "SELECT status, amount_paid FROM invoices "
+                                  "WHERE public_id = :id", id=public_id)
+    assert (inv["status"], inv["amount_paid"]) == ("pending", 1250)
+    code, out = await paybot(database_url, "admin", "check")
+    assert code == 0 and "ledger OK" in out, out
+
+
+async def test_operator_voids_and_writes_off_invoices(database_url, engine, ledger, make_user,
+                                                      paybot) -> None:
+    unpaid, part_paid = await _invoice(ledger, make_user), await _invoice(ledger, make_user)
+    code, out = await paybot(database_url, "admin", "invoice", "void", unpaid,
+                             "--reason", "issued by mistake")
+    assert (code, out.strip()) == (0, f"invoice {unpaid} void")
+    code, out = await paybot(database_url, "admin", "payment", "record", part_paid,
+                             "--amount", "5", "--reference", "CASH-1")
+    assert code == 0, out
+    code, out = await paybot(database_url, "admin", "invoice", "void", part_paid)
+    assert code == 2 and "invoice_partly_paid" in out, out  # money was recorded: not void
+    code, out = await paybot(database_url, "admin", "invoice", "uncollectible", part_paid,
+                             "--reason", "client went bust")
+    assert (code, out.strip()) == (0, f"invoice {part_paid} uncollectible")
+    rows = await run_sql(engine, "SELECT public_id, status FROM invoices WHERE public_id IN "
+                                 "(:a, :b) ORDER BY public_id", a=unpaid, b=part_paid)
+    assert {r["public_id"]: r["status"] for r in rows} == {
+        unpaid: "void", part_paid: "uncollectible"}
+
+
+async def test_bad_manual_payments_change_nothing(database_url, engine, ledger, make_user,
+                                                  paybot) -> None:
+    """Each refused with one sentence and exit 2; the invoice and the ledger as they were."""
+    public_id = await _invoice(ledger, make_user)
+    voided = await _invoice(ledger, make_user)
+    assert (await paybot(database_url, "admin", "invoice", "void", voided))[0] == 0
+    record = ("admin", "payment", "record")
+    for args, code_ in [
+        ((public_id, "--amount", "abc", "--reference", "R-1"), "invalid_amount"),
+        ((public_id, "--amount", "-5", "--reference", "R-1"), "invalid_amount"),
+        ((public_id, "--amount", "20.01", "--reference", "R-1"), "manual_payment_too_large"),
+        (("NOSUCHINVOICE", "--amount", "1", "--reference", "R-1"), "invoice_not_found"),
+        ((voided, "--amount", "1", "--reference", "R-1"), "invoice_void"),
+        ((public_id, "--amount", "1", "--reference", "R-1", "--date", "27.11.2026"),
+         "is not a date"),
+    ]:
+        code, out = await paybot(database_url, *record, *args)
+        assert code == 2 and code_ in out, (args, out)
+        assert "Traceback" not in out
+    for args, code_ in [(("payment", "reverse", "999999999", "--reason", "x"),
+                         "payment_not_found"),
+                        (("invoice", "uncollectible", "NOSUCHINVOICE"), "invoice_not_found")]:
+        code, out = await paybot(database_url, "admin", *args)
+        assert code == 2 and code_ in out, (args, out)
+    rows = await run_sql(engine, "SELECT i.amount_paid, count(p.id) AS n FROM invoices i "
+                                 "LEFT JOIN payments p ON p.invoice_id = i.id "
+                                 "WHERE i.public_id = :id GROUP BY i.id", id=public_id)
+    assert rows == [{"amount_paid": 0, "n": 0}]

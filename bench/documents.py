@@ -1,73 +1,114 @@
 """Invoice PDF benchmark: PDFs per second for the renderer paybot uses (typst,
-`bot/documents/pdf.py`) and, in the same run on the same 10-line invoice in both languages, for
+`bot/documents/pdf.py`) and, in the same run on the same invoice in both languages (10 lines
+with line discounts, two VAT rates, an invoice discount, partly paid, with its payment
+instructions and QR; built by `invoice_document` as the pay page builds it), for
 the alternatives tried: fpdf2 (`bench/pdf_fpdf2.py`, the same design) and weasyprint
 (HTML and CSS, a simpler version of the design), each skipped when its package is missing
 (`pip install paybot[pdf-bench]`). Each renderer is also checked to give the same bytes twice
 for the same document.
 
-    python -m bench.documents [--seconds 3]
+    python -m bench.documents [--seconds 3] [--creation-seconds 6] [--database-url URL]
 
 Prints one JSON object: per renderer `pdfs_per_second`, `ms_per_pdf`, `bytes` and
-`byte_identical`, and `chosen`."""
+`byte_identical`, and `chosen`; under `creation`, invoices per second created with 10 lines
+(lines, a discount, a tax rate) and with one, through `Ledger.issue_invoice`, and their ratio
+(bench/invoice_creation.py)."""
 
 from __future__ import annotations
 
 import argparse
 import html
 import json
+import os
 import time
 from collections.abc import Callable
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
+from bench import invoice_creation
 from bot.documents.labels import day, label
-from bot.documents.model import InvoiceDocument, Line, Party, Payment, Stamp, TotalRow
+from bot.documents.model import InvoiceDocument
+from bot.documents.of_invoice import invoice_document
 from bot.documents.pdf import FONTS, render_pdf
 from bot.qr import qr_svg
+from ledger.documents import Buyer, make_document
+from ledger.models import Invoice, User
+from ledger.seller_settings import SellerSettings
+from ledger.totals import AmountOff, PercentOff, TaxRate
+from ledger.totals import Line as TotalsLine
 
 Renderer = Callable[[InvoiceDocument], bytes]
 
 
-def sample(lang: str = "en", *, stamp: Stamp | None = None, logo: bytes | None = None,
-           bank: bool = True, lines: int = 10) -> InvoiceDocument:
-    """A realistic invoice: a company seller and buyer, `lines` lines with VAT and a discount."""
+SELLER = User(id=1, telegram_id=1000001, username="acme_studio", language="en",
+              deposit_code="D1")
+PAY_URL = "https://pay.example.com/pay/8F3A2C1E7B9D4"
+TON_ADDRESS = "UQBvW8Z5huBkMJYdnfAEM5JqTNkuWX3diqYENkWsIL0XggGG"
+
+
+def sample_invoice(lang: str = "en", *, lines: int = 10, status: str = "pending",
+                   amount_paid: int = 0, plain: bool = False) -> Invoice:
+    """A realistic invoice held in memory (as the ledger reads it): `lines` lines with
+    discounts and two VAT rates, a 5 % invoice discount and a company buyer; or (`plain`) the
+    quick one-line invoice."""
     ru = lang == "ru"
     names = (["Консультация по архитектуре", "Разработка модуля оплаты", "Код-ревью",
               "Настройка CI", "Документация API"] if ru else
              ["Architecture consulting", "Payment module development", "Code review",
               "CI setup", "API documentation"])
-    rows = tuple(
-        Line(description=f"{names[i % len(names)]} ({i + 1})", quantity=f"{1 + i % 3}.5",
-             unit_price="120.00 $", discount="10 %" if i % 4 == 0 else "",
-             tax="20 %", amount=f"{(1 + i % 3) * 120 + 60:,}.00 $")
-        for i in range(lines))
-    totals = (
-        TotalRow("Сумма без налога" if ru else "Subtotal", "2 940.00 $"),
-        TotalRow("Скидка" if ru else "Discount", "−36.00 $"),
-        TotalRow("НДС 20 %" if ru else "VAT 20 %", "580.80 $"),
-        TotalRow("Итого к оплате" if ru else "Total due", "3 484.80 $", strong=True),
-    )
-    return InvoiceDocument(
-        number="INV-2026-0042", issued_on=date(2026, 11, 27), due_on=date(2026, 12, 11),
-        language=lang,
-        seller=Party(
-            name="ООО «Ромашка»" if ru else "Acme Studio Ltd",
-            details=("ИНН 7701234567, КПП 770101001\n123456, Москва, ул. Ленина, д. 1"
-                     if ru else "Company no. 01234567, VAT GB123456789\n"
-                     "1 High Street, London EC1A 1AA"),
-            logo=logo),
-        buyer=Party(name="Иван Петров" if ru else "Jane Smith",
-                    company="АО «Вектор»" if ru else "Globex Corporation",
-                    tax_id="7709876543" if ru else "DE811234567"),
-        lines=rows, totals=totals,
-        payment=Payment(
-            pay_url="https://pay.example.com/pay/8f3a2c1e",
-            ton_address="UQBvW8Z5huBkMJYdnfAEM5JqTNkuWX3diqYENkWsIL0XggGG",
-            ton_comment="INV-8f3a2c1e",
-            bank_details=("Р/с 40702810900000000001, АО «Банк», БИК 044525225"
-                          if ru else "IBAN GB33 BUKB 2020 1555 5555 55, BIC BUKBGB22")
-            if bank else ""),
-        created_at=datetime(2026, 11, 27, 9, 30, tzinfo=UTC), stamp=stamp)
+    vat, reduced = ("НДС 20 %", "НДС 10 %") if ru else ("VAT 20 %", "VAT 10 %")
+    doc = make_document(
+        [TotalsLine(f"{names[i % len(names)]} ({i + 1})", Decimal(f"{1 + i % 3}.5"),
+                    12_000 + 2_500 * (i % 4),
+                    discount=PercentOff(Decimal(10)) if i % 4 == 0 else
+                    AmountOff(1_500) if i % 4 == 2 else None,
+                    tax_rate=reduced if i % 3 == 2 else vat)
+         for i in range(lines)],
+        PercentOff(Decimal(5)), [TaxRate(vat, Decimal(20)), TaxRate(reduced, Decimal(10))],
+        Buyer(name="Иван Петров" if ru else "Jane Smith",
+              company="АО «Вектор»" if ru else "Globex Corporation",
+              tax_id="7709876543" if ru else "DE811234567",
+              address="125009, Москва, Тверская ул., 1" if ru else "1 Main St, Springfield"),
+        "Спасибо за заказ!" if ru else "Thank you for your business.")
+    at = datetime(2026, 11, 27, 9, 30, tzinfo=UTC)
+    amount = 1250 if plain else doc.totals.total
+    return Invoice(
+        id=1, public_id="8F3A2C1E7B9D4", seller_id=SELLER.id,
+        number=None if status == "draft" else "INV-2026-0042",
+        title="Coffee beans 1 kg" if plain else doc.lines[0].description, description=None,
+        currency="LIQ", amount=amount, ton_amount=amount * 200_000_000, kind="one_time",
+        max_uses=None, uses=1 if status == "paid" else 0, status=status, payload={},
+        ton_received=0, created_at=at, expires_at=at + timedelta(days=45),
+        paid_at=at + timedelta(days=3) if status == "paid" else None, closed_at=None,
+        due_at=at + timedelta(days=14), amount_paid=amount if status == "paid" else amount_paid,
+        document=None if plain else doc.to_json(), version=1, updated_at=at,
+        issued_at=None if status == "draft" else at, viewed_at=None, sent_at=None,
+        sent_to=None, reminders_off=False)
+
+
+def sample_settings(lang: str = "en", *, logo: bytes | None = None,
+                    bank: bool = True) -> SellerSettings:
+    ru = lang == "ru"
+    return SellerSettings(
+        user_id=SELLER.id, legal_name="ООО «Ромашка»" if ru else "Acme Studio Ltd",
+        legal_details=("ИНН 7701234567, КПП 770101001\n123456, Москва, ул. Ленина, д. 1"
+                       if ru else "Company no. 01234567, VAT GB123456789\n"
+                       "1 High Street, London EC1A 1AA"),
+        bank_details=("Р/с 40702810900000000001\nАО «Банк», БИК 044525225" if ru else
+                      "IBAN GB33 BUKB 2020 1555 5555 55\nBIC BUKBGB22") if bank else None,
+        logo=logo, logo_type="image/png" if logo else None,
+        updated_at=datetime(2026, 11, 1, tzinfo=UTC))
+
+
+def sample(lang: str = "en", *, status: str = "pending", logo: bytes | None = None,
+           bank: bool = True, lines: int = 10, plain: bool = False,
+           amount_paid: int = 0) -> InvoiceDocument:
+    """The PDF's data for a sample invoice, built as the pay page builds it."""
+    invoice = sample_invoice(lang, lines=lines, status=status, plain=plain,
+                             amount_paid=amount_paid)
+    return invoice_document(invoice, SELLER, sample_settings(lang, logo=logo, bank=bank), lang,
+                            PAY_URL, TON_ADDRESS)
 
 
 def _html(doc: InvoiceDocument) -> str:
@@ -147,7 +188,8 @@ def measure(render: Renderer, docs: list[InvoiceDocument], seconds: float) -> di
 
 
 def run(seconds: float) -> dict[str, Any]:
-    docs = [sample("en", stamp="PAID"), sample("ru", stamp="PAID")]
+    # Pending: the whole design (payment instructions and their QR), partly paid.
+    docs = [sample("en", amount_paid=10_000), sample("ru", amount_paid=10_000)]
     result: dict[str, Any] = {"chosen": CHOSEN, "lines": len(docs[0].lines),
                               "languages": ["en", "ru"], "renderers": {}}
     for name, render in RENDERERS.items():
@@ -161,7 +203,16 @@ def run(seconds: float) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=3.0, help="per renderer")
-    print(json.dumps(run(parser.parse_args().seconds), indent=2, ensure_ascii=False))
+    parser.add_argument("--creation-seconds", type=float, default=6.0,
+                        help="invoice creation, 10 lines against one (0: skip)")
+    parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL"),
+                        help="server for the creation run (default: an embedded PostgreSQL)")
+    args = parser.parse_args()
+    result = run(args.seconds)
+    if args.creation_seconds > 0:  # bench/invoice_creation.py
+        result["creation"] = invoice_creation.run(
+            args.database_url, seconds=args.creation_seconds, concurrency=32)
+    print(json.dumps(result, indent=2, ensure_ascii=False))
 
 
 if __name__ == "__main__":

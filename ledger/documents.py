@@ -7,6 +7,7 @@ it one line, so the bot, the pay page, the API and the PDF all show lines the sa
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Final
@@ -20,7 +21,6 @@ from ledger.totals import (
     Line,
     LineTotals,
     PercentOff,
-    TaxAmount,
     TaxRate,
     Totals,
     compute,
@@ -70,91 +70,99 @@ class Document:
                 "tax": self.totals.tax, "total": self.totals.total,
                 "taxes": [{"name": t.name, "percent": str(t.percent), "inclusive": t.inclusive,
                            "base": t.base, "amount": t.amount} for t in self.totals.taxes],
-                "lines": [{"amount": t.amount, "line_discount": t.line_discount,
-                           "invoice_discount": t.invoice_discount, "taxable": t.taxable,
-                           "tax": t.tax} for t in self.totals.lines],
+                # Each line's figures are not stored: the same inputs give the same figures
+                # (from_json computes them), and a 10-line document stays small enough to be
+                # stored inline, uncompressed (creation speed: bench/invoice_creation.py).
             },
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Document:
-        """The stored document (written by to_json, so trusted: no re-checking)."""
-        totals = data["totals"]
+        """The stored document (written by to_json from checked input); its figures are
+        computed again by the one rule and must give the stored total."""
         buyer = data.get("buyer") or {}
-        return cls(
-            lines=tuple(Line(description=x["description"], quantity=Decimal(x["quantity"]),
-                             unit_price=x["unit_price"], discount=_discount_of(x.get("discount")),
-                             tax_rate=x.get("tax_rate"), item_id=x.get("item_id"))
-                        for x in data["lines"]),
-            discount=_discount_of(data.get("discount")),
-            tax_rates=tuple(TaxRate(r["name"], Decimal(r["percent"]), r["inclusive"])
-                            for r in data.get("tax_rates") or ()),
-            buyer=Buyer(**{k: buyer.get(k) or "" for k in ("name", "company", "tax_id",
+        lines = tuple(Line(description=x["description"], quantity=Decimal(x["quantity"]),
+                           unit_price=x["unit_price"], discount=_discount_of(x.get("discount")),
+                           tax_rate=x.get("tax_rate"), item_id=x.get("item_id"))
+                      for x in data["lines"])
+        discount = _discount_of(data.get("discount"))
+        rates = tuple(TaxRate(r["name"], Decimal(r["percent"]), r["inclusive"])
+                      for r in data.get("tax_rates") or ())
+        totals = compute(lines, discount, rates)
+        if totals.total != data["totals"]["total"]:  # the database checks amount = this total
+            raise ValueError("a stored invoice document does not add up to its total")
+        return cls(lines, discount, rates,
+                   Buyer(**{k: buyer.get(k) or "" for k in ("name", "company", "tax_id",
                                                             "address")}),
-            memo=data.get("memo"),
-            totals=Totals(
-                subtotal=totals["subtotal"], discount=totals["discount"],
-                taxes=tuple(TaxAmount(t["name"], Decimal(t["percent"]), t["inclusive"],
-                                      t["base"], t["amount"]) for t in totals["taxes"]),
-                tax=totals["tax"], total=totals["total"],
-                lines=tuple(LineTotals(t["amount"], t["line_discount"], t["invoice_discount"],
-                                       t["taxable"], t["tax"]) for t in totals["lines"])),
-        )
+                   data.get("memo"), totals)
 
 
 def make_document(lines: Any, discount: Discount | None = None,
                   tax_rates: Any = (), buyer: Buyer | None = None,
                   memo: str | None = None) -> Document:
     """Check and compute a document (InvalidInvoice says what is wrong); nothing is written."""
-    if not isinstance(lines, list | tuple) or not all(isinstance(x, Line) for x in lines):
+    if not isinstance(lines, list | tuple) or not all(type(x) is Line for x in lines):
         raise InvalidInvoice("lines must be a list of lines")
-    clean_lines = []
-    for i, line in enumerate(lines, 1):
-        description = clean_line(line.description or "")
-        if not description:
-            raise InvalidInvoice(f"line {i}: the description is empty")
-        if line.item_id is not None and not 0 < len(line.item_id) <= ITEM_ID_MAX:
-            raise InvalidInvoice(f"line {i}: item_id must be 1 to {ITEM_ID_MAX} characters")
-        clean_lines.append(Line(description, line.quantity, line.unit_price, line.discount,
-                                line.tax_rate, line.item_id))
     rates = []
     for rate in tax_rates:
-        name = clean_line(rate.name or "") if isinstance(rate.name, str) else ""
+        name = clean_line(rate.name) if isinstance(rate.name, str) else ""
         if not name or len(name) > TAX_NAME_MAX:
             raise InvalidInvoice(f"a tax rate needs a name of 1 to {TAX_NAME_MAX} characters")
-        rates.append(TaxRate(name, rate.percent, rate.inclusive))
-    for i, line in enumerate(clean_lines, 1):
-        if line.tax_rate is not None and line.tax_rate not in {r.name for r in rates}:
+        rates.append(rate if name == rate.name else TaxRate(name, rate.percent, rate.inclusive))
+    names = {r.name for r in rates}
+    clean_lines = []
+    for i, line in enumerate(lines, 1):
+        description = clean_line(line.description) if isinstance(line.description, str) else ""
+        if not description:
+            raise InvalidInvoice(f"line {i}: the description is empty")
+        if line.item_id is not None and not (
+                isinstance(line.item_id, str) and 0 < len(line.item_id) <= ITEM_ID_MAX):
+            raise InvalidInvoice(f"line {i}: item_id must be 1 to {ITEM_ID_MAX} characters")
+        tax_rate = line.tax_rate
+        if tax_rate is not None and tax_rate not in names:
             # names are compared as cleaned, so "VAT  20 %" and "VAT 20 %" are one rate
-            cleaned = clean_line(line.tax_rate)
-            if cleaned not in {r.name for r in rates}:
+            tax_rate = clean_line(tax_rate) if isinstance(tax_rate, str) else ""
+            if tax_rate not in names:
                 raise InvalidInvoice(f"line {i} names an unknown tax rate {line.tax_rate!r}")
-            clean_lines[i - 1] = Line(line.description, line.quantity, line.unit_price,
-                                      line.discount, cleaned, line.item_id)
+        if description != line.description or tax_rate != line.tax_rate:
+            line = Line(description, line.quantity, line.unit_price, line.discount, tax_rate,
+                        line.item_id)
+        clean_lines.append(line)
     totals = compute(clean_lines, discount, rates)
-    buyer = buyer or Buyer()
-    fields = {}
-    for name in ("name", "company", "tax_id"):
-        value = clean_line(getattr(buyer, name) or "")
-        if len(value) > BUYER_FIELD_MAX:
-            raise InvalidInvoice(f"the buyer's {name} is longer than {BUYER_FIELD_MAX} "
-                                 "characters")
-        fields[name] = value
-    address = clean_block(buyer.address or "")
-    if len(address) > ADDRESS_MAX:
-        raise InvalidInvoice(f"the buyer's address is longer than {ADDRESS_MAX} characters")
+    clean_buyer = Buyer()
+    if buyer:
+        fields = {}
+        for name in ("name", "company", "tax_id"):
+            value = clean_line(getattr(buyer, name) or "")
+            if len(value) > BUYER_FIELD_MAX:
+                raise InvalidInvoice(f"the buyer's {name} is longer than {BUYER_FIELD_MAX} "
+                                     "characters")
+            fields[name] = value
+        address = clean_block(buyer.address or "")
+        if len(address) > ADDRESS_MAX:
+            raise InvalidInvoice(f"the buyer's address is longer than {ADDRESS_MAX} characters")
+        clean_buyer = Buyer(**fields, address=address)
     memo = clean_block(memo or "") or None
     if memo and len(memo) > MEMO_MAX:
         raise InvalidInvoice(f"the memo is longer than {MEMO_MAX} characters")
-    return Document(tuple(clean_lines), discount, tuple(rates), Buyer(**fields, address=address),
-                    memo, totals)
+    return Document(tuple(clean_lines), discount, tuple(rates), clean_buyer, memo, totals)
+
+
+_parsed: OrderedDict[tuple[str, int], Document] = OrderedDict()
+PARSED_KEEP: Final = 512  # documents kept parsed: pages and cards show the same few often
 
 
 def document_of(invoice: Invoice) -> Document:
     """The invoice's document; a plain invoice is one line: its title (and description), 1 ×
     its amount."""
     if invoice.document is not None:
-        return Document.from_json(invoice.document)
+        key = (invoice.public_id, invoice.version)  # a version's document never changes
+        doc = _parsed.get(key)
+        if doc is None:
+            doc = _parsed[key] = Document.from_json(invoice.document)
+            if len(_parsed) > PARSED_KEEP:
+                _parsed.popitem(last=False)
+        return doc
     description = " — ".join(filter(None, (invoice.title, invoice.description)))
     line = Line(description, Decimal(1), invoice.amount,
                 item_id=invoice.payload.get("item_id"))

@@ -78,6 +78,15 @@ class Invoice:
             return 0 if self.uses else self.amount - self.amount_paid
         return self.amount
 
+    @property
+    def ton_due(self) -> int | None:
+        """Nanotons still to pay: the locked quote, or once a one-time invoice is partly paid
+        the same share of it as the amount due, rounded up — what the watcher settles against
+        (SQL `paybot_ton_due`, ledger/sql/invoices.sql); never short."""
+        if not self.ton_amount or self.kind != "one_time" or not self.amount_paid:
+            return self.ton_amount
+        return -(-self.ton_amount * (self.amount - self.amount_paid) // self.amount)
+
     def overdue(self, now: datetime | None = None) -> bool:
         """Issued, still payable, and past its due date."""
         return (self.due_at is not None and self.effective_status(now) == "pending"

@@ -11,7 +11,6 @@ import pytest
 from pypdf import PdfReader
 
 from bot.documents.model import (
-    MAX_LOGO_BYTES,
     InvoiceDocument,
     Line,
     Party,
@@ -20,6 +19,8 @@ from bot.documents.model import (
 )
 from bot.documents.pdf import render_pdf
 from bot.qr import qr_png
+from ledger.errors import InvalidSettings
+from ledger.seller_settings import MAX_LOGO_BYTES
 
 PAY_URL = "https://pay.example.com/pay/8f3a2c1e"
 
@@ -70,10 +71,25 @@ def test_the_same_document_gives_the_same_bytes() -> None:
 
 @pytest.mark.parametrize(("lang", "stamp", "shown"), [
     ("en", "PAID", "PAID"), ("en", "VOID", "VOID"), ("ru", "PAID", "ОПЛАЧЕН"),
-    ("ru", "VOID", "АННУЛИРОВАН")])
+    ("ru", "VOID", "АННУЛИРОВАН"), ("en", "UNCOLLECTIBLE", "UNCOLLECTIBLE"),
+    ("ru", "UNCOLLECTIBLE", "СПИСАН"), ("en", "DRAFT", "DRAFT"), ("ru", "DRAFT", "ЧЕРНОВИК")])
 def test_a_stamp_appears_only_when_set(lang: str, stamp: str, shown: str) -> None:
     assert shown in _text(render_pdf(_doc(lang, stamp=stamp)))
     assert shown not in _text(render_pdf(_doc(lang)))
+
+
+@pytest.mark.parametrize("lang", ["en", "ru"])
+def test_the_memo_and_the_buyers_address_are_printed(lang: str) -> None:
+    text = _text(render_pdf(_doc(lang, note="Спасибо за заказ" if lang == "ru" else "Thanks!",
+                                 buyer=Party(name="", company="Globex", address="1 Main St"))))
+    assert ("Спасибо за заказ" if lang == "ru" else "Thanks!") in text
+    assert "Globex" in text and "1 Main St" in text  # a company without a person: its name
+
+
+def test_nothing_left_to_pay_prints_no_payment_instructions() -> None:
+    text = _text(render_pdf(_doc("en", payment=None, stamp="PAID")))
+    assert "How to pay" not in text and PAY_URL not in text
+    assert "Total due" in text
 
 
 def test_a_logo_is_drawn_and_the_document_stays_deterministic() -> None:
@@ -92,7 +108,7 @@ def test_a_logo_is_drawn_and_the_document_stays_deterministic() -> None:
     (b"\x89PNG\r\n\x1a\n" + b"\0" * (MAX_LOGO_BYTES + 1), "at most"),
 ])
 def test_a_logo_that_is_not_an_image_or_is_huge_is_refused(logo: bytes, reason: str) -> None:
-    with pytest.raises(ValueError, match=reason):
+    with pytest.raises(InvalidSettings, match=reason):
         Party(name="Acme", logo=logo)
 
 

@@ -19,7 +19,10 @@ KEYS = (
     N_("doc.quantity"), N_("doc.unit_price"), N_("doc.discount"), N_("doc.tax"),
     N_("doc.amount"), N_("doc.how_to_pay"), N_("doc.pay_online"), N_("doc.scan"),
     N_("doc.ton"), N_("doc.ton_comment"), N_("doc.bank"), N_("doc.stamp.PAID"),
-    N_("doc.stamp.VOID"), N_("doc.total_due"),
+    N_("doc.stamp.VOID"), N_("doc.total_due"), N_("doc.stamp.UNCOLLECTIBLE"),
+    N_("doc.stamp.DRAFT"), N_("doc.draft"), N_("doc.subtotal"), N_("doc.total"),
+    N_("doc.paid"), N_("doc.amount_due"), N_("doc.tax_included"), N_("doc.note"),
+    N_("doc.ton_amount"),
 )
 
 

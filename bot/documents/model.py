@@ -1,45 +1,38 @@
 """What an invoice PDF shows, as plain frozen data: every figure is already formatted text, so
 the renderer only lays it out and the document shows exactly what the bot and the pages show.
 
-The model checks what a seller can get wrong before anything is drawn (a logo that is not a
-PNG/JPEG or is huge, an unknown language or stamp): its constructor raises a clear ValueError.
+The model checks what could go wrong before anything is drawn: a logo that is not a PNG/JPEG
+or is huge (the ledger's rule, `InvalidSettings`), an unknown language or stamp (ValueError).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime
-from io import BytesIO
 from typing import Final, Literal
 
-try:  # Pillow checks a logo more deeply when present (qrcode[pil], fpdf2); magic bytes otherwise
-    from PIL import Image, UnidentifiedImageError
-except ImportError:  # pragma: no cover - depends on the installed extras
-    Image = None  # type: ignore[assignment]
+from ledger.seller_settings import logo_type
 
-MAX_LOGO_BYTES: Final = 512 * 1024
-MAX_LOGO_PIXELS: Final = 4096  # per side: bigger is a decompression bomb, not a logo
 LANGUAGES: Final = ("en", "ru")
-STAMPS: Final = ("PAID", "VOID")
-PNG_MAGIC: Final = b"\x89PNG\r\n\x1a\n"
-JPEG_MAGIC: Final = b"\xff\xd8\xff"
+STAMPS: Final = ("PAID", "VOID", "UNCOLLECTIBLE", "DRAFT")
 
-Stamp = Literal["PAID", "VOID"]
+Stamp = Literal["PAID", "VOID", "UNCOLLECTIBLE", "DRAFT"]
 
 
 @dataclass(frozen=True, slots=True)
 class Party:
-    """The seller (name, legal details, logo) or the buyer (name, company, tax id)."""
+    """The seller (name, legal details, logo) or the buyer (name, company, tax id, address)."""
 
     name: str
     details: str = ""  # the seller's legal details, several lines
     company: str = ""
     tax_id: str = ""
+    address: str = ""
     logo: bytes | None = None  # PNG or JPEG bytes (the seller's only)
 
     def __post_init__(self) -> None:
         if self.logo is not None:
-            check_logo(self.logo)
+            logo_type(self.logo)  # InvalidSettings: not a PNG/JPEG, or huge (the ledger's rule)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,22 +57,24 @@ class Payment:
     pay_url: str
     ton_address: str = ""
     ton_comment: str = ""
+    ton_amount: str = ""  # "2.5 TON": what is still to pay in TON
     bank_details: str = ""
 
 
 @dataclass(frozen=True, slots=True)
 class InvoiceDocument:
-    number: str
-    issued_on: date
+    number: str  # the invoice number, or the word "DRAFT" in the document's language
+    issued_on: date | None  # None for a draft: not issued yet
     due_on: date | None
     language: str
     seller: Party
     buyer: Party
     lines: tuple[Line, ...]
     totals: tuple[TotalRow, ...]
-    payment: Payment
+    payment: Payment | None  # None once nothing is left to pay (paid, void, written off)
     created_at: datetime  # the invoice version's time: same version, same bytes
     stamp: Stamp | None = None
+    note: str = ""  # the seller's memo to the buyer
 
     def __post_init__(self) -> None:
         if self.language not in LANGUAGES:
@@ -90,23 +85,3 @@ class InvoiceDocument:
             raise ValueError("an invoice document needs at least one line")
         if self.created_at.tzinfo is None:
             raise ValueError("created_at must be timezone-aware")
-
-
-def check_logo(data: bytes) -> None:
-    """Refuse what is not a reasonable PNG or JPEG logo, with a sentence saying why."""
-    if len(data) > MAX_LOGO_BYTES:
-        raise ValueError(f"the logo is {len(data)} bytes; at most {MAX_LOGO_BYTES} are allowed")
-    if not (data.startswith(PNG_MAGIC) or data.startswith(JPEG_MAGIC)):
-        raise ValueError("the logo must be a PNG or JPEG image")
-    if Image is None:
-        return
-    # Pillow checks the file: a truncated or forged one, or one whose
-    # pixel size would blow up when decoded, is refused here, not mid-render.
-    try:
-        with Image.open(BytesIO(data)) as image:
-            width, height = image.size
-            image.verify()
-    except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as error:
-        raise ValueError("the logo is not a readable PNG or JPEG image") from error
-    if max(width, height) > MAX_LOGO_PIXELS:
-        raise ValueError(f"the logo is {width}x{height} pixels; at most {MAX_LOGO_PIXELS} a side")

@@ -1,12 +1,11 @@
-"""The PDF of an invoice as paybot has it today: one line (its title, once, at its amount),
-the seller by their Telegram name, how to pay (the pay page's link and its QR), and a PAID or
-VOID stamp once it is paid or cancelled.
+"""The PDF of an invoice: the whole document (`ledger.documents.document_of`: its lines,
+discounts, taxes and totals, the buyer), the seller as their settings describe them (legal
+name and details, logo, bank details), how to pay, and a stamp for its state (PAID, VOID,
+UNCOLLECTIBLE; a draft is marked DRAFT and has no number yet).
 
-No TON address or comment on paper: the pay page gives each payer a comment naming them
-(`INV-<id>-<tag>`, ledger/payers.py); a printed bare `INV-<id>` would pay with nobody known.
-
-Lines, taxes, legal details and bank details come with invoices as documents (ledger/totals.py);
-the layout already shows them (bot/documents/model.py).
+The figures are the ones the pay page shows (`bot/documents/figures.py`). The TON instructions
+give the bare comment `INV-<id>`: a transfer with it pays as a guest (the pay page gives each
+payer a comment naming them, ledger/payers.py), which is what paper can do.
 """
 
 from __future__ import annotations
@@ -14,46 +13,90 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections import OrderedDict
+from datetime import datetime
 from typing import Final
 
+from bot.documents.figures import invoice_figures
 from bot.documents.labels import label
 from bot.documents.model import InvoiceDocument, Line, Party, Payment, Stamp, TotalRow
 from bot.documents.pdf import render_pdf
+from ledger.core import Ledger
+from ledger.documents import document_of
 from ledger.models import Invoice, User
 from ledger.money import display_amount
+from ledger.seller_settings import SellerSettings
 
-STAMP_OF_STATUS: dict[str, Stamp] = {"paid": "PAID", "cancelled": "VOID"}
+STAMP_OF_STATUS: dict[str, Stamp] = {
+    "paid": "PAID", "cancelled": "VOID", "void": "VOID", "uncollectible": "UNCOLLECTIBLE",
+    "draft": "DRAFT"}
+PAYABLE: Final = ("pending", "draft")  # a draft shows how it will be paid once issued
 CACHE_SIZE: Final = 256  # rendered PDFs kept (~60 KB each)
-Version = tuple[str, str, int, str]  # public id, status, uses, language
+# public id, version, status, amount paid, uses, settings' time, language
+Version = tuple[str, int, str, int, int, datetime | None, str]
 
 
-def invoice_document(invoice: Invoice, seller: User, lang: str,
-                     page_url: str) -> InvoiceDocument:
-    amount = display_amount(invoice.amount, invoice.currency)
+def invoice_document(invoice: Invoice, seller: User, settings: SellerSettings, lang: str,
+                     page_url: str, ton_address: str | None) -> InvoiceDocument:
+    """What the PDF of `invoice` shows, in `lang`; `ton_address` is where TON payments go
+    (None: TON is not offered)."""
+    doc = document_of(invoice)
+    figures = invoice_figures(invoice, lang, doc)
     status = invoice.effective_status()
+    buyer = doc.buyer
+    payment = None
+    if status in PAYABLE:
+        ton = bool(ton_address and invoice.ton_amount)
+        payment = Payment(
+            pay_url=page_url, ton_address=(ton_address or "") if ton else "",
+            ton_comment=invoice.comment if ton else "",
+            ton_amount=display_amount(invoice.ton_due or 0, "TON") if ton else "",
+            bank_details=settings.bank_details or "")
     # A multi-use invoice is never "paid" as a whole until its last use: no stamp before.
     return InvoiceDocument(
-        number=invoice.number, issued_on=invoice.created_at.date(),
-        due_on=invoice.expires_at.date(), language=lang,
-        seller=Party(name=f"@{seller.username}" if seller.username
-                     else seller.full_name or f"#{seller.telegram_id}"),
-        buyer=Party(name=""),  # whoever holds the link
-        lines=(Line(description=" — ".join(filter(None, (invoice.title, invoice.description))),
-                    quantity="1", unit_price=amount, amount=amount),),
-        totals=(TotalRow(label(lang, "doc.total_due"), amount, strong=True),),
-        payment=Payment(pay_url=page_url),
-        # The invoice's version: a payment or a cancellation changes what the PDF shows.
-        created_at=invoice.paid_at or invoice.closed_at or invoice.created_at,
+        number=invoice.number or (label(lang, "doc.draft") if status == "draft" else "—"),
+        issued_on=invoice.issued_at.date() if invoice.issued_at else None,
+        due_on=invoice.due_at.date() if invoice.due_at else None, language=lang,
+        seller=Party(name=settings.legal_name or seller_name(seller),
+                     details=settings.legal_details or "", logo=settings.logo),
+        buyer=Party(name=buyer.name or "", company=buyer.company or "",
+                    tax_id=buyer.tax_id or "", address=buyer.address or "")
+        if buyer else Party(name=""),  # not named: whoever holds the link
+        lines=tuple(Line(description=line.description, quantity=line.quantity,
+                         unit_price=line.unit_price, amount=line.amount,
+                         discount=line.discount, tax=line.tax) for line in figures.lines),
+        totals=tuple(TotalRow(row.label, row.amount, strong=row.strong)
+                     for row in figures.totals),
+        payment=payment,
+        created_at=version_time(invoice, settings),
         stamp=STAMP_OF_STATUS.get(status),
+        note=doc.memo or "",
     )
 
 
-class InvoicePdfs:
-    """The PDFs of invoices, rendered off the event loop (typst: ~3-15 ms of CPU) once per
-    version (status, uses) and language, and kept (bounded); shared by the pay page and the
-    seller API. Returns (bytes, ETag)."""
+def seller_name(seller: User) -> str:
+    return (f"@{seller.username}" if seller.username
+            else seller.full_name or f"#{seller.telegram_id}")
 
-    def __init__(self, size: int = CACHE_SIZE) -> None:
+
+def version_time(invoice: Invoice, settings: SellerSettings) -> datetime:
+    """When what the document shows last changed: an edit, the issue, a payment, a closing,
+    the seller's settings. The PDF's creation date, so one version gives the same bytes."""
+    times = (invoice.created_at, invoice.updated_at, invoice.issued_at, invoice.paid_at,
+             invoice.closed_at, settings.updated_at)
+    return max(t for t in times if t is not None)
+
+
+class InvoicePdfs:
+    """The PDFs of invoices, rendered off the event loop (typst: ~5-20 ms of CPU) once per
+    version (edits, status, payments, uses, the seller's settings) and language, and kept
+    (bounded); used by the pay page, the seller API and the bot. Returns (bytes, ETag).
+
+    `ton_address` (friendly form) is where TON payments go; None when TON is not offered."""
+
+    def __init__(self, ledger: Ledger, ton_address: str | None = None,
+                 size: int = CACHE_SIZE) -> None:
+        self.ledger = ledger
+        self.ton_address = ton_address
         self.size = size
         self._items: OrderedDict[Version, tuple[bytes, str]] = OrderedDict()
         # A link opened by many at once is rendered once: the others wait for that render.
@@ -61,7 +104,9 @@ class InvoicePdfs:
 
     async def get(self, invoice: Invoice, seller: User, lang: str,
                   page_url: str) -> tuple[bytes, str]:
-        version = (invoice.public_id, invoice.effective_status(), invoice.uses, lang)
+        settings = await self.ledger.seller_settings(invoice.seller_id)
+        version = (invoice.public_id, invoice.version, invoice.effective_status(),
+                   invoice.amount_paid, invoice.uses, settings.updated_at, lang)
         hit = self._items.get(version)
         if hit is not None:
             return hit
@@ -70,7 +115,7 @@ class InvoicePdfs:
             return await asyncio.shield(pending)
         pending = self._rendering[version] = asyncio.get_running_loop().create_future()
         try:
-            doc = invoice_document(invoice, seller, lang, page_url)
+            doc = invoice_document(invoice, seller, settings, lang, page_url, self.ton_address)
             body = await asyncio.to_thread(render_pdf, doc)
             hit = (body, f'"{hashlib.sha256(body).hexdigest()[:32]}"')
         except BaseException as exc:
@@ -90,5 +135,6 @@ class InvoicePdfs:
 
 
 def pdf_headers(invoice: Invoice, etag: str, lang: str) -> dict[str, str]:
-    return {"ETag": etag, "Content-Disposition": f'inline; filename="{invoice.number}.pdf"',
+    name = invoice.number or f"invoice-{invoice.public_id}"  # a draft has no number yet
+    return {"ETag": etag, "Content-Disposition": f'inline; filename="{name}.pdf"',
             "X-Content-Type-Options": "nosniff", "Content-Language": lang}

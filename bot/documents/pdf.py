@@ -12,24 +12,29 @@ from __future__ import annotations
 
 import json
 from functools import cache
+from io import BytesIO
 from pathlib import Path
 from typing import Any, Final
 
 import typst
+from PIL import Image
 
 from bot.documents.labels import day, label
-from bot.documents.model import PNG_MAGIC, InvoiceDocument
+from bot.documents.model import InvoiceDocument
 from bot.qr import qr_svg
+from ledger.seller_settings import PNG_MAGIC
 
 HERE: Final = Path(__file__).parent
+LOGO_BOX: Final = (50, 22)  # mm, in invoice.typ
 FONTS: Final = HERE / "fonts"
 TEMPLATE: Final = (HERE / "invoice.typ").read_bytes()
 
 
 def render_pdf(doc: InvoiceDocument) -> bytes:
     """The invoice document as PDF bytes (A4, the document's language)."""
-    files: dict[str, bytes] = {"main.typ": TEMPLATE, "doc.json": json.dumps(_data(doc)).encode(),
-                               "qr.svg": qr_svg(doc.payment.pay_url)}
+    data, images = _data(doc)
+    files: dict[str, bytes] = {"main.typ": TEMPLATE, "doc.json": json.dumps(data).encode(),
+                               **images}
     compiler = typst.Compiler(files, font_paths=_fonts())
     return compiler.compile()
 
@@ -41,35 +46,49 @@ def _fonts() -> typst.Fonts:
                        font_paths=[str(FONTS)])
 
 
-def _data(doc: InvoiceDocument) -> dict[str, Any]:
+def _data(doc: InvoiceDocument) -> tuple[dict[str, Any], dict[str, bytes]]:
     lang = doc.language
-    keys = ("invoice", "number", "how_to_pay", "scan")
+    keys = ("invoice", "number", "how_to_pay", "scan", "note")
     labels = {key: label(lang, f"doc.{key}") for key in keys}
-    dates = [[label(lang, "doc.issued"), day(lang, doc.issued_on)]]
+    dates = []
+    if doc.issued_on is not None:
+        dates.append([label(lang, "doc.issued"), day(lang, doc.issued_on)])
     if doc.due_on is not None:
         dates.append([label(lang, "doc.due"), day(lang, doc.due_on)])
-    buyer = [doc.buyer.company]
+    # A company buyer without a person's name: the company is the name.
+    buyer_name = doc.buyer.name or doc.buyer.company
+    buyer = [doc.buyer.company if doc.buyer.name else ""]
     if doc.buyer.tax_id:
         buyer.append(f"{label(lang, 'doc.tax_id')}: {doc.buyer.tax_id}")
+    buyer.append(doc.buyer.address)
     # Empty discount or tax columns are left out: a plain invoice stays plain.
     fields = [("description", "left"), ("quantity", "right"), ("unit_price", "right")]
     fields += [(name, "right") for name in ("discount", "tax")
                if any(getattr(line, name) for line in doc.lines)]
     fields.append(("amount", "right"))
     pay = doc.payment
-    instructions = [[label(lang, "doc.pay_online"), pay.pay_url, pay.pay_url]]
-    if pay.ton_address:
-        instructions.append([label(lang, "doc.ton"), pay.ton_address, None])
-        if pay.ton_comment:
-            instructions.append([label(lang, "doc.ton_comment"), pay.ton_comment, None])
-    if pay.bank_details:
-        instructions.append([label(lang, "doc.bank"), pay.bank_details, None])
+    instructions: list[list[str | None]] = []
+    if pay is not None:
+        instructions.append([label(lang, "doc.pay_online"), pay.pay_url, pay.pay_url])
+        if pay.bank_details:
+            instructions.append([label(lang, "doc.bank"), pay.bank_details, None])
+        if pay.ton_address:
+            instructions.append([label(lang, "doc.ton"), pay.ton_address, None])
+            if pay.ton_comment:
+                instructions.append([label(lang, "doc.ton_comment"), pay.ton_comment, None])
+            if pay.ton_amount:
+                instructions.append([label(lang, "doc.ton_amount"), pay.ton_amount, None])
+    files = {"qr.svg": qr_svg(pay.pay_url)} if pay is not None else {}
     created = doc.created_at
     logo = None
     if doc.seller.logo is not None:
-        logo = "png" if doc.seller.logo.startswith(PNG_MAGIC) else "jpg"
+        logo = {"format": "png" if doc.seller.logo.startswith(PNG_MAGIC) else "jpg",
+                # The side that fills the box first, so the logo sits at the top left of it.
+                "wide": _aspect(doc.seller.logo) > LOGO_BOX[0] / LOGO_BOX[1]}
+    # A draft has no number yet: its header says DRAFT where "No. INV-…" will be.
+    heading = doc.number if doc.stamp == "DRAFT" else f"{labels['number']} {doc.number}"
     return {
-        "language": lang, "number": doc.number, "l": labels, "dates": dates,
+        "language": lang, "number": heading, "l": labels, "dates": dates,
         "title": f"{labels['invoice']} {doc.number}",
         "created_at": [created.year, created.month, created.day, created.hour, created.minute,
                        created.second],
@@ -80,10 +99,17 @@ def _data(doc: InvoiceDocument) -> dict[str, Any]:
         "logo_bytes": list(doc.seller.logo) if doc.seller.logo is not None else None,
         "seller": {"title": label(lang, "doc.seller"), "name": doc.seller.name,
                    "details": doc.seller.details},
-        "buyer": {"title": label(lang, "doc.buyer"), "name": doc.buyer.name,
+        "buyer": {"title": label(lang, "doc.buyer"), "name": buyer_name,
                   "details": "\n".join(part for part in buyer if part)},
         "columns": [[align, label(lang, f"doc.{name}")] for name, align in fields],
         "rows": [[getattr(line, name) for name, _ in fields] for line in doc.lines],
         "totals": [[row.label, row.amount, row.strong] for row in doc.totals],
         "pay": instructions,
-    }
+        "note": doc.note,
+    }, files
+
+
+def _aspect(image: bytes) -> float:
+    with Image.open(BytesIO(image)) as opened:
+        width, height = opened.size
+    return width / height

@@ -37,6 +37,8 @@ DYNAMIC: Final = (
     N_("page.err_key_reused"), N_("page.err_not_found"), N_("page.err_own_invoice"),
     N_("page.err_rate_limited"), N_("page.err_tag_taken"), N_("page.err_too_large"),
     N_("page.err_too_slow"), N_("page.err_unknown_tag"), N_("page.err_unreadable"),
+    N_("page.status_draft"), N_("page.status_void"), N_("page.status_uncollectible"),
+    N_("page.void_text"), N_("page.uncollectible_text"),
 )
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
+from bot.documents.labels import day
 from bot.web.i18n import TEXTS, plural_script, t, tn
 
 HERE = Path(__file__).parent
@@ -141,8 +142,31 @@ _PAGE_KEYS = (
     "guest_heading", "guest_scan", "qr_alt", "comment", "copy", "comment_hint", "ton_amount",
     "address", "open_wallet", "open_tonkeeper", "ton_unavailable", "login_hint", "login_pay",
     "footer", "contact_heading", "contact_hint", "contact_label", "contact_save", "bind_button",
-    "bound",
+    "bound", "due_date", "pdf_link", "draft_text",
 )
+
+
+def document_parts(view: dict[str, Any]) -> tuple[str, str]:
+    """(lines, totals) of the invoice as HTML, the figures of its PDF; empty for a plain
+    one-line invoice with nothing paid yet (its title and amount already say it all)."""
+    doc = view["document"]
+    lines, totals = doc["lines"], doc["totals"]
+    line_html = ""
+    if len(lines) > 1 or any(line["discount"] or line["tax"] for line in lines):
+        line_html = "".join(
+            '<li><span class="what">' + _e(line["description"]) + '</span>'
+            '<span class="sum">' + _e(line["amount"]) + '</span>'
+            '<span class="how">' + _e(" · ".join(part for part in (
+                f'{line["quantity"]} × {line["unit_price"]}', line["discount"], line["tax"])
+                if part)) + '</span></li>'
+            for line in lines)
+    total_html = ""
+    if len(totals) > 1:
+        total_html = "".join(
+            f'<tr class="{_e(row["key"])}{" strong" if row["strong"] else ""}">'
+            f'<th scope="row">{_e(row["label"])}</th><td>{_e(row["amount"])}</td></tr>'
+            for row in totals)
+    return line_html, total_html
 
 
 def pay_page(view: dict[str, Any], claim: dict[str, Any] | None, lang: str, static: Static,
@@ -157,6 +181,10 @@ def pay_page(view: dict[str, Any], claim: dict[str, Any] | None, lang: str, stat
             "bot": bot_username, "poll_ms": poll_ms}
     contact = (payer or {}).get("contact")
     bound = bool((payer or {}).get("bound"))
+    lines_html, totals_html = document_parts(view)
+    # Once part is paid, the big figure is what is left to pay.
+    main = view["amount_due"] if status in ("pending", "draft") else view["amount"]
+    due = view["due_at"]
     values = {
         "page_title": _e(t(lang, "page_title", title=view["title"])),
         "status": _e(status),
@@ -165,7 +193,17 @@ def pay_page(view: dict[str, Any], claim: dict[str, Any] | None, lang: str, stat
         "title": _e(view["title"]),
         "description": _e(view["description"]),
         "description_hidden": _hidden(not view["description"]),
-        "amount": _e(view["amount"]["display"]),
+        "amount": _e(main["display"]),
+        "lines_html": lines_html,
+        "lines_hidden": _hidden(not lines_html),
+        "totals_html": totals_html,
+        "totals_hidden": _hidden(not totals_html),
+        "due_hidden": _hidden(due is None or status not in ("pending", "draft")),
+        "due_iso": _e(due or ""),
+        "due_text": _e(day(lang, datetime.fromisoformat(due).date()) if due else ""),
+        "overdue": " overdue" if view["overdue"] else "",
+        "draft_hidden": _hidden(status != "draft"),
+        "pdf_url": _e(view["links"]["pdf"]),
         "ton_amount": _e(view["ton"]["display"] if view["ton"] else ""),
         "ton_amount_hidden": _hidden(view["ton"] is None),
         "seller": _e(f"@{seller}" if seller else "—"),

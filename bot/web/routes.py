@@ -1,17 +1,22 @@
 """The pay page and its JSON API.
 
-GET  /pay/<id>            the page (Mini App and plain browser); 404/410 pages when it cannot
-                          be paid; non-canonical ids (lower case, O for 0) redirect
+GET  /pay/<id>            the page (Mini App and plain browser): the invoice's lines and
+                          totals, how to pay; a draft says it is not issued yet; 404/410
+                          pages when it cannot be paid (cancelled, expired, void, written
+                          off); non-canonical ids (lower case, O for 0) redirect
 GET  /pay/<id>/status     the invoice as JSON, as this viewer sees it (their payer tag in the
                           comment; + the viewer's balance with Mini App init data; + the
-                          guest's claim link for the browser whose tag paid)
+                          guest's claim link for the browser whose tag paid); `?view=1`
+                          (the page script's first call) records the first view by someone
+                          other than the seller
 POST /pay/<id>/pay        pay from balance; `Authorization: tma <initData>`,
                           body {"idempotency_key": "..."}
 POST /pay/<id>/contact    a guest leaves a @handle or an e-mail for their tag (JSON
                           {"contact": "..."} or a form field `contact`)
 GET  /pay/<id>/qr.png     QR of the wallet link (or of the page once it cannot be paid);
 GET  /pay/<id>/qr.svg     `?tag=<tag>` puts that payer's comment in it
-GET  /pay/<id>/invoice.pdf the invoice as a PDF (the page's language; a PAID/VOID stamp)
+GET  /pay/<id>/invoice.pdf the invoice as a PDF (the page's language; a PAID, VOID,
+                          UNCOLLECTIBLE stamp; DRAFT for a draft)
 """
 
 from __future__ import annotations
@@ -73,6 +78,7 @@ from ledger.users import find_user_by_telegram
 log = logging.getLogger(__name__)
 
 POLL_MS = 3000  # how often an open page asks for the status while the invoice is pending
+CLOSED = ("cancelled", "expired", "void", "uncollectible")  # a 410 page saying why
 PAY_RETRY_AFTER = 1  # seconds; the buyer is watching the button
 COOKIE_EXTRA = timedelta(days=30)  # a guest may come back for the claim link after paying
 CONTACT_MAX = 320  # an e-mail address's longest legal form
@@ -86,6 +92,9 @@ _TEXT_OF_CODE: dict[str, str] = {
     "invoice_already_paid": "err_already_paid",
     "invoice_cancelled": "err_cancelled",
     "invoice_expired": "err_expired",
+    "invoice_draft": "draft_text",
+    "invoice_void": "void_text",
+    "invoice_uncollectible": "uncollectible_text",
     "idempotency_key_reused": "err_key_reused",
     "invalid_amount": "err_bad_request",
     "invalid_contact": "err_contact",
@@ -105,7 +114,7 @@ class PayPages:
         # Pages rendered from one (cached) read, by language: a crowd on one link costs one
         # render per read, and the ledger's cache decides how old a read may be.
         self.rendered: WeakKeyDictionary[InvoiceRead, dict[str, str]] = WeakKeyDictionary()
-        self.pdfs = InvoicePdfs()
+        self.pdfs = InvoicePdfs(ledger, cfg.ton_address)
         self.buyers = KnownBuyers(self.engine)
         self.user_tags = UserTags(self.engine)
 
@@ -199,7 +208,7 @@ class PayPages:
                 message=t(lang, "not_found_text")), status=404)
         invoice = snap.invoice
         status = invoice.effective_status()
-        if status in ("cancelled", "expired"):
+        if status in CLOSED:
             return render.html_response(render.error_page(
                 lang, self.static, heading=invoice.title, number=invoice.number,
                 message=t(lang, f"{status}_text"), status=status), status=410)
@@ -213,14 +222,14 @@ class PayPages:
         if guest is not None:
             claim, payer = await self._guest_state(invoice, guest)
         if guest is not None and payer is not None:
-            view = invoice_view(invoice, snap.seller.username, self.cfg, payer["tag"])
+            view = invoice_view(invoice, snap.seller.username, self.cfg, payer["tag"], lang)
             body = render.pay_page(view, claim, lang, self.static, self.cfg.bot_username,
                                    self.poll_ms, payer)
         else:  # no cookie, nothing to pay: the same page for every such visitor
             pages = self.rendered.setdefault(snap, {})
             body = pages.get(lang)
             if body is None:
-                view = invoice_view(invoice, snap.seller.username, self.cfg)
+                view = invoice_view(invoice, snap.seller.username, self.cfg, lang=lang)
                 body = pages[lang] = render.pay_page(
                     view, None, lang, self.static, self.cfg.bot_username, self.poll_ms, None)
         return render.html_response(body)
@@ -258,20 +267,38 @@ class PayPages:
             if payer is not None:
                 body["payer"] = payer
                 tag = payer["tag"]
+        viewer_id: int | None = None
+        is_seller = False
         if viewer is not None:
-            body["viewer"], user_tag = await self._viewer_info(viewer, invoice)
+            body["viewer"], user_tag, viewer_id = await self._viewer_info(viewer, invoice)
+            is_seller = body["viewer"]["is_seller"]
             tag = user_tag or tag
-        body["invoice"] = invoice_view(invoice, read.seller.username, self.cfg, tag)
+        if "view" in request.query and invoice.viewed_at is None and not is_seller:
+            await self._mark_viewed(invoice, viewer_id)
+        body["invoice"] = invoice_view(invoice, read.seller.username, self.cfg, tag, lang)
         body["claim"] = claim
         response = web.json_response(body, headers={"Cache-Control": "no-store"})
         if fresh is not None:
             self._set_guest_cookie(response, invoice, fresh)
         return response
 
+    async def _mark_viewed(self, invoice: Invoice, viewer_id: int | None) -> None:
+        """Someone other than the seller opened the invoice: the ledger records the first time
+        (the seller is told). A failure here never fails the page: logged, and the next
+        open tries again."""
+        try:
+            await self.ledger.mark_viewed(invoice.public_id, viewer_id)
+        except Exception as exc:
+            if is_database_outage(exc):
+                OUTAGES.failed(exc, "mark viewed")
+            else:
+                log.exception("could not mark invoice %s viewed", invoice.public_id)
+
     async def _viewer_info(self, viewer: MiniAppUser,
-                           invoice: Invoice) -> tuple[dict[str, Any], str | None]:
-        """The Mini App user's balance, and their own payer tag (a transfer carrying it gives
-        them the item at once); no tag for the seller or an invoice that cannot be paid."""
+                           invoice: Invoice) -> tuple[dict[str, Any], str | None, int | None]:
+        """The Mini App user's balance, their own payer tag (a transfer carrying it gives
+        them the item at once; none for the seller or an invoice that cannot be paid) and
+        their user id (None: they never used paybot)."""
         user = await find_user_by_telegram(self.engine, viewer.telegram_id)
         funds = await balance(self.engine, user.id, invoice.currency) if user else 0
         is_seller = user is not None and user.id == invoice.seller_id
@@ -285,7 +312,7 @@ class PayPages:
         if is_seller and invoice.uses:  # who paid: for the invoice's seller, nobody else
             payer = (await payers_of_invoices(self.engine, [invoice.id])).get(invoice.id)
             info["paid_by"] = payer_display(payer)
-        return info, tag
+        return info, tag, user.id if user is not None else None
 
     async def pay(self, request: web.Request) -> web.Response:
         lang = request_language(request)
@@ -325,7 +352,7 @@ class PayPages:
         body: dict[str, Any] = {
             "payment": {"id": result.payment_id, "replayed": bool(result.replayed),
                         "invoice_status": result.invoice_status, "grant_id": result.grant_id},
-            "invoice": invoice_view(invoice, result.seller_username, self.cfg, tag),
+            "invoice": invoice_view(invoice, result.seller_username, self.cfg, tag, lang),
         }
         if result.buyer_balance is not None:  # else the page's next status poll shows it
             body["viewer"] = {"balance": money(result.buyer_balance, invoice.currency),

@@ -12,10 +12,11 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bot.documents.figures import invoice_figures
 from bot.links import Links, links_from_settings
 from bot.settings import Settings
 from bot.web.auth import CookieSigner
-from ledger.models import Invoice, User
+from ledger.models import Invoice, User, iso
 from ledger.money import display_amount, format_amount
 from ledger.payers import tag_for_user
 from ledger.purchases import Payer
@@ -131,10 +132,11 @@ def payer_comment(invoice: Invoice, tag: str | None) -> str:
 def ton_links(invoice: Invoice, cfg: PayConfig, tag: str | None = None) -> dict[str, str] | None:
     """Wallet links for paying `invoice` in TON (with this payer's tag in the comment), or
     None when that is not possible."""
-    if cfg.ton_address is None or not invoice.ton_amount:
+    nano = invoice.ton_due
+    if cfg.ton_address is None or not nano:
         return None
     comment = payer_comment(invoice, tag)
-    return dict(_wallet_links(cfg.ton_address, invoice.ton_amount, comment))
+    return dict(_wallet_links(cfg.ton_address, nano, comment))
 
 
 @lru_cache(maxsize=4096)
@@ -157,10 +159,33 @@ def qr_text(invoice: Invoice, cfg: PayConfig, tag: str | None = None) -> str:
     return page_url(invoice, cfg)
 
 
+class FiguresCache:
+    """The formatted lines and totals of recent invoice versions, by language: the pay page,
+    its polls and the Mini App's payments show them on every answer. Bounded."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self.size = size
+        self._items: OrderedDict[tuple[str, int, int, str], dict[str, Any]] = OrderedDict()
+
+    def get(self, invoice: Invoice, lang: str) -> dict[str, Any]:
+        # A version fixes the lines and the total; what was paid is the rest of the picture.
+        key = (invoice.public_id, invoice.version, invoice.amount_paid, lang)
+        hit = self._items.get(key)
+        if hit is None:
+            hit = self._items[key] = invoice_figures(invoice, lang).as_json()
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+        return hit
+
+
+FIGURES = FiguresCache()
+
+
 def invoice_view(invoice: Invoice, seller_username: str | None, cfg: PayConfig,
-                 tag: str | None = None) -> dict[str, Any]:
+                 tag: str | None = None, lang: str = "en") -> dict[str, Any]:
     """The invoice as the viewer holding payer tag `tag` sees it: their own comment in the
-    copy field, the wallet links and the QR (the QR's URL names the tag)."""
+    copy field, the wallet links and the QR (the QR's URL names the tag); its lines and
+    totals in `lang`, exactly as its PDF writes them (bot/documents/figures.py)."""
     status = invoice.effective_status()
     base = f"/pay/{invoice.public_id}"
     qr_query = f"?tag={tag}" if tag else ""
@@ -174,13 +199,20 @@ def invoice_view(invoice: Invoice, seller_username: str | None, cfg: PayConfig,
         "uses": invoice.uses,
         "max_uses": invoice.max_uses,
         "amount": money(invoice.amount, invoice.currency),
-        "ton": money(invoice.ton_amount, "TON") if invoice.ton_amount else None,
+        "amount_paid": money(invoice.amount_paid, invoice.currency),
+        "amount_due": money(invoice.amount_due, invoice.currency),
+        "document": FIGURES.get(invoice, lang),
+        # What is left to pay in TON (the quote, or its share still due once partly paid).
+        "ton": money(nano, "TON") if (nano := invoice.ton_due) else None,
         "ton_received": money(invoice.ton_received, "TON") if invoice.ton_received else None,
         "seller": {"username": seller_username},
         "comment": payer_comment(invoice, tag),
         "created_at": invoice.created_at.isoformat(),
         "expires_at": invoice.expires_at.isoformat(),
         "paid_at": invoice.paid_at.isoformat() if invoice.paid_at else None,
+        "issued_at": iso(invoice.issued_at),
+        "due_at": iso(invoice.due_at),
+        "overdue": invoice.overdue(),
         "pay_ton": ton_links(invoice, cfg, tag) if status == "pending" else None,
         "links": {
             "page": page_url(invoice, cfg),

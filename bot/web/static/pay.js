@@ -20,7 +20,7 @@
   var inv = DATA.invoice;
   var lang = DATA.lang;
   var INIT_KEY = "paybot.tgInitData";
-  var FINAL = { paid: true, cancelled: true, expired: true };
+  var FINAL = { paid: true, cancelled: true, expired: true, void: true, uncollectible: true };
 
   function $(id) { return document.getElementById(id); }
   function show(el, on) { if (el) el.hidden = !on; }
@@ -148,7 +148,10 @@
     if (inv.ton_received) received.textContent = T("received", { amount: inv.ton_received.display });
 
     show($("paid"), status === "paid");
+    show($("draft"), status === "draft");
     show($("expires-row"), pending);
+    show($("due-row"), !!inv.due_at && (pending || status === "draft"));
+    renderFigures(pending || status === "draft");
     show($("login"), pending && !viewer);
     var canTon = pending && !!inv.pay_ton;
     show($("ton-unavailable"), pending && !inv.pay_ton);
@@ -200,6 +203,29 @@
     }
   }
 
+  // The totals as the server formatted them (the PDF's figures): a payment recorded since the
+  // page was rendered shows at once.
+  function renderFigures(open) {
+    $("amount").textContent = (open ? inv.amount_due : inv.amount).display;
+    var rows = inv.document.totals;
+    var body = $("totals-body");
+    show($("totals"), rows.length > 1);
+    if (rows.length < 2) return;
+    while (body.firstChild) body.removeChild(body.firstChild);
+    rows.forEach(function (row) {
+      var tr = document.createElement("tr");
+      tr.className = row.key + (row.strong ? " strong" : "");
+      var th = document.createElement("th");
+      th.scope = "row";
+      th.textContent = row.label;
+      var td = document.createElement("td");
+      td.textContent = row.amount;
+      tr.appendChild(th);
+      tr.appendChild(td);
+      body.appendChild(tr);
+    });
+  }
+
   // --- polling -----------------------------------------------------------------------------
 
   var pollTimer = null;
@@ -226,9 +252,18 @@
     render();
   }
 
+  // The first answer a person's page asks for records "viewed" (once, and never the seller's
+  // own look, which the server knows by the Mini App's init data). The page's GET does not:
+  // link previews and crawlers fetch it too.
+  var viewed = false;
+
   function refresh() {
     // A guest without a tag asks for one; once it has one, polls only read.
-    var url = inv.links.status + (!payer && !initData ? "?guest=new" : "");
+    var query = [];
+    if (!payer && !initData) query.push("guest=new");
+    // Inside Telegram the Mini App's init data says who looks; wait for it.
+    if (!viewed && (initData || !inTelegram())) { viewed = true; query.push("view=1"); }
+    var url = inv.links.status + (query.length ? "?" + query.join("&") : "");
     return fetch(url, {
       headers: authHeaders(), cache: "no-store", credentials: "same-origin"
     }).then(function (r) {

@@ -29,5 +29,6 @@ async def send_pdf(
     body, _ = await pdfs.get(invoice, read.seller, tr.lang, pay_url(cfg, invoice.public_id))
     await cb.answer()
     chat = cb.message.chat.id if cb.message is not None else user.telegram_id
-    await bot.send_document(chat, BufferedInputFile(body, f"{invoice.number}.pdf"),
-                            caption=tr("doc.sent", number=invoice.number))
+    number = invoice.number or tr("invoice.draft_number")  # a draft has no number yet
+    await bot.send_document(chat, BufferedInputFile(body, f"{number}.pdf"),
+                            caption=tr("doc.sent", number=number))

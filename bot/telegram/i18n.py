@@ -40,6 +40,17 @@ DYNAMIC: Final = (
     N_("err.invalid_invoice"), N_("err.claim_not_found"), N_("err.claim_already_used"),
     N_("err.tag_taken"), N_("err.unknown_tag"), N_("err.invalid_guest_key"),
     N_("err.too_many_tokens"), N_("err.user_not_found"),
+    # invoices as documents
+    N_("cmd.settings"), N_("status.draft"), N_("status.void"), N_("status.uncollectible"),
+    N_("form.line"), N_("form.discount"), N_("form.tax"), N_("form.due"),
+    N_("form.extra.line"), N_("form.extra.discount"), N_("form.extra.tax"),
+    N_("form.extra.due"), N_("settings.ask.legal_name"), N_("settings.ask.legal_details"),
+    N_("settings.ask.bank_details"), N_("settings.ask.tax"), N_("settings.ask.days"),
+    N_("err.invoice_draft"), N_("err.invoice_void"), N_("err.invoice_uncollectible"),
+    N_("err.invoice_not_draft"), N_("err.invoice_partly_paid"),
+    N_("err.manual_payment_too_large"), N_("err.payment_not_reversible"),
+    N_("err.recipient_not_found"), N_("err.payment_not_found"),
+    N_("err.manual_payment_multi_use"), N_("err.invalid_settings"),
 )
 
 

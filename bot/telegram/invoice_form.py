@@ -1,11 +1,16 @@
 """/invoice: a short conversation (title, amount, one-time or multi-use, expiry, optional item)
 or one line (`/invoice 12.50 Coffee beans`). The reply carries every way to pay: the pay page,
-the t.me deep link, a QR and a share button."""
+the t.me deep link, a QR and a share button.
+
+Invoices as documents take no extra step: beside "one buyer or many?" the seller may add lines
+("Design work, 2 x 15.50"), a discount, a tax rate and a due date, each an optional button that
+comes back to the same question with the lines and totals so far."""
 
 from __future__ import annotations
 
-from datetime import timedelta
-from typing import Final
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any, Final
 
 from aiogram import Bot, F, Router
 from aiogram.filters import Command, CommandObject
@@ -16,6 +21,7 @@ from aiogram.types import BufferedInputFile, CallbackQuery, Message
 from bot.qr import qr_png
 from bot.telegram import parse
 from bot.telegram.config import BotConfig
+from bot.telegram.document_text import preview_text
 from bot.telegram.i18n import Translator
 from bot.telegram.keyboards import (
     FormCb,
@@ -23,14 +29,18 @@ from bot.telegram.keyboards import (
     kind_keyboard,
     seller_share_keyboard,
     skip_keyboard,
+    tax_default_keyboard,
 )
 from bot.telegram.links import pay_deep_link, pay_url
 from bot.telegram.render import CAPTION_LIMIT, fit, money
 from bot.telegram.views import created_caption
 from ledger.core import Ledger
-from ledger.invoices import new_invoice
+from ledger.documents import make_document
+from ledger.errors import InvalidInvoice
+from ledger.invoices import DUE_GRACE, MAX_EXPIRY, new_invoice
 from ledger.models import Invoice, User
 from ledger.money import SYMBOLS
+from ledger.totals import AmountOff, Discount, Line, PercentOff, TaxRate
 
 router: Final[Router] = Router(name=__name__)
 
@@ -43,6 +53,11 @@ class InvoiceForm(StatesGroup):
     kind = State()
     expiry = State()
     item = State()
+    # the optional extras, each answered by text, then back to `kind`
+    line = State()
+    discount = State()
+    tax = State()
+    due = State()
 
 
 @router.message(Command("invoice"))
@@ -109,6 +124,9 @@ async def got_kind(
     if callback_data.value not in ("one_time", "multi_use"):
         await cb.answer(tr("stale_button"), show_alert=True)
         return
+    if callback_data.value == "multi_use" and _document(await state.get_data())[0] is not None:
+        await cb.answer(tr("form.lines_one_time"), show_alert=True)
+        return
     await state.update_data(kind=callback_data.value)
     await state.set_state(InvoiceForm.expiry)
     await cb.answer()
@@ -117,8 +135,9 @@ async def got_kind(
 
 
 @router.message(InvoiceForm.kind, NOT_A_COMMAND)
-async def kind_needs_a_tap(message: Message, tr: Translator) -> None:
-    await message.answer(tr("form.kind"), reply_markup=kind_keyboard(tr))
+async def kind_needs_a_tap(message: Message, state: FSMContext, tr: Translator) -> None:
+    multi_use = _document(await state.get_data())[0] is None
+    await message.answer(tr("form.kind"), reply_markup=kind_keyboard(tr, multi_use=multi_use))
 
 
 async def _expiry_chosen(state: FSMContext, span: timedelta, chat: Message, tr: Translator) -> None:
@@ -174,10 +193,156 @@ async def skipped_item(
     await _create(state, bot, chat_id, user, tr, ledger, cfg, None)
 
 
+@router.callback_query(InvoiceForm.kind, FormCb.filter(F.field == "extra"))
+async def extra_asked(
+    cb: CallbackQuery, callback_data: FormCb, state: FSMContext, user: User, tr: Translator,
+    ledger: Ledger,
+) -> None:
+    extra = callback_data.value
+    if extra not in EXTRA_STATES:
+        await cb.answer(tr("stale_button"), show_alert=True)
+        return
+    await state.set_state(EXTRA_STATES[extra])
+    await cb.answer()
+    if not isinstance(cb.message, Message):
+        return
+    markup = None
+    if extra == "tax":
+        default = (await ledger.seller_settings(user.id)).default_tax
+        if default is not None:
+            markup = tax_default_keyboard(tr, default.name)
+    await cb.message.answer(tr(f"form.{extra}"), reply_markup=markup)
+
+
+@router.message(InvoiceForm.line, NOT_A_COMMAND)
+async def got_line(message: Message, state: FSMContext, tr: Translator, cfg: BotConfig) -> None:
+    try:
+        line = parse.line(message.text or "", cfg.currency, tr)
+    except parse.InputProblem as problem:
+        await message.answer(str(problem))
+        return
+    data = await state.get_data()
+    lines = [*data.get("lines", []), [line.description, str(line.quantity), line.unit_price]]
+    await _extra_done(message, state, tr, cfg, {"lines": lines})
+
+
+@router.message(InvoiceForm.discount, NOT_A_COMMAND)
+async def got_discount(
+    message: Message, state: FSMContext, tr: Translator, cfg: BotConfig
+) -> None:
+    try:
+        off = parse.discount(message.text or "", cfg.currency, tr)
+    except parse.InputProblem as problem:
+        await message.answer(str(problem))
+        return
+    stored = ({"percent": str(off.percent)} if isinstance(off, PercentOff)
+              else {"amount": off.amount})
+    await _extra_done(message, state, tr, cfg, {"discount": stored})
+
+
+@router.message(InvoiceForm.tax, NOT_A_COMMAND)
+async def got_tax(message: Message, state: FSMContext, tr: Translator, cfg: BotConfig) -> None:
+    try:
+        rate = parse.tax_rate(message.text or "", tr)
+    except parse.InputProblem as problem:
+        await message.answer(str(problem))
+        return
+    await _extra_done(message, state, tr, cfg, {"tax": _stored_tax(rate)})
+
+
+@router.callback_query(InvoiceForm.tax, FormCb.filter(F.field == "tax"))
+async def default_tax_chosen(
+    cb: CallbackQuery, state: FSMContext, user: User, tr: Translator, ledger: Ledger,
+    cfg: BotConfig,
+) -> None:
+    rate = (await ledger.seller_settings(user.id)).default_tax
+    if rate is None or not isinstance(cb.message, Message):
+        await cb.answer(tr("stale_button"), show_alert=True)
+        return
+    await cb.answer()
+    await _extra_done(cb.message, state, tr, cfg, {"tax": _stored_tax(rate)})
+
+
+@router.message(InvoiceForm.due, NOT_A_COMMAND)
+async def got_due(message: Message, state: FSMContext, tr: Translator, cfg: BotConfig) -> None:
+    try:
+        due = parse.due_date(message.text or "", tr, datetime.now(UTC).date())
+    except parse.InputProblem as problem:
+        await message.answer(str(problem))
+        return
+    await _extra_done(message, state, tr, cfg, {"due": due.isoformat()})
+
+
+EXTRA_STATES: Final = {"line": InvoiceForm.line, "discount": InvoiceForm.discount,
+                       "tax": InvoiceForm.tax, "due": InvoiceForm.due}
+
+
+async def _extra_done(
+    chat: Message, state: FSMContext, tr: Translator, cfg: BotConfig, change: dict[str, Any]
+) -> None:
+    """Take the extra if the invoice still adds up (a discount larger than the lines is one
+    sentence, and the step can be answered again), then ask "one buyer or many?" again under
+    the lines and totals so far."""
+    data = {**await state.get_data(), **change}
+    try:
+        preview = _preview(tr, cfg, data)
+    except InvalidInvoice:
+        await chat.answer(tr("form.does_not_add_up"))
+        return
+    await state.update_data(**change)
+    await state.set_state(InvoiceForm.kind)
+    multi_use = _document(data)[0] is None
+    await chat.answer(f"{preview}\n\n{tr('form.kind')}",
+                      reply_markup=kind_keyboard(tr, multi_use=multi_use))
+
+
+def _preview(tr: Translator, cfg: BotConfig, data: dict[str, Any]) -> str:
+    """The lines and totals so far, as the card and the PDF will show them (InvalidInvoice
+    when they do not add up)."""
+    lines, discount, rates = _document(data)
+    doc = make_document(lines or [Line(data["title"], Decimal(1), data["amount"])],
+                        discount, rates)
+    text = preview_text(tr, cfg.currency, doc)
+    if "due" in data:
+        text += "\n" + tr("card.due_on", date=data["due"])
+    return text
+
+
+def _document(
+    data: dict[str, Any]
+) -> tuple[list[Line] | None, Discount | None, tuple[TaxRate, ...]]:
+    """The form's lines, discount and tax rate as ledger values; (None, None, ()) for a plain
+    one-line invoice (no line, discount or tax added): it is issued exactly as before."""
+    if not ({"lines", "discount", "tax"} & data.keys()):
+        return None, None, ()
+    rates: tuple[TaxRate, ...] = ()
+    if "tax" in data:
+        tax = data["tax"]
+        rates = (TaxRate(tax["name"], Decimal(tax["percent"]), bool(tax["inclusive"])),)
+    tax_name = rates[0].name if rates else None
+    first = Line(data["title"], Decimal(1), data["amount"], tax_rate=tax_name)
+    lines = [first] + [Line(description, Decimal(quantity), price, tax_rate=tax_name)
+                       for description, quantity, price in data.get("lines", [])]
+    stored = data.get("discount")
+    discount: Discount | None = None
+    if stored is not None:
+        discount = (PercentOff(Decimal(stored["percent"])) if "percent" in stored
+                    else AmountOff(int(stored["amount"])))
+    return lines, discount, rates
+
+
+def _stored_tax(rate: TaxRate) -> dict[str, Any]:
+    return {"name": rate.name, "percent": str(rate.percent), "inclusive": rate.inclusive}
+
+
 @router.message(InvoiceForm.title, ~F.text)
 @router.message(InvoiceForm.amount, ~F.text)
 @router.message(InvoiceForm.expiry, ~F.text)
 @router.message(InvoiceForm.item, ~F.text)
+@router.message(InvoiceForm.line, ~F.text)
+@router.message(InvoiceForm.discount, ~F.text)
+@router.message(InvoiceForm.tax, ~F.text)
+@router.message(InvoiceForm.due, ~F.text)
 async def text_please(message: Message, tr: Translator) -> None:
     await message.answer(tr("form.text_only"))
 
@@ -189,11 +354,23 @@ async def _create(
     data = await state.get_data()
     # Cleared before the insert: a second tap on "Skip" finds no form and creates nothing.
     await state.clear()
+    expires_in = timedelta(seconds=data["expiry_seconds"])
+    extras: dict[str, Any] = {}
+    lines, discount, rates = _document(data)
+    if lines is not None:
+        extras.update(lines=lines, discount=discount, tax_rates=rates)
+    else:
+        extras["amount"] = data["amount"]
+    if "due" in data:
+        due_at = datetime.combine(date.fromisoformat(data["due"]), time.max, UTC)
+        extras["due_at"] = due_at
+        # Payable past its due date whatever expiry was tapped (overdue reminders need it
+        # open), as the ledger does when no expiry is given.
+        expires_in = min(MAX_EXPIRY, max(expires_in, due_at + DUE_GRACE - datetime.now(UTC)))
     invoice, _ = await ledger.issue_invoice(new_invoice(
-        seller_id=user.id, title=data["title"], amount=data["amount"],
-        currency=cfg.currency, kind=data["kind"],
-        expires_in=timedelta(seconds=data["expiry_seconds"]),
-        payload={"item_id": item} if item else None, ton_rate=cfg.ton_rate,
+        seller_id=user.id, title=data["title"], currency=cfg.currency, kind=data["kind"],
+        expires_in=expires_in, payload={"item_id": item} if item else None,
+        ton_rate=cfg.ton_rate, **extras,
     ))
     await send_created(bot, chat_id, tr, cfg, invoice)
 

@@ -35,8 +35,24 @@ class PageCb(CallbackData, prefix="invs"):
 
 
 class FormCb(CallbackData, prefix="form"):
-    field: Literal["kind", "expiry", "item"]
+    field: Literal["kind", "expiry", "item", "extra", "tax"]
     value: str
+
+
+class ActCb(CallbackData, prefix="act"):
+    """The seller's buttons on an invoice card; `*_ask` asks to confirm, `*_do` does it."""
+
+    action: Literal["record", "send", "void_ask", "void_do", "wo_ask", "wo_do", "back"]
+    invoice: str
+
+
+class StopCb(CallbackData, prefix="stop"):
+    invoice: str  # the buyer opts out of reminders for this invoice
+
+
+class SetCb(CallbackData, prefix="set"):
+    field: Literal["legal_name", "legal_details", "bank_details", "logo", "tax", "days",
+                   "overdue", "digest", "clear"]
 
 
 EXPIRY_CHOICES_HOURS = (1, 24, 24 * 7, 24 * 30)
@@ -97,7 +113,90 @@ def seller_share_keyboard(
     if public:
         buttons.append(InlineKeyboardButton(text=tr("btn.open_page"), url=url))
     buttons.append(_callback(tr("btn.pdf"), DocCb(invoice=invoice.public_id)))
-    return _column(buttons)
+    return _column(buttons + seller_action_buttons(tr, invoice))
+
+
+def seller_action_buttons(tr: Translator, invoice: Invoice) -> list[InlineKeyboardButton]:
+    """What the seller can do with an issued invoice: record money received elsewhere, send
+    it to a client, void it or write it off. Only what its state allows (the ledger decides
+    again when tapped)."""
+    status = invoice.effective_status()
+    public_id = invoice.public_id
+    buttons = []
+    if status == "pending" and invoice.kind == "one_time":
+        buttons.append(_callback(tr("btn.record_payment"),
+                                 ActCb(action="record", invoice=public_id)))
+    if status in ("pending", "draft"):
+        buttons.append(_callback(tr("btn.send_to_client"),
+                                 ActCb(action="send", invoice=public_id)))
+    if status in ("pending", "draft") and not invoice.amount_paid:
+        buttons.append(_callback(tr("btn.void"), ActCb(action="void_ask", invoice=public_id)))
+    if status in ("pending", "expired") and invoice.kind == "one_time" and invoice.amount_due:
+        buttons.append(_callback(tr("btn.write_off"), ActCb(action="wo_ask", invoice=public_id)))
+    return buttons
+
+
+def seller_actions_keyboard(tr: Translator, invoice: Invoice) -> InlineKeyboardMarkup | None:
+    return _column(seller_action_buttons(tr, invoice))
+
+
+def confirm_action_keyboard(tr: Translator, action: Literal["void_do", "wo_do"],
+                            public_id: str) -> InlineKeyboardMarkup:
+    label = tr("btn.void_yes") if action == "void_do" else tr("btn.write_off_yes")
+    return InlineKeyboardMarkup(inline_keyboard=[
+        [_callback(label, ActCb(action=action, invoice=public_id))],
+        [_callback(tr("btn.back"), ActCb(action="back", invoice=public_id))],
+    ])
+
+
+def form_extras(tr: Translator) -> list[list[InlineKeyboardButton]]:
+    """The optional steps of /invoice, offered beside the question that comes anyway (one
+    buyer or many), so the one-line invoice takes no extra step."""
+    def button(extra: str) -> InlineKeyboardButton:
+        return _callback(tr(f"form.extra.{extra}"), FormCb(field="extra", value=extra))
+
+    return [[button("line"), button("discount")], [button("tax"), button("due")]]
+
+
+def tax_default_keyboard(tr: Translator, name: str) -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup(inline_keyboard=[
+        [_callback(tr("form.tax.use_default", name=name), FormCb(field="tax", value="default"))],
+    ])
+
+
+def reminder_keyboard(tr: Translator, invoice: Invoice, cfg: BotConfig,
+                      amount_text: str) -> InlineKeyboardMarkup:
+    """A reminder's buttons: pay, and stop these reminders."""
+    pay = invoice_card_keyboard(tr, cfg, invoice, amount_text, payable=True)
+    rows = list(pay.inline_keyboard) if pay is not None else []
+    rows.append([_callback(tr("btn.stop_reminders"), StopCb(invoice=invoice.public_id))])
+    return InlineKeyboardMarkup(inline_keyboard=rows)
+
+
+def settings_keyboard(tr: Translator, *, remind_overdue: bool,
+                      overdue_digest: bool) -> InlineKeyboardMarkup:
+    def button(field: str, text: str) -> InlineKeyboardButton:
+        return InlineKeyboardButton(text=text, callback_data=SetCb(field=field).pack())
+
+    def switch(on: bool) -> str:
+        return tr("settings.on") if on else tr("settings.off")
+
+    return InlineKeyboardMarkup(inline_keyboard=[
+        [button("legal_name", tr("btn.settings.legal_name")),
+         button("legal_details", tr("btn.settings.legal_details"))],
+        [button("bank_details", tr("btn.settings.bank_details")),
+         button("logo", tr("btn.settings.logo"))],
+        [button("tax", tr("btn.settings.tax")), button("days", tr("btn.settings.days"))],
+        [button("overdue", tr("btn.settings.overdue", state=switch(remind_overdue)))],
+        [button("digest", tr("btn.settings.digest", state=switch(overdue_digest)))],
+    ])
+
+
+def clear_keyboard(tr: Translator) -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup(inline_keyboard=[
+        [InlineKeyboardButton(text=tr("btn.settings.clear"),
+                              callback_data=SetCb(field="clear").pack())],
+    ])
 
 
 def wallet_keyboard(tr: Translator, wallet_url: str) -> InlineKeyboardMarkup:
@@ -126,12 +225,15 @@ def cancel_confirm_keyboard(tr: Translator, public_id: str) -> InlineKeyboardMar
     ])
 
 
-def kind_keyboard(tr: Translator) -> InlineKeyboardMarkup:
+def kind_keyboard(tr: Translator, *, multi_use: bool = True
+                  ) -> InlineKeyboardMarkup:
+    """One buyer or many, and the optional extras; an invoice with lines is for one buyer."""
+    kinds = ("one_time", "multi_use") if multi_use else ("one_time",)
     return InlineKeyboardMarkup(inline_keyboard=[
         [InlineKeyboardButton(text=tr(f"form.kind.{kind}"),
                               callback_data=FormCb(field="kind", value=kind).pack())]
-        for kind in ("one_time", "multi_use")
-    ])
+        for kind in kinds
+    ] + form_extras(tr))
 
 
 def expiry_keyboard(tr: Translator) -> InlineKeyboardMarkup:

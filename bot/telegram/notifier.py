@@ -1,5 +1,8 @@
 """Delivers the ledger's Telegram outbox: the seller hears the moment an invoice is paid and by
-whom, the buyer gets a receipt with what was granted.
+whom, the buyer gets a receipt with what was granted; a client gets the invoice a seller sent
+them (`invoice.sent`) and its reminders (`invoice.reminder`), a seller the daily list of what
+is overdue (`seller.overdue_digest`). Reminders are checked again when sent: an invoice paid,
+voided or opted out of since it was queued gets nothing (the event is done, not failed).
 
 At least once, never lost silently. Each event ends delivered, or failed with the reason kept
 on the row (the recipient blocked the bot, the chat is gone, the text is refused), or goes back
@@ -25,13 +28,17 @@ from aiogram.exceptions import (
     TelegramServerError,
     TelegramUnauthorizedError,
 )
+from aiogram.types import InlineKeyboardMarkup
 
-from bot.telegram.i18n import translator
-from bot.telegram.render import fit, granted_line, money
-from bot.telegram.views import payer_label
+from bot.telegram.config import BotConfig
+from bot.telegram.i18n import Translator, translator
+from bot.telegram.keyboards import reminder_keyboard
+from bot.telegram.render import day, fit, granted_line, money
+from bot.telegram.views import invoice_card, payer_label, with_lines
 from ledger.core import Ledger
 from ledger.errors import InvoiceNotFound, UserNotFound
-from ledger.invoice_reads import get_invoice
+from ledger.invoice_reads import get_invoice, invoices_by_public_id
+from ledger.models import Invoice
 from ledger.outbox import OutboxEvent, claim_due, mark_failed, mark_retry
 from ledger.purchases import payer_of_payment
 from ledger.users import get_user
@@ -69,9 +76,10 @@ class Backoff:
 class Notifier:
     def __init__(
         self, ledger: Ledger, bot: Bot, *, batch: int = 50, lease_seconds: float = 60.0,
-        backoff: Backoff | None = None,
+        backoff: Backoff | None = None, cfg: BotConfig | None = None,
     ) -> None:
         self.ledger = ledger
+        self.cfg = cfg  # links and pay buttons of the invoices sent to clients
         self.engine = ledger.engine
         self.bot = bot
         self.batch = batch
@@ -142,6 +150,12 @@ class Notifier:
         if event.event_type == "balance.credited":
             await self._deliver_credit(event)
             return
+        if event.event_type in ("invoice.sent", "invoice.reminder"):
+            await self._deliver_to_client(event)
+            return
+        if event.event_type == "seller.overdue_digest":
+            await self._deliver_digest(event)
+            return
         if event.event_type != "invoice.paid":
             raise Undeliverable(f"unknown telegram event type {event.event_type!r}")
         p = event.payload
@@ -178,14 +192,82 @@ class Notifier:
                   why=tr(f"credit.{kind}") if kind in ("deposit", "excess") else tr("credit.other"))
         await self._send(recipient.telegram_id, text)
 
-    async def _send(self, chat_id: int, text: str) -> None:
+    async def _deliver_to_client(self, event: OutboxEvent) -> None:
+        """The invoice card a seller sent, or a reminder of it, with the pay button."""
+        p = event.payload
         try:
-            await self.bot.send_message(chat_id, fit(text))
+            recipient = await get_user(self.engine, int(p["recipient"]))
+            # Read now, not cached: a reminder must see a payment made a moment ago.
+            invoice = await get_invoice(self.engine, str(p["invoice"]))
+        except (KeyError, TypeError, ValueError, UserNotFound, InvoiceNotFound) as exc:
+            raise Undeliverable(f"bad payload: {exc}") from exc
+        if self.cfg is None:
+            raise Undeliverable("the notifier has no bot config to build pay buttons")
+        tr = translator(recipient.language)
+        if event.event_type == "invoice.sent":
+            seller = await get_user(self.engine, invoice.seller_id)
+            text, markup = invoice_card(tr, self.cfg, invoice, seller, recipient)
+            await self._send(recipient.telegram_id, tr("notify.sent") + "\n\n" + text, markup)
+            return
+        # Paid, voided, written off, expired or opted out since it was queued: nothing to say.
+        if invoice.effective_status() != "pending" or invoice.reminders_off \
+                or not invoice.amount_due:
+            log.info("reminder %s for %s dropped: the invoice is %s", event.id,
+                     invoice.public_id, invoice.effective_status())
+            return
+        due = money(invoice.amount_due, invoice.currency)
+        text = with_lines(tr, self._reminder_head(tr, invoice, p.get("kind")), invoice,
+                          due=False)
+        await self._send(recipient.telegram_id, text,
+                         reminder_keyboard(tr, invoice, self.cfg, due))
+
+    @staticmethod
+    def _reminder_head(tr: Translator, invoice: Invoice, kind: object) -> str:
+        values = dict(title=html.escape(invoice.title), number=invoice.number,
+                      amount=money(invoice.amount_due, invoice.currency),
+                      date=day(invoice.due_at) if invoice.due_at else "—")
+        if kind == "overdue":
+            return tr("notify.overdue", **values)
+        return tr("notify.due_soon", **values)
+
+    async def _deliver_digest(self, event: OutboxEvent) -> None:
+        """The seller's overdue invoices, read when sent (one paid since is left out)."""
+        p = event.payload
+        try:
+            recipient = await get_user(self.engine, int(p["recipient"]))
+            ids = [str(i) for i in p["invoices"]]
+        except (KeyError, TypeError, ValueError, UserNotFound) as exc:
+            raise Undeliverable(f"bad payload: {exc}") from exc
+        tr = translator(recipient.language)
+        found = await invoices_by_public_id(self.engine, ids)
+        rows = []
+        for public_id in ids:
+            invoice = found.get(public_id)
+            if invoice is None or invoice.seller_id != recipient.id or not invoice.overdue():
+                continue  # paid, voided or written off since: left out
+            assert invoice.due_at is not None
+            rows.append(tr("notify.digest.line", number=invoice.number,
+                           title=html.escape(invoice.title[:40]),
+                           due=money(invoice.amount_due, invoice.currency),
+                           date=day(invoice.due_at)))
+        if not rows:
+            log.info("digest %s dropped: nothing is overdue any more", event.id)
+            return
+        head = tr("notify.digest", n=len(rows))
+        more = int(p.get("count", len(ids))) - len(ids)  # the event lists the oldest few
+        if more > 0:
+            rows.append(tr("notify.digest.more", n=more))
+        await self._send(recipient.telegram_id, head + "\n" + "\n".join(rows))
+
+    async def _send(self, chat_id: int, text: str,
+                    markup: InlineKeyboardMarkup | None = None) -> None:
+        try:
+            await self.bot.send_message(chat_id, fit(text), reply_markup=markup)
         except TelegramBadRequest as exc:
             reason = exc.message.lower()
             if "too long" not in reason and "parse entities" not in reason:
                 raise
             # Plain text, cut short: the news itself must get through.
             plain = html.unescape(re.sub(r"<[^>]+>", "", text))[:SHORT_LIMIT]
-            await self.bot.send_message(chat_id, plain, parse_mode=None)
+            await self.bot.send_message(chat_id, plain, parse_mode=None, reply_markup=markup)
 

@@ -28,6 +28,11 @@ def when(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
+def day(moment: datetime) -> str:
+    """A due date as the bot writes it: the UTC day, '2026-12-31'."""
+    return moment.astimezone(UTC).date().isoformat()
+
+
 def person(user: User | None) -> str:
     """How a person is named to others: the @username, else their Telegram name (a link that
     opens their profile), and only when Telegram never told us a name, their id."""

@@ -34,9 +34,11 @@ from bot.telegram import (
     documents,
     errors,
     fallback,
+    invoice_actions,
     invoice_form,
     invoices,
     pay,
+    seller_settings,
     start,
 )
 from bot.telegram.config import BotConfig
@@ -49,7 +51,8 @@ from ledger.core import Ledger
 
 log = logging.getLogger(__name__)
 
-COMMANDS = ("start", "invoice", "invoices", "balance", "inventory", "history", "api", "cancel")
+COMMANDS = ("start", "invoice", "invoices", "balance", "inventory", "history", "settings", "api",
+            "cancel")
 DEFAULT_WEBHOOK_PATH = "/telegram/webhook"
 POLL_RESTART_MAX = 60.0
 HANDLER_CONCURRENCY = 64  # polled updates in flight at once (the DB pool is the real limit)
@@ -91,7 +94,8 @@ def create_dispatcher(
     dp["engine"] = engine
     dp["people"] = people
     dp["cfg"] = BotConfig.from_settings(settings, links)
-    dp["pdfs"] = InvoicePdfs()  # rendered invoice PDFs, by version
+    # rendered invoice PDFs, by version (TON address and comment printed when TON is set)
+    dp["pdfs"] = InvoicePdfs(ledger, dp["cfg"].ton_destination)
     dp.update.outer_middleware(
         UserMiddleware(people, Rate.parse(settings.telegram.rate_per_user)))
     routers = (
@@ -99,6 +103,8 @@ def create_dispatcher(
         start.router,
         invoice_form.router,
         invoices.router,
+        invoice_actions.router,
+        seller_settings.router,
         pay.router,
         documents.router,
         account.router,
@@ -130,13 +136,13 @@ class TelegramService:
     ) -> None:
         engine = ledger.engine
         self.bot = create_bot(settings)
-        self.notifier = Notifier(ledger, self.bot)
         self.webhook_url = settings.telegram.webhook_url
         # Polling: Telegram hands updates to one getUpdates consumer, so a per-process lock is
         # enough (and costs no database round trips). Webhook: any replica behind the load
         # balancer may get the next tap, so the lock is a PostgreSQL advisory lock.
         isolation = PostgresEventIsolation(engine) if self.webhook_url else None
         self.dp = create_dispatcher(ledger, settings, links=links, isolation=isolation)
+        self.notifier = Notifier(ledger, self.bot, cfg=self.dp["cfg"])
         secret = settings.telegram.webhook_secret
         # Telegram echoes the secret in a header; without a configured one, a random one per
         # run is set with setWebhook, so requests are always checked.

@@ -6,6 +6,7 @@ it comes here, and what will be paid with it too."""
 
 from __future__ import annotations
 
+import logging
 from typing import Final
 
 from aiogram import Router
@@ -25,6 +26,7 @@ from ledger.payers import bind_user
 from ledger.payments import claim_grant, grants_of_user
 from ledger.transfer_admin import claim_excess
 
+log = logging.getLogger(__name__)
 router: Final[Router] = Router(name=__name__)
 
 
@@ -59,6 +61,17 @@ async def show_invoice(
     read = await ledger.shown_invoice(public_id)  # InvoiceNotFound also for malformed ids
     text, markup = invoice_card(tr, cfg, read.invoice, read.seller, user)
     await message.answer(text, reply_markup=markup)
+    if read.invoice.viewed_at is None and read.invoice.seller_id != user.id:
+        await _mark_viewed(ledger, read.invoice.public_id, user)
+
+
+async def _mark_viewed(ledger: Ledger, public_id: str, user: User) -> None:
+    """The first time someone other than the seller opens the card ("viewed", issue 12): a
+    write only then. The card is already shown; a failure here is logged, never told."""
+    try:
+        await ledger.mark_viewed(public_id, user.id)
+    except Exception:
+        log.exception("could not record that invoice %s was viewed", public_id)
 
 
 async def claim(

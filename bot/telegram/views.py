@@ -9,11 +9,23 @@ from aiogram.exceptions import TelegramBadRequest
 from aiogram.types import CallbackQuery, InlineKeyboardMarkup
 
 from bot.telegram.config import BotConfig
+from bot.telegram.document_text import invoice_lines_text
 from bot.telegram.i18n import Translator
-from bot.telegram.keyboards import invoice_card_keyboard, invoices_keyboard
+from bot.telegram.keyboards import (
+    invoice_card_keyboard,
+    invoices_keyboard,
+    seller_actions_keyboard,
+)
 from bot.telegram.links import pay_deep_link, pay_url, usable_in_button
 from bot.telegram.render import fit, money, person, ton_suffix, when
-from ledger.errors import InvoiceAlreadyPaid, InvoiceCancelled, InvoiceExpired
+from ledger.errors import (
+    InvoiceAlreadyPaid,
+    InvoiceCancelled,
+    InvoiceDraft,
+    InvoiceExpired,
+    InvoiceUncollectible,
+    InvoiceVoid,
+)
 from ledger.models import Invoice, User
 from ledger.purchases import Payer
 
@@ -31,6 +43,19 @@ def refuse_unless_pending(invoice: Invoice) -> None:
         raise InvoiceCancelled(invoice.public_id)
     if status == "expired":
         raise InvoiceExpired(invoice.public_id)
+    if status in NOT_PAYABLE:
+        raise NOT_PAYABLE[status](invoice.public_id)
+
+
+NOT_PAYABLE = {"draft": InvoiceDraft, "void": InvoiceVoid, "uncollectible": InvoiceUncollectible}
+
+
+def with_lines(tr: Translator, text: str, invoice: Invoice, *, due: bool = True) -> str:
+    """`text` followed by the invoice's lines and totals (as the PDF shows them), what was
+    paid so far and (unless `text` says it) the due date; a plain one-line invoice's text is
+    unchanged."""
+    lines = invoice_lines_text(tr, invoice, due=due)
+    return f"{text}\n\n{lines}" if lines else text
 
 
 def invoice_card(
@@ -39,15 +64,18 @@ def invoice_card(
     amount = money(invoice.amount, invoice.currency)
     text = tr("invoice.card", title=escape(invoice.title), amount=amount, ton=ton_suffix(invoice),
               seller=person(seller), status=tr(f"status.{invoice.effective_status()}"),
-              number=invoice.number)
+              number=invoice.number or tr("invoice.draft_number"))
+    text = with_lines(tr, text, invoice)
     own = invoice.seller_id == viewer.id
     payable = invoice.effective_status() == "pending" and not own
     url = pay_url(cfg, invoice.public_id)
     if own:
         text += "\n\n" + tr("invoice.yours", url=escape(url))
-    elif payable and not usable_in_button(url):
+        return text, seller_actions_keyboard(tr, invoice)
+    if payable and not usable_in_button(url):
         text += "\n\n" + tr("invoice.open_web", url=escape(url))
-    return text, invoice_card_keyboard(tr, cfg, invoice, amount, payable=payable)
+    due = money(invoice.amount_due, invoice.currency)
+    return text, invoice_card_keyboard(tr, cfg, invoice, due, payable=payable)
 
 
 def created_caption(tr: Translator, cfg: BotConfig, invoice: Invoice) -> str:
@@ -60,7 +88,7 @@ def created_caption(tr: Translator, cfg: BotConfig, invoice: Invoice) -> str:
         url=escape(pay_url(cfg, invoice.public_id)),
         deep=escape(pay_deep_link(cfg, invoice.public_id)), comment=invoice.comment,
     )
-    return text
+    return with_lines(tr, text, invoice)
 
 
 def payer_label(tr: Translator, payer: Payer | None) -> str:
@@ -79,7 +107,8 @@ def invoices_list(tr: Translator, invoices: list[Invoice], *, has_older: bool,
         return tr("invoices.empty"), None
     lines = [tr("invoices.title")]
     for inv in invoices:
-        line = tr("invoices.line", number=inv.number, title=escape(inv.title[:40]),
+        line = tr("invoices.line", number=inv.number or tr("invoice.draft_number"),
+                  title=escape(inv.title[:40]),
                   amount=money(inv.amount, inv.currency),
                   status=tr(f"status.{inv.effective_status()}"))
         if inv.kind == "multi_use" and inv.uses:

@@ -122,6 +122,7 @@ class BotApiStandIn:
     chats: dict[int, dict[int, ChatMessage]] = field(default_factory=dict)
     failures: list[Failure] = field(default_factory=list)
     missing_methods: set[str] = field(default_factory=set)
+    uploads: dict[str, bytes] = field(default_factory=dict)  # files people sent: file_id -> bytes
     url: str = ""
 
     def __post_init__(self) -> None:
@@ -135,6 +136,7 @@ class BotApiStandIn:
     async def start(self) -> str:
         app = web.Application(client_max_size=20 * 1024 * 1024)
         app.router.add_post("/bot{token}/{method}", self._handle)
+        app.router.add_get("/file/bot{token}/{path:.+}", self._file)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -167,6 +169,19 @@ class BotApiStandIn:
         msg = ChatMessage(chat_id, next(self._ids), from_bot=False, text=text)
         self.chats.setdefault(chat_id, {})[msg.message_id] = msg
         return msg
+
+    def user_file(self, data: bytes) -> str:
+        """A file a person sends (a photo, a document): its file_id for the update; the bot
+        gets it back with getFile and a download, as from Telegram."""
+        file_id = f"upload{next(self._ids)}"
+        self.uploads[file_id] = data
+        return file_id
+
+    async def _file(self, request: web.Request) -> web.Response:
+        data = self.uploads.get(request.match_info["path"].removeprefix("files/"))
+        if request.match_info["token"] != self.token or data is None:
+            return web.Response(status=404)
+        return web.Response(body=data)
 
     def post_update(self, update: dict[str, Any]) -> int:
         """Queue an update for getUpdates (polling tests); returns its update_id."""
@@ -211,6 +226,10 @@ class BotApiStandIn:
             return _ok(await self._get_updates(params))
         if method == "getme":
             return _ok(BOT_USER)
+        if method == "getfile" and params.get("file_id") in self.uploads:
+            file_id = params["file_id"]
+            return _ok({"file_id": file_id, "file_unique_id": f"u{file_id}",
+                        "file_size": len(self.uploads[file_id]), "file_path": f"files/{file_id}"})
         if method in TRUE_METHODS:
             return _ok(True)
         if method in ("sendmessage", "sendphoto", "senddocument"):

@@ -163,7 +163,10 @@ async def test_paying_your_own_invoice(person, engine) -> None:
     seller = await person(balance=5000)
     invoice = await _coffee(engine, seller)
     [card] = await seller.send(f"/start pay_{invoice.public_id}")
-    assert "This is your invoice" in card.plain and card.buttons == []
+    assert "This is your invoice" in card.plain
+    # No pay buttons: the seller's own card has the seller's actions instead.
+    assert card.button_texts == ["💵 Record payment", "📨 Send to client", "🚫 Void",
+                                 "🗑 Write off"]
     for action in ("ask", "confirm", "ton"):
         tap = await seller.press(card, f"pay:{action}:{invoice.public_id}")
         assert tap.alert and tap.answer_text == "You cannot pay your own invoice."
@@ -429,6 +432,8 @@ async def test_card_snapshots(person, engine, bot, bot_api) -> None:
     a, b = (TgClient(bot_api, dp, bot, p.user) for p in (first, second))
     invoice = await _coffee(engine, seller)
     [card] = await a.send(f"/start pay_{invoice.public_id}")
+    # The first view by a buyer is recorded (viewed_at), which drops the cached read once.
+    await a.send(f"/start pay_{invoice.public_id}")
 
     await pay_from_balance(engine, invoice.public_id, first.user.id, "outside-the-bot")
     [stale] = await b.send(f"/start pay_{invoice.public_id}")  # within a minute: the snapshot

@@ -232,3 +232,127 @@ async def test_a_ton_deposit_is_announced_to_the_depositor(person, engine, notif
     assert report.failed == 0
     [message] = bot_api.messages(user.id)
     assert message.plain == "💳 Баланс пополнен: +15.00 Liquid $ (пополнение в TON)."
+
+
+# --- invoices as documents: sent invoices, reminders and the overdue digest ------------------
+
+@pytest.fixture
+async def notices(engine, bot: Bot, cfg) -> Notifier:  # type: ignore[no-untyped-def]
+    """The notifier as `paybot run` builds it: with the bot's config for pay buttons."""
+    n = Notifier(Ledger(engine), bot, backoff=Backoff(base=30.0), cfg=cfg)
+    await n.deliver_due()
+    return n
+
+
+async def _sent(ledger, seller, buyer, notices, *, due_in: timedelta = timedelta(days=7)):  # type: ignore[no-untyped-def]
+    """A 12.50 invoice due in `due_in`, sent to `buyer` (who receives its card)."""
+    from ledger.invoices import new_invoice
+
+    invoice, _ = await ledger.issue_invoice(new_invoice(
+        seller_id=seller.user.id, title="Coffee <beans>", amount=1250, ton_rate=Decimal(5),
+        due_at=datetime.now(UTC) + due_in))
+    await ledger.send_invoice(seller.user.id, invoice.public_id, buyer.id)
+    await notices.deliver_due()
+    return await ledger.seller_invoice(seller.user.id, invoice.public_id)
+
+
+async def _queue(engine, event_type: str, payload: dict) -> int:  # type: ignore[type-arg]
+    """An outbox event as the reminder job writes it (ledger/sql/reminders.sql)."""
+    import json
+
+    [row] = await run_sql(engine, "INSERT INTO outbox (topic, event_type, payload) VALUES "
+                          "('telegram', :type, CAST(:payload AS jsonb)) RETURNING id",
+                          type=event_type, payload=json.dumps(payload))
+    return int(row["id"])  # type: ignore[call-overload]
+
+
+async def _delivered(engine, event_id: int) -> bool:
+    [row] = await run_sql(engine, "SELECT delivered_at, failed_at FROM outbox WHERE id = :id",
+                          id=event_id)
+    assert row["failed_at"] is None
+    return row["delivered_at"] is not None
+
+
+async def test_a_reminder_has_the_pay_button_and_a_way_to_stop(
+    person, engine, ledger, notices, bot_api
+) -> None:
+    seller, buyer = await person(), await person(balance=5000)
+    invoice = await _sent(ledger, seller, buyer, notices)
+    [card] = bot_api.messages(buyer.id)
+    assert "An invoice for you" in card.plain and card.button("Pay 12.50 Liquid $")
+    assert invoice.due_at is not None
+    due = invoice.due_at.date().isoformat()
+    await _queue(engine, "invoice.reminder", {"recipient": buyer.user.id, "kind": "before_7",
+                                              "invoice": invoice.public_id,
+                                              "seller_id": seller.user.id})
+    await notices.deliver_due()
+    [_, reminder] = bot_api.messages(buyer.id)
+    assert reminder.plain.startswith(f"⏰ Reminder: Coffee <beans> ({invoice.number}) — "
+                                     f"12.50 Liquid $ to pay by {due}.")
+    assert reminder.button("Pay 12.50 Liquid $ from balance")
+    stop = await buyer.tap(reminder, "Stop reminders")
+    assert stop.alert and stop.answer_text == f"No more reminders about {invoice.number}."
+    assert (await ledger.seller_invoice(seller.user.id, invoice.public_id)).reminders_off
+    event = await _queue(engine, "invoice.reminder", {"recipient": buyer.user.id,
+                                                      "kind": "before_1",
+                                                      "invoice": invoice.public_id})
+    await notices.deliver_due()
+    assert await _delivered(engine, event) and len(bot_api.messages(buyer.id)) == 2
+
+
+async def test_an_overdue_reminder_says_since_when(person, engine, ledger, notices,
+                                                   bot_api) -> None:
+    seller, buyer = await person(), await person(language="ru")
+    invoice = await _sent(ledger, seller, buyer, notices)
+    await run_sql(engine, "UPDATE invoices SET due_at = now() - interval '3 days' "
+                          "WHERE public_id = :id", id=invoice.public_id)
+    since = (datetime.now(UTC) - timedelta(days=3)).date().isoformat()
+    await _queue(engine, "invoice.reminder", {"recipient": buyer.user.id, "kind": "overdue",
+                                              "invoice": invoice.public_id})
+    await notices.deliver_due()
+    reminder = bot_api.messages(buyer.id)[-1]
+    assert reminder.plain.startswith(f"⚠️ Просрочен с {since}: Coffee <beans> "
+                                     f"({invoice.number}) — к оплате 12.50 Liquid $.")
+    assert reminder.plain.count(since) == 1  # said once, not again under the lines
+    assert reminder.button("Больше не напоминать")
+
+
+async def test_no_reminder_once_paid_or_void(person, engine, ledger, notices, bot_api) -> None:
+    seller, buyer = await person(), await person(balance=5000)
+    paid = await _sent(ledger, seller, buyer, notices)
+    await pay_from_balance(engine, paid.public_id, buyer.user.id, f"k-{paid.public_id}")
+    voided = await _sent(ledger, seller, buyer, notices)
+    await ledger.void_invoice(seller.user.id, voided.public_id)
+    await notices.deliver_due()
+    before = len(bot_api.messages(buyer.id))
+    events = [await _queue(engine, "invoice.reminder",
+                           {"recipient": buyer.user.id, "kind": "before_1",
+                            "invoice": inv.public_id}) for inv in (paid, voided)]
+    report = await notices.deliver_due()
+    assert report.failed == 0
+    assert [await _delivered(engine, e) for e in events] == [True, True]
+    assert len(bot_api.messages(buyer.id)) == before  # nothing said, nothing retried
+
+
+async def test_the_overdue_digest_lists_what_is_still_due(person, engine, ledger, notices,
+                                                         bot_api) -> None:
+    seller, buyer = await person(), await person(balance=5000)
+    late = [await _sent(ledger, seller, buyer, notices) for _ in range(3)]
+    await run_sql(engine, "UPDATE invoices SET due_at = now() - interval '2 days' "
+                          "WHERE seller_id = :seller", seller=seller.user.id)
+    await pay_from_balance(engine, late[2].public_id, buyer.user.id, f"k-{late[2].public_id}")
+    await ledger.record_manual_payment(late[1].public_id, seller_id=seller.user.id, amount=250,
+                                       received_on=datetime.now(UTC).date(), reference="B-1")
+    await notices.deliver_due()
+    before = len(bot_api.messages(seller.id))
+    await _queue(engine, "seller.overdue_digest", {
+        "recipient": seller.user.id, "invoices": [i.public_id for i in late], "count": 4,
+        "day": datetime.now(UTC).date().isoformat()})
+    await notices.deliver_due()
+    [digest] = bot_api.messages(seller.id)[before:]
+    since = (datetime.now(UTC) - timedelta(days=2)).date().isoformat()
+    assert digest.plain == "\n".join([
+        "📋 Overdue invoices: 2",
+        f"• {late[0].number} Coffee <beans> — 12.50 Liquid $ due since {since}",
+        f"• {late[1].number} Coffee <beans> — 10.00 Liquid $ due since {since}",
+        "… and 1 more (/invoices)"])

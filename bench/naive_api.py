@@ -84,6 +84,8 @@ class NaiveInvoices:
     def view(self, row: asyncpg.Record) -> dict[str, Any]:
         payload = json.loads(row["payload"])
         ton = row["ton_amount"]
+        amount = f"{Decimal(row['amount']) / 100:.2f}"
+        line = " — ".join(filter(None, (row["title"], row["description"])))
         return {
             "id": row["public_id"], "number": row["number"], "status": row["status"],
             "title": row["title"], "description": row["description"],
@@ -100,6 +102,19 @@ class NaiveInvoices:
             "created_at": _iso(row["created_at"]), "expires_at": _iso(row["expires_at"]),
             "paid_at": _iso(row["paid_at"]), "closed_at": _iso(row["closed_at"]),
             "paid_by": None,
+            # the invoice as a one-line document, as paybot's view shows a plain invoice
+            "lines": [{"description": line, "quantity": "1", "unit_price": amount,
+                       "unit_price_minor": row["amount"], "item_id": payload.get("item_id"),
+                       "tax_rate": None, "discount": None, "amount": amount,
+                       "amount_minor": row["amount"], "discount_amount": "0.00",
+                       "discount_amount_minor": 0, "tax": "0.00", "tax_minor": 0}],
+            "discount": None, "tax_rates": [], "subtotal": amount,
+            "subtotal_minor": row["amount"], "discount_amount": "0.00",
+            "discount_amount_minor": 0, "taxes": [], "tax": "0.00", "tax_minor": 0,
+            "total": amount, "total_minor": row["amount"], "amount_paid": "0.00",
+            "amount_paid_minor": 0, "amount_due": amount, "amount_due_minor": row["amount"],
+            "due_at": None, "overdue": False, "issued_at": _iso(row["created_at"]),
+            "sent_at": None, "viewed_at": None, "buyer": None, "memo": None, "version": 1,
         }
 
     async def create(self, request: web.Request) -> web.Response:

@@ -185,9 +185,10 @@ async def test_every_route_survives_the_catalogue(app_client, engine, make_user,
     with caplog.at_level(logging.WARNING):
         for method, template in table:
             real = template.format(invoice_id=invoice.public_id, event_id=invoice.public_id,
-                                   name="pay.js")
+                                   name="pay.js", payment_id="1")
             for value in PATH_VALUES:
-                path = template.format(invoice_id=value, event_id=value, name=value)
+                path = template.format(invoice_id=value, event_id=value, name=value,
+                                       payment_id=value)
                 await send(method, path, headers=authed)
             for query in QUERIES:
                 await send(method, f"{real}?{query}", headers=authed)

@@ -40,6 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from ledger.core import Ledger
 from ledger.invoice_reads import invoices_by_public_id
 from ledger.models import Invoice, iso
+from ledger.money import format_amount
 from ledger.outbox import (
     OutboxEvent,
     claim_callbacks,
@@ -137,20 +138,40 @@ RenderInvoice = Callable[[Invoice, Payer | None], dict[str, Any]]
 
 def event_body(event: OutboxEvent, invoice: Invoice, render: RenderInvoice,
                payer: Payer | None = None) -> bytes:
-    """The signed document; `payer` (of this event's payment) fills `invoice.paid_by`."""
+    """The signed document; `payer` (of this event's payment) fills `invoice.paid_by`. Each
+    type adds what the invoice alone does not say (openapi.json, CallbackEvent)."""
     doc: dict[str, Any] = {
         "id": str(event.event_id),
         "type": event.event_type,
         "created_at": iso(event.created_at),
         "invoice": render(invoice, payer),
     }
-    if event.event_type == "invoice_paid":  # which payment (multi-use invoices take many)
-        doc["payment"] = {"id": event.payload.get("payment_id"),
-                          "method": event.payload.get("method"),
+    extra = event.payload
+    kind = event.event_type
+    if kind == "invoice_paid":  # which payment (multi-use invoices take many)
+        doc["payment"] = {"id": extra.get("payment_id"),
+                          "method": extra.get("method"),
                           # Settled at or after the expiry (sent before it): the event is
                           # written in the payment's own transaction, so its time is the
                           # settlement's. The invoice then stays expired (ledger/sql/payments.sql).
                           "paid_late": event.created_at >= invoice.expires_at}
+    elif kind in ("invoice_payment_recorded", "invoice_payment_reversed"):
+        amount = extra.get("amount")
+        payment: dict[str, Any] = {
+            "id": extra.get("payment_id"),
+            "amount": format_amount(amount, invoice.currency) if isinstance(amount, int)
+            else None,
+            "amount_minor": amount,
+        }
+        if kind == "invoice_payment_recorded":
+            payment["reference"] = extra.get("reference")
+        else:
+            doc["reason"] = extra.get("reason")
+        doc["payment"] = payment
+    elif kind in ("invoice_voided", "invoice_uncollectible"):
+        doc["reason"] = extra.get("reason")
+    elif kind == "invoice_sent":  # to a Telegram user, or shared as a link
+        doc["channel"] = extra.get("channel")
     return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
 
 

@@ -6,18 +6,24 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from importlib import resources
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 from aiohttp import web
 
 from bot.api.auth import CREATE_ROUTE, PRINCIPAL, ApiLimits, TokenCache, api_middleware
 from bot.api.errors import ApiError, invalid
+from bot.api.invoice_requests import new_invoice_of
 from bot.api.schemas import (
     InvoiceCreate,
+    ManualPaymentIn,
+    Reason,
+    ReverseBody,
+    SendInvoice,
     WebhookUpdate,
     dump,
     idempotency_key,
@@ -28,8 +34,9 @@ from bot.api.schemas import (
     query_int,
     query_invoice_cursor,
     read_body,
+    read_optional_body,
 )
-from bot.api.views import Links, invoice_view, payers_for_views
+from bot.api.views import Links, invoice_view, payers_for_views, payment_view
 from bot.documents.model import LANGUAGES as DOCUMENT_LANGUAGES
 from bot.documents.of_invoice import InvoicePdfs, pdf_headers
 from bot.links import links_from_settings
@@ -43,8 +50,11 @@ from ledger.errors import (
     InvalidInvoice,
     InvalidWebhookUrl,
     InvoiceNotFound,
+    PaymentNotFound,
 )
-from ledger.invoices import list_seller_invoices, new_invoice
+from ledger.ids import parse_invoice_id
+from ledger.invoices import NewInvoice, list_seller_invoices
+from ledger.models import Invoice
 from ledger.money import format_amount, parse_amount, quote_ton
 from ledger.seller_stats import balances, seller_stats
 from ledger.users import get_user
@@ -56,9 +66,10 @@ from ledger.webhooks import (
     set_webhook_url,
 )
 from watchers.callbacks import SIGNATURE_HEADER, TIMESTAMP_HEADER, BlockedUrl, check_url
+from watchers.ton_links import friendly_address
 
 PREFIX = "/api/v1"
-INVOICE_STATUSES = ("pending", "paid", "cancelled", "expired")
+INVOICE_STATUSES = ("draft", "pending", "paid", "cancelled", "expired", "void", "uncollectible")
 CALLBACK_STATUSES = ("pending", "delivered", "failed")
 DEFAULT_STATS_PERIOD = timedelta(days=30)
 BIGINT_MAX = 2**63 - 1
@@ -78,6 +89,7 @@ class ApiConfig:
     rate_per_address: Rate | None = None  # before a token is checked against the database
     client_address_header: str | None = None
     body_timeout: float = 10.0
+    ton_address: str | None = None  # friendly form, printed on PDFs; None: TON not offered
 
     @classmethod
     def from_settings(cls, settings: Settings, links: Links | None = None) -> ApiConfig:
@@ -93,7 +105,19 @@ class ApiConfig:
             rate_per_address=Rate.parse(settings.web.rate_per_address),
             client_address_header=settings.web.client_address_header,
             body_timeout=settings.web.body_timeout_seconds,
+            ton_address=_friendly(settings.ton.destination_address),
         )
+
+
+def _friendly(address: str | None) -> str | None:
+    """The TON address as wallets show it (a bad one is reported by the pay page's config at
+    start-up; the PDFs then offer no TON)."""
+    if not address:
+        return None
+    try:
+        return friendly_address(address)
+    except ValueError:
+        return None
 
 
 def openapi_document() -> dict[str, Any]:
@@ -103,6 +127,7 @@ def openapi_document() -> dict[str, Any]:
 
 _HEADERS = {"Content-Type": "application/json", "Cache-Control": "no-store"}
 _REPLAYED = {**_HEADERS, "Idempotent-Replayed": "true"}
+_DIGITS = frozenset("0123456789")
 
 
 def to_json(data: Any) -> bytes:
@@ -122,7 +147,7 @@ class SellerApi:
     def __init__(self, ledger: Ledger, cfg: ApiConfig) -> None:
         self.ledger = ledger
         self.engine = ledger.engine
-        self.pdfs = InvoicePdfs()
+        self.pdfs = InvoicePdfs(ledger, cfg.ton_address)
         self.cfg = cfg
         self._openapi = json.dumps(openapi_document()).encode()
 
@@ -172,14 +197,16 @@ class SellerApi:
 
     # --- invoices -----------------------------------------------------------------------------
 
-    async def create_invoice(self, request: web.Request) -> web.Response:
-        seller = request[PRINCIPAL].user_id
-        key = idempotency_key(request)
-        req = await read_body(request, InvoiceCreate, self.cfg.body_timeout)
-        amount = parse_amount(req.amount, req.currency)
-        # create_invoice does not bound the TON quote; past bigint the database would refuse it.
-        if quote_ton(amount, req.currency, self.cfg.ton_rate) > BIGINT_MAX:
-            raise InvalidAmount("the amount is too large to quote in TON")
+    def _checked_request(self, req: InvoiceCreate, seller: int,
+                         key: str | None = None) -> NewInvoice:
+        """The body as the ledger's checked NewInvoice (POST and PUT alike)."""
+        amount = None
+        if req.amount is not None:
+            amount = parse_amount(req.amount, req.currency)
+            # create_invoice does not bound the TON quote; past bigint the database would
+            # refuse it.
+            if quote_ton(amount, req.currency, self.cfg.ton_rate) > BIGINT_MAX:
+                raise InvalidAmount("the amount is too large to quote in TON")
         if req.callback_url:
             try:
                 self._callback_url_allowed(req.callback_url.strip(), "callback_url")
@@ -187,15 +214,21 @@ class SellerApi:
                 raise InvalidInvoice(exc.detail) from None
         payload = {"item_id": req.item_id, "achievement_id": req.achievement_id,
                    "callback_url": req.callback_url}
-        expires_in = (timedelta(seconds=req.expires_in) if req.expires_in is not None
-                      else self.cfg.default_expiry)
-        invoice, replayed = await self.ledger.issue_invoice(new_invoice(
-            seller_id=seller, idempotency_key=key,
-            request_hash=req.fingerprint() if key is not None else b"",
-            title=req.title, amount=amount, currency=req.currency, description=req.description,
-            kind=req.kind, max_uses=req.max_uses, expires_in=expires_in, payload=payload,
-            ton_rate=self.cfg.ton_rate,
-        ))
+        expires_in: timedelta | None = self.cfg.default_expiry
+        if req.expires_in is not None:
+            expires_in = timedelta(seconds=req.expires_in)
+        elif req.due_date is not None or req.due_at is not None:
+            expires_in = None  # the ledger keeps the link open past the due date
+        return new_invoice_of(req, seller_id=seller, amount=amount, payload=payload,
+                              expires_in=expires_in, ton_rate=self.cfg.ton_rate,
+                              idempotency_key=key)
+
+    async def create_invoice(self, request: web.Request) -> web.Response:
+        seller = request[PRINCIPAL].user_id
+        key = idempotency_key(request)
+        req = await read_body(request, InvoiceCreate, self.cfg.body_timeout)
+        invoice, replayed = await self.ledger.issue_invoice(
+            self._checked_request(req, seller, key))
         return _ok(invoice_view(invoice, self.cfg.links), status=201,
                    headers=_REPLAYED if replayed else _HEADERS)
 
@@ -241,6 +274,99 @@ class SellerApi:
                                                    request[PRINCIPAL].user_id)
         payers = await payers_for_views(self.engine, [invoice])
         return _ok(invoice_view(invoice, self.cfg.links, payers))
+
+    # --- invoices as documents: drafts, lifecycle, manual payments ---------------------------
+
+    @staticmethod
+    def _invoice_id(request: web.Request) -> str:
+        """The path's invoice id in canonical form: anything that cannot be one is simply not
+        found (and never reaches the database: no NUL, no odd text)."""
+        raw = request.match_info["invoice_id"]
+        canonical = parse_invoice_id(raw)
+        if canonical is None:
+            raise InvoiceNotFound(raw[:40])
+        return canonical
+
+    async def _view(self, invoice: Invoice) -> web.Response:
+        payers = await payers_for_views(self.engine, [invoice])
+        return _ok(invoice_view(invoice, self.cfg.links, payers))
+
+    async def replace_draft(self, request: web.Request) -> web.Response:
+        seller = request[PRINCIPAL].user_id
+        req = await read_body(request, InvoiceCreate, self.cfg.body_timeout)
+        invoice = await self.ledger.update_draft(seller, self._invoice_id(request),
+                                                 self._checked_request(req, seller))
+        return await self._view(invoice)
+
+    async def finalize_invoice(self, request: web.Request) -> web.Response:
+        invoice = await self.ledger.finalize_invoice(request[PRINCIPAL].user_id,
+                                                     self._invoice_id(request), self.cfg.ton_rate)
+        return await self._view(invoice)
+
+    async def send_invoice(self, request: web.Request) -> web.Response:
+        req = await read_optional_body(request, SendInvoice, self.cfg.body_timeout)
+        to = req.telegram_id if req.telegram_id is not None else req.username
+        sent = await self.ledger.send_invoice(request[PRINCIPAL].user_id,
+                                              self._invoice_id(request), to, self.cfg.ton_rate)
+        view = invoice_view(sent.invoice, self.cfg.links)
+        user = sent.recipient
+        return _ok({
+            "invoice": view,
+            "recipient": None if user is None else {"telegram_id": user.telegram_id,
+                                                    "username": user.username},
+            "pay_url": view["pay_url"], "bot_url": view["bot_url"],
+            "share_url": "https://t.me/share/url?url=" + quote(view["bot_url"], safe="")
+                         + "&text=" + quote(sent.invoice.title, safe=""),
+        })
+
+    async def void_invoice(self, request: web.Request) -> web.Response:
+        req = await read_optional_body(request, Reason, self.cfg.body_timeout)
+        invoice = await self.ledger.void_invoice(request[PRINCIPAL].user_id,
+                                                 self._invoice_id(request), req.reason)
+        return await self._view(invoice)
+
+    async def mark_uncollectible(self, request: web.Request) -> web.Response:
+        req = await read_optional_body(request, Reason, self.cfg.body_timeout)
+        invoice = await self.ledger.mark_uncollectible(
+            request[PRINCIPAL].user_id, self._invoice_id(request), req.reason)
+        return await self._view(invoice)
+
+    async def record_payment(self, request: web.Request) -> web.Response:
+        seller = request[PRINCIPAL].user_id
+        req = await read_body(request, ManualPaymentIn, self.cfg.body_timeout)
+        # The amount is decimal text in the invoice's currency (fixed when it was created).
+        invoice = await self.ledger.seller_invoice(seller, self._invoice_id(request))
+        amount = parse_amount(req.amount, invoice.currency)
+        made = await self.ledger.record_manual_payment(
+            invoice.public_id, seller_id=seller, amount=amount,
+            received_on=date.fromisoformat(req.received_on), reference=req.reference,
+            note=req.note)
+        invoice = made.invoice
+        payers = await payers_for_views(self.engine, [invoice])  # the last part may pay it
+        return _ok({"payment": {"id": made.payment_id, "method": "manual",
+                                "amount": format_amount(amount, invoice.currency),
+                                "amount_minor": amount, "currency": invoice.currency,
+                                "reference": req.reference},
+                    "invoice": invoice_view(invoice, self.cfg.links, payers)},
+                   status=200 if made.replayed else 201)
+
+    async def list_payments(self, request: web.Request) -> web.Response:
+        found = await self.ledger.payments_of_invoice(self._invoice_id(request),
+                                                      request[PRINCIPAL].user_id)
+        return _ok({"items": [payment_view(p) for p in found]})
+
+    async def reverse_payment(self, request: web.Request) -> web.Response:
+        seller = request[PRINCIPAL].user_id
+        req = await read_body(request, ReverseBody, self.cfg.body_timeout)
+        raw = request.match_info["payment_id"]
+        # The payment must be one of this invoice's: the path names both.
+        payments = await self.ledger.payments_of_invoice(self._invoice_id(request), seller)
+        if not (0 < len(raw) <= 18 and _DIGITS.issuperset(raw)) \
+                or int(raw) not in {p.id for p in payments}:
+            raise PaymentNotFound(raw[:40])
+        invoice = await self.ledger.reverse_manual_payment(int(raw), seller_id=seller,
+                                                           reason=req.reason)
+        return await self._view(invoice)
 
     # --- webhook and callbacks ----------------------------------------------------------------
 
@@ -312,7 +438,15 @@ def mount_api(app: web.Application, ledger: Ledger, cfg: ApiConfig) -> SellerApi
     r.add_post("/invoices", api.create_invoice, name=CREATE_ROUTE)
     r.add_get("/invoices", api.list_invoices)
     r.add_get("/invoices/{invoice_id}", api.get_invoice)
+    r.add_put("/invoices/{invoice_id}", api.replace_draft)
     r.add_post("/invoices/{invoice_id}/cancel", api.cancel_invoice)
+    r.add_post("/invoices/{invoice_id}/finalize", api.finalize_invoice)
+    r.add_post("/invoices/{invoice_id}/send", api.send_invoice)
+    r.add_post("/invoices/{invoice_id}/void", api.void_invoice)
+    r.add_post("/invoices/{invoice_id}/uncollectible", api.mark_uncollectible)
+    r.add_post("/invoices/{invoice_id}/payments", api.record_payment)
+    r.add_get("/invoices/{invoice_id}/payments", api.list_payments)
+    r.add_post("/invoices/{invoice_id}/payments/{payment_id}/reverse", api.reverse_payment)
     r.add_get("/invoices/{invoice_id}/pdf", api.invoice_pdf)
     r.add_get("/webhook", api.get_webhook)
     r.add_put("/webhook", api.put_webhook)

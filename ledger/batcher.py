@@ -49,7 +49,7 @@ class PaymentBatcher(Coalescer[PaymentResult]):
                     invoice_status=row["invoice_status"], grant_id=row["grant_id"],
                     buyer_balance=row["buyer_balance"],
                     invoice=Invoice.from_row(invoice) if invoice is not None else None,
-                    seller_username=row["r_seller_username"],
+                    seller_username=row["r_seller_username"], amount=row["r_amount"],
                 ))
         return again
 

@@ -121,6 +121,7 @@ class PaymentResult:
     # The invoice as the payment left it, and its seller's @username (batched payments).
     invoice: Invoice | None = None
     seller_username: str | None = None
+    amount: int | None = None  # what the payment took (a partly paid invoice: the rest)
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,13 +46,15 @@ def invoice_ton_links(cfg: BotConfig, invoice: Invoice,
                       comment: str | None = None) -> tuple[str, str] | None:
     """(ton://transfer link, Tonkeeper https link) for paying `invoice` with TON (with the
     payer's own `comment`, `INV-<id>-<tag>`, when given), or None when TON is not configured
-    or the invoice has no TON quote."""
-    if cfg.ton_destination is None or not invoice.ton_amount:
+    or the invoice has no TON quote. The amount is what is still due (a partly paid invoice
+    asks for the rest)."""
+    nano = invoice.ton_due
+    if cfg.ton_destination is None or not nano:
         return None
     text = comment or invoice.comment
     return (
-        ton_transfer_link(cfg.ton_destination, invoice.ton_amount, text),
-        tonkeeper_link(cfg.ton_destination, invoice.ton_amount, text),
+        ton_transfer_link(cfg.ton_destination, nano, text),
+        tonkeeper_link(cfg.ton_destination, nano, text),
     )
 
 

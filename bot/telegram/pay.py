@@ -53,9 +53,10 @@ async def ask(
 ) -> None:
     invoice = await _payable(engine, callback_data.invoice, user)
     have = await balance(engine, user.id, invoice.currency)
-    values = dict(amount=money(invoice.amount, invoice.currency), title=escape(invoice.title),
-                  balance=money(have, invoice.currency))
-    if have < invoice.amount:
+    # What the payment takes: the amount due (a one-time invoice may be partly paid already).
+    values = dict(amount=money(invoice.amount_due, invoice.currency),
+                  title=escape(invoice.title), balance=money(have, invoice.currency))
+    if have < invoice.amount_due:
         text = tr("pay.short", **values, top_up=top_up_text(tr, cfg, user, cfg.ton_rate))
         await edit(cb, text, short_keyboard(tr, invoice.public_id))
     else:
@@ -92,7 +93,7 @@ async def confirm(
     # Answer first: whatever happens to the message below, the tap is told the outcome.
     await cb.answer(tr("pay.replayed.alert") if result.replayed else tr("pay.done.alert"),
                     show_alert=result.replayed)
-    text = tr("pay.done", amount=money(invoice.amount, invoice.currency),
+    text = tr("pay.done", amount=money(result.amount or invoice.amount, invoice.currency),
               title=escape(invoice.title), granted=granted_line(tr, invoice.payload),
               balance=money(result.buyer_balance or 0, invoice.currency))
     await edit(cb, text, None)
@@ -114,7 +115,7 @@ async def pay_with_ton(
     engine: AsyncEngine, cfg: BotConfig,
 ) -> None:
     invoice = await _payable(engine, callback_data.invoice, user)
-    if invoice_ton_links(cfg, invoice) is None or invoice.ton_amount is None:
+    if invoice_ton_links(cfg, invoice) is None or invoice.ton_due is None:
         await cb.answer(tr("pay.ton.unavailable"), show_alert=True)
         return
     # The comment names this user too (INV-<id>-<tag>): the transfer that carries it gives
@@ -123,7 +124,7 @@ async def pay_with_ton(
     links = invoice_ton_links(cfg, invoice, comment)
     assert links is not None
     ton_link, wallet_link = links
-    caption = tr("pay.ton", ton=money(invoice.ton_amount, "TON"), title=escape(invoice.title),
+    caption = tr("pay.ton", ton=money(invoice.ton_due or 0, "TON"), title=escape(invoice.title),
                  address=cfg.ton_destination, comment=comment, link=escape(ton_link))
     await cb.answer()
     await bot.send_photo(

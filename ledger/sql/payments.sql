@@ -73,7 +73,7 @@ END $$;
 CREATE OR REPLACE FUNCTION process_invoice_payments(p_invoices text[], p_buyers bigint[], p_keys text[])
 RETURNS TABLE (idx int, payment_id bigint, replayed boolean, buyer_balance bigint,
                grant_id bigint, invoice_status text, error text, error_detail text,
-               r_invoice invoices, r_seller_username text)
+               r_invoice invoices, r_seller_username text, r_amount bigint)
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
 DECLARE
@@ -227,7 +227,11 @@ BEGIN
            CASE WHEN x.outcome IS NULL OR x.outcome = 'replay'
                 THEN (SELECT i FROM invoices i WHERE i.id = x.invoice_id) END,
            CASE WHEN x.outcome IS NULL OR x.outcome = 'replay'
-                THEN (SELECT u.username FROM users u WHERE u.id = x.seller_id) END
+                THEN (SELECT u.username FROM users u WHERE u.id = x.seller_id) END,
+           -- what this payment took (the amount due: a partly paid invoice takes the rest)
+           CASE WHEN x.outcome IS NULL THEN x.amount
+                WHEN x.outcome = 'replay' THEN (SELECT p.amount FROM payments p
+                                                 WHERE p.id = x.prev_payment) END
       FROM unnest(items) x;
 END $$;
 

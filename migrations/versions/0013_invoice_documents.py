@@ -15,7 +15,7 @@ branch_labels = None
 depends_on = None
 
 # ledger.sql.checksum() of the files this revision applies
-SQL_FILES_SHA256 = "d02872dfb67d95466a5940eeef4b7588e3bbfc41de03bf2c085d53bfd574fecd"
+SQL_FILES_SHA256 = "f0ecd19ebfc00cd10ce134cb57493355f6ab8febab6c7f142951a725198b0896"
 
 
 def upgrade() -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 from dataclasses import replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -512,3 +512,24 @@ async def test_a_lost_answer_is_asked_again_with_the_same_button(person, engine,
     assert done.plain.startswith("✅ Paid 12.50 Liquid $ for Coffee <beans>.")
     assert len(await _payments(engine, invoice)) == 1
     assert await balance(engine, buyer.user.id) == 5000 - 1250
+
+
+async def test_a_partly_paid_invoice_asks_only_for_the_rest(person, engine) -> None:
+    """The seller recorded a bank transfer for part of it: the balance pays the rest, and a
+    TON payment is asked for the same share of the locked quote."""
+    seller, buyer = await person(), await person(balance=1000)
+    invoice = await _coffee(engine, seller)  # 12.50 = 2.5 TON
+    await Ledger(engine).record_manual_payment(
+        invoice.public_id, seller_id=seller.user.id, amount=500,
+        received_on=datetime.now(UTC).date(), reference="WIRE-1")
+    [card] = await buyer.send(f"/start pay_{invoice.public_id}")
+    [ton] = (await buyer.tap(card, "Pay with TON")).sent
+    assert "Pay 1.5 TON for Coffee <beans>" in ton.plain
+    assert "?amount=1500000000&" in ton.plain
+
+    [confirm] = (await buyer.tap(card, "from balance")).edited
+    assert confirm.plain.startswith("Pay 7.50 Liquid $ for Coffee <beans>?")  # 10.00 is enough
+    [done] = (await buyer.tap(confirm, "Confirm payment")).edited
+    assert done.plain.startswith("✅ Paid 7.50 Liquid $ for Coffee <beans>.")
+    assert await balance(engine, buyer.user.id) == 250
+    assert (await get_invoice(engine, invoice.public_id)).status == "paid"

@@ -17,13 +17,13 @@ wake-up.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import date
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ledger import lifecycle, manual_payments, seller_settings
+from ledger import lifecycle, manual_payments, plans, seller_settings, subscriptions
 from ledger.batcher import PaymentBatcher
 from ledger.errors import InvalidAmount, InvoiceNotFound
 from ledger.invoice_batches import InvoiceCreator
@@ -34,13 +34,23 @@ from ledger.manual_payments import InvoicePayment, ManualPayment
 from ledger.models import Invoice, PaymentResult
 from ledger.outbox import DeliveredMarks
 from ledger.payments import IDEMPOTENCY_KEY_MAX, canonical_invoice_id
+from ledger.plans import Plan
 from ledger.seller_settings import SellerSettings
+from ledger.subscriptions import (
+    DEFAULT_GRACE,
+    PlanChange,
+    RenewalReport,
+    Subscribed,
+    Subscription,
+)
 
 
 class Ledger:
     def __init__(self, engine: AsyncEngine, *, invoice_cache_seconds: float = 0.0,
-                 after_commit: Callable[[], None] | None = None) -> None:
+                 after_commit: Callable[[], None] | None = None,
+                 subscription_grace: timedelta = DEFAULT_GRACE) -> None:
         self.engine = engine
+        self.subscription_grace = subscription_grace  # past due this long, then it ends
         self.after_commit = after_commit  # wakes delivery; set by the composition root
         self._payments = PaymentBatcher(engine)
         self._issuing = InvoiceCreator(engine)
@@ -168,6 +178,80 @@ class Ledger:
 
     async def set_logo(self, seller_id: int, data: bytes | None) -> SellerSettings:
         return await seller_settings.set_logo(self.engine, seller_id, data)
+
+    # --- subscriptions (ledger/plans.py, ledger/subscriptions.py) -----------------------------
+
+    async def create_plan(self, seller_id: int, name: str, prices: dict[int, int], *,
+                          currency: str = "LIQ", trial_days: int = 0,
+                          item_id: str | None = None, achievement_id: str | None = None,
+                          channel_chat_id: int | None = None,
+                          channel_title: str | None = None) -> Plan:
+        """A plan; a channel must already be checked by the edge (the bot is its admin)."""
+        return await plans.create_plan(
+            self.engine, seller_id=seller_id, name=name, prices=prices, currency=currency,
+            trial_days=trial_days, item_id=item_id, achievement_id=achievement_id,
+            channel_chat_id=channel_chat_id, channel_title=channel_title)
+
+    async def plan(self, public_id: str) -> Plan:
+        return await plans.get_plan(self.engine, public_id)
+
+    async def plans_of_seller(self, seller_id: int) -> list[Plan]:
+        return await plans.plans_of_seller(self.engine, seller_id)
+
+    async def archive_plan(self, seller_id: int, public_id: str) -> Plan:
+        return await plans.archive_plan(self.engine, seller_id, public_id)
+
+    async def subscribe(self, plan_public_id: str, subscriber_id: int, months: int, *,
+                        ton_rate: Decimal | None = None) -> Subscribed:
+        """Subscribe: a trial starts at once; otherwise the first period's invoice is to pay
+        (any way an invoice is paid), and paying it activates the subscription."""
+        return await subscriptions.subscribe(self.engine, plan_public_id, subscriber_id,
+                                             months, ton_rate=ton_rate,
+                                             grace=self.subscription_grace)
+
+    async def subscription(self, public_id: str) -> Subscription:
+        return await subscriptions.get_subscription(self.engine, public_id)
+
+    async def subscriptions_of_user(self, user_id: int) -> list[Subscription]:
+        return await subscriptions.subscriptions_of_user(self.engine, user_id)
+
+    async def subscriptions_of_seller(self, seller_id: int, *, subscriber_id: int | None = None,
+                                      status: str | None = None) -> list[Subscription]:
+        return await subscriptions.subscriptions_of_seller(
+            self.engine, seller_id, subscriber_id=subscriber_id, status=status)
+
+    async def has_access(self, plan_public_id: str, user_id: int,
+                         now: datetime | None = None) -> Subscription | None:
+        return await subscriptions.has_access(self.engine, plan_public_id, user_id, now)
+
+    async def cancel_subscription(self, public_id: str, *, actor_id: int | None,
+                                  at_period_end: bool, reason: str | None = None
+                                  ) -> Subscription:
+        return await subscriptions.cancel_subscription(
+            self.engine, public_id, actor_id=actor_id, at_period_end=at_period_end,
+            reason=reason)
+
+    async def change_plan(self, public_id: str, subscriber_id: int, plan_public_id: str,
+                          months: int, *, ton_rate: Decimal | None = None) -> PlanChange:
+        change = await subscriptions.change_plan(self.engine, public_id, subscriber_id,
+                                                 plan_public_id, months, ton_rate=ton_rate)
+        if self.after_commit is not None:
+            self.after_commit()  # a prorated charge is a balance payment: its notices
+        return change
+
+    async def extend_subscription(self, public_id: str, *, seller_id: int | None, months: int,
+                                  reason: str) -> Subscription:
+        return await subscriptions.extend_subscription(
+            self.engine, public_id, seller_id=seller_id, months=months, reason=reason)
+
+    async def renew_due(self, now: datetime | None = None, *,
+                        ton_rate: Decimal | None = None) -> RenewalReport:
+        """The renewal job's work (watchers/subscriptions.py); exactly once per period."""
+        report = await subscriptions.renew_due(self.engine, now, ton_rate=ton_rate,
+                                               grace=self.subscription_grace)
+        if report.total and self.after_commit is not None:
+            self.after_commit()  # balance payments are quiet: wake delivery for their notices
+        return report
 
     async def mark_delivered(self, event_id: int) -> None:
         """An outbox event was delivered; deliveries finishing together share one statement."""

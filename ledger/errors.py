@@ -199,6 +199,49 @@ class InvalidSettings(LedgerError):
     message = "These settings are not valid."
 
 
+# --- subscriptions (PB030-PB049) ------------------------------------------------------------
+
+
+class PlanNotFound(LedgerError):
+    code, kind, sqlstate = "plan_not_found", Kind.NOT_FOUND, "PB030"
+    message = "No such plan (or it is no longer offered)."
+
+
+class InvalidPlan(LedgerError):
+    code, kind, sqlstate = "invalid_plan", Kind.INVALID, "PB031"
+    message = "The plan is not valid."
+
+
+class AlreadySubscribed(LedgerError):
+    code, kind, sqlstate = "already_subscribed", Kind.CONFLICT, "PB032"
+    message = "You already have a subscription to this plan."
+
+
+class PeriodNotOffered(LedgerError):
+    code, kind, sqlstate = "period_not_offered", Kind.INVALID, "PB033"
+    message = "This plan does not offer that period."
+
+
+class SubscriptionNotFound(LedgerError):
+    code, kind, sqlstate = "subscription_not_found", Kind.NOT_FOUND, "PB034"
+    message = "No such subscription."
+
+
+class SubscriptionEnded(LedgerError):
+    code, kind, sqlstate = "subscription_ended", Kind.GONE, "PB035"
+    message = "This subscription has ended."
+
+
+class SamePlan(LedgerError):
+    code, kind, sqlstate = "same_plan", Kind.CONFLICT, "PB036"
+    message = "The subscription is already on this plan and period."
+
+
+class OwnPlan(LedgerError):
+    code, kind, sqlstate = "own_plan", Kind.FORBIDDEN, "PB037"
+    message = "You cannot subscribe to your own plan."
+
+
 class ImmutableRecord(LedgerError):
     code, kind, sqlstate = "immutable_record", Kind.CONFLICT, "PB900"
     message = "Money records cannot be changed or deleted."

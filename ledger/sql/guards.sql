@@ -48,3 +48,11 @@ CREATE TRIGGER payment_reversals_immutable BEFORE UPDATE OR DELETE OR TRUNCATE O
     FOR EACH STATEMENT EXECUTE FUNCTION paybot_forbid_change();
 CREATE TRIGGER invoice_reminders_no_delete BEFORE DELETE OR TRUNCATE ON invoice_reminders
     FOR EACH STATEMENT EXECUTE FUNCTION paybot_forbid_change();
+CREATE TRIGGER plans_no_delete BEFORE DELETE OR TRUNCATE ON plans
+    FOR EACH STATEMENT EXECUTE FUNCTION paybot_forbid_change();
+CREATE TRIGGER subscriptions_no_delete BEFORE DELETE OR TRUNCATE ON subscriptions
+    FOR EACH STATEMENT EXECUTE FUNCTION paybot_forbid_change();
+CREATE TRIGGER subscription_periods_no_delete BEFORE DELETE OR TRUNCATE ON subscription_periods
+    FOR EACH STATEMENT EXECUTE FUNCTION paybot_forbid_change();
+CREATE TRIGGER subscription_changes_immutable BEFORE UPDATE OR DELETE OR TRUNCATE
+    ON subscription_changes FOR EACH STATEMENT EXECUTE FUNCTION paybot_forbid_change();

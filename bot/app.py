@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from datetime import timedelta
 
 from aiohttp import web
 
@@ -23,6 +24,7 @@ from ledger.migrate import upgrade
 from ledger.postgres import make_engine
 from watchers.jobs import Scheduler, schedule_ledger_jobs
 from watchers.reminders import schedule_reminders
+from watchers.subscriptions import schedule_subscriptions
 from watchers.ton_watcher import start_ton_watcher
 from watchers.wakeup import OutboxListener, Waker
 
@@ -65,7 +67,8 @@ async def serve(settings: Settings, database_url: str, stop: asyncio.Event) -> N
     listener = OutboxListener(database_url, wakers)
     # The one Ledger of this process: every edge and worker below calls its use cases.
     ledger = Ledger(engine, invoice_cache_seconds=settings.ledger.invoice_cache_seconds,
-                    after_commit=listener.wake)  # balance payments wake without NOTIFY
+                    after_commit=listener.wake,  # balance payments wake without NOTIFY
+                    subscription_grace=timedelta(days=settings.ledger.subscription_grace_days))
     scheduler = Scheduler()  # stop() lets the job runs in flight finish
     schedule_ledger_jobs(
         scheduler, engine,
@@ -74,6 +77,8 @@ async def serve(settings: Settings, database_url: str, stop: asyncio.Event) -> N
     )
     schedule_reminders(scheduler, engine, interval_seconds=settings.jobs.reminder_interval_seconds,
                        digest_hour=settings.jobs.digest_hour_utc)
+    schedule_subscriptions(scheduler, ledger, interval_seconds=settings.jobs.renew_seconds,
+                           ton_rate=settings.ledger.ton_rate)
     links = links_from_settings(settings)  # the bot corrects its username from getMe
     # Signed callbacks to sellers' backends.
     callbacks, callback_waker = schedule_callbacks(settings, ledger, scheduler, links)

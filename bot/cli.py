@@ -94,6 +94,17 @@ def _add_document_parsers(admin: argparse._SubParsersAction) -> None:  # type: i
         c = invoice.add_parser(name, help=what)
         c.add_argument("invoice", help="the invoice id, as in its /pay/<id> link")
         c.add_argument("--reason")
+    sub = admin.add_parser(
+        "subscription", help="extend or cancel a subscription (as operator)",
+    ).add_subparsers(dest="subscription_command", required=True)
+    e = sub.add_parser("extend", help="give N more months, free, with a reason")
+    e.add_argument("subscription", help="the subscription id")
+    e.add_argument("--months", type=int, required=True)
+    e.add_argument("--reason", required=True)
+    x = sub.add_parser("cancel", help="cancel now, or at the end of the paid period")
+    x.add_argument("subscription", help="the subscription id")
+    x.add_argument("--at-period-end", action="store_true")
+    x.add_argument("--reason")
 
 
 async def _with_engine(url: str, fn: Callable[..., Awaitable[int]],
@@ -186,6 +197,23 @@ async def _invoice(engine, args: argparse.Namespace) -> int:  # type: ignore[no-
     return 0
 
 
+async def _subscription(engine, args: argparse.Namespace) -> int:  # type: ignore[no-untyped-def]
+    """The operator (seller_id None) extends or cancels a subscription: one Ledger call."""
+    ledger = Ledger(engine)
+    if args.subscription_command == "extend":
+        sub = await ledger.extend_subscription(args.subscription, seller_id=None,
+                                               months=args.months, reason=args.reason)
+    else:
+        sub = await ledger.cancel_subscription(args.subscription, actor_id=None,
+                                               at_period_end=args.at_period_end,
+                                               reason=args.reason)
+    until = sub.ended_at or sub.current_period_end
+    print(f"subscription {sub.public_id} {sub.status}"
+          f"{' (cancels at period end)' if sub.cancel_at_period_end else ''}; "
+          f"until {until.date().isoformat()}")
+    return 0
+
+
 async def _noop(engine, args: argparse.Namespace) -> int:  # type: ignore[no-untyped-def]
     print("migrations applied")
     return 0
@@ -213,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     args.ledger_currency, args.ton_rate = settings.ledger.currency, settings.ledger.ton_rate
     handler = {"migrate": _noop, "credit": _adjust, "debit": _adjust, "balance": _balance,
                "check": _check, "payment": _payment, "invoice": _invoice,
+               "subscription": _subscription,
                **api_admin.COMMANDS, **ton_admin.COMMANDS,
                }[getattr(args, "admin_command", None) or args.command]
     with database(settings.database) as url:

@@ -54,6 +54,9 @@ class LedgerSettings(BaseSettings):
     # per visitor. Payments, cancellations and the status API always read the database, and a
     # change made by this process drops the cached read at once. 0 turns it off.
     invoice_cache_seconds: float = Field(default=1.0, ge=0, le=60)
+    # A subscription whose renewal the balance could not pay stays past due (access kept, the
+    # balance tried again every few hours) this many days, then ends.
+    subscription_grace_days: int = Field(default=3, ge=0, le=60)
 
 
 class TelegramSettings(BaseSettings):
@@ -129,6 +132,8 @@ class JobSettings(BaseSettings):
     # digest_hour_utc.
     reminder_interval_seconds: float = Field(default=300.0, ge=10, le=86400)
     digest_hour_utc: int = Field(default=9, ge=0, le=23)
+    # Subscription renewals (and their reminders, 3 days before) are looked for this often.
+    renew_seconds: float = Field(default=60.0, ge=5, le=3600)
 
 
 class ApiSettings(BaseSettings):

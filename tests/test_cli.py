@@ -274,3 +274,26 @@ async def test_bad_manual_payments_change_nothing(database_url, engine, ledger, 
                                  "LEFT JOIN payments p ON p.invoice_id = i.id "
                                  "WHERE i.public_id = :id GROUP BY i.id", id=public_id)
     assert rows == [{"amount_paid": 0, "n": 0}]
+
+
+async def test_operator_extends_and_cancels_a_subscription(database_url, ledger, make_user,
+                                                           paybot) -> None:
+    seller, buyer = await make_user(), await make_user(balance=1000)
+    plan = await ledger.create_plan(seller.id, "Club", {1: 500})
+    first = await ledger.subscribe(plan.public_id, buyer.id, 1)
+    assert first.invoice is not None
+    await ledger.pay_from_balance(first.invoice, buyer.id, "k")
+    sub = await ledger.subscription(first.subscription.public_id)
+    code, out = await paybot(database_url, "admin", "subscription", "extend", sub.public_id,
+                             "--months", "2", "--reason", "outage in November")
+    longer = await ledger.subscription(sub.public_id)
+    assert (code, out.strip()) == (0, f"subscription {sub.public_id} active; until "
+                                      f"{longer.current_period_end.date().isoformat()}")
+    assert longer.current_period_end > sub.current_period_end
+    code, out = await paybot(database_url, "admin", "subscription", "extend", sub.public_id,
+                             "--months", "2", "--reason", " ")
+    assert code == 2 and "invalid_plan" in out, out
+    code, out = await paybot(database_url, "admin", "subscription", "cancel", sub.public_id)
+    assert code == 0 and "cancelled" in out, out
+    code, out = await paybot(database_url, "admin", "subscription", "cancel", sub.public_id)
+    assert code == 2 and "subscription_ended" in out, out

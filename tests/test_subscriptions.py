@@ -5,6 +5,7 @@ trials; the calendar. Time is passed in (`now`), never slept."""
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -25,8 +26,9 @@ from ledger.errors import (
 from ledger.invariants import check_invariants
 from ledger.migrate import upgrade
 from ledger.postgres import make_engine, throwaway_database
-from ledger.subscriptions import add_months, renew_due
+from ledger.subscriptions import add_months, queue_subscription_reminders, renew_due
 from tests.conftest import run_sql
+from watchers.subscriptions import subscriptions_job
 
 DAY = timedelta(days=1)
 
@@ -264,3 +266,39 @@ async def test_the_seller_extends_by_months(ledger, make_user) -> None:
                                          reason="x")
     await renew_due(ledger.engine, sub.current_period_end + DAY)
     assert await payments_of(ledger, sub) == [0]  # the extension is free
+
+
+async def test_reminders_three_days_before_and_in_the_grace_once(ledger, make_user) -> None:
+    """Three days before a renewal the subscriber is reminded once, with the next period's
+    invoice already open (payable by TON ahead of time); a past-due one once in its grace."""
+    seller, buyer = await make_user(), await make_user(balance=1000)
+    plan = await plan_of(ledger, seller)
+    sub = await active(ledger, plan, buyer)
+    end = sub.current_period_end
+    rate = Decimal(5)
+    for _ in range(2):  # twice, as two replicas or a restart would
+        await queue_subscription_reminders(ledger.engine, end - 2 * DAY, ton_rate=rate)
+    events = await run_sql(ledger.engine, "SELECT payload FROM outbox WHERE event_type = "
+                           "'subscription.reminder' AND payload->>'subscription' = :s "
+                           "ORDER BY id", s=sub.public_id)
+    assert [e["payload"]["kind"] for e in events] == ["before_3"]
+    invoice = events[0]["payload"]["invoice"]
+    opened = await ledger.invoice(invoice)
+    assert opened.invoice.amount == 500 and opened.invoice.ton_amount == 10**9
+
+    # paid by TON-or-anything ahead of time: the renewal finds the period paid, charges nothing
+    await ledger.pay_from_balance(invoice, buyer.id, "ahead")
+    renewed = await ledger.subscription(sub.public_id)
+    assert renewed.period_index == 1 and renewed.current_period_start == end
+    await subscriptions_job(ledger, rate, end + DAY)
+    assert await payments_of(ledger, sub) == [0, 1]
+
+    # next period: nothing left on the balance -> past due, one grace reminder
+    end2 = renewed.current_period_end
+    await subscriptions_job(ledger, rate, end2 + timedelta(minutes=1))
+    for _ in range(2):
+        await subscriptions_job(ledger, rate, end2 + DAY + timedelta(hours=7))
+    kinds = await run_sql(ledger.engine, "SELECT payload->>'kind' AS k FROM outbox WHERE "
+                          "event_type = 'subscription.reminder' AND payload->>'subscription' "
+                          "= :s ORDER BY id", s=sub.public_id)
+    assert [k["k"] for k in kinds] == ["before_3", "grace"]

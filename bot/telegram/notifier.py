@@ -3,6 +3,9 @@ whom, the buyer gets a receipt with what was granted; a client gets the invoice 
 them (`invoice.sent`) and its reminders (`invoice.reminder`), a seller the daily list of what
 is overdue (`seller.overdue_digest`). Reminders are checked again when sent: an invoice paid,
 voided or opted out of since it was queued gets nothing (the event is done, not failed).
+Subscribers hear of their subscription (`subscription.*`: activated — with a join link for a
+paid channel — renewed, past due, reminders, ended), read when sent; `channel.revoke` removes
+a member whose access ended, unless they are entitled again by then.
 
 At least once, never lost silently. Each event ends delivered, or failed with the reason kept
 on the row (the recipient blocked the bot, the chat is gone, the text is refused), or goes back
@@ -28,25 +31,35 @@ from aiogram.exceptions import (
     TelegramServerError,
     TelegramUnauthorizedError,
 )
-from aiogram.types import InlineKeyboardMarkup
+from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 
+from bot.telegram.channels import join_link, remove_member, subscribe_link
 from bot.telegram.config import BotConfig
 from bot.telegram.i18n import Translator, translator
 from bot.telegram.keyboards import reminder_keyboard
+from bot.telegram.links import pay_deep_link
 from bot.telegram.render import day, fit, granted_line, money
 from bot.telegram.views import invoice_card, payer_label, with_lines
+from ledger.accounts import balance
+from ledger.channel_access import entitled_to_channel
 from ledger.core import Ledger
-from ledger.errors import InvoiceNotFound, UserNotFound
+from ledger.errors import InvoiceNotFound, LedgerError, UserNotFound
 from ledger.invoice_reads import get_invoice, invoices_by_public_id
-from ledger.models import Invoice
+from ledger.models import Invoice, User
 from ledger.outbox import OutboxEvent, claim_due, mark_failed, mark_retry
+from ledger.plans import Plan, get_plan
 from ledger.purchases import payer_of_payment
+from ledger.subscriptions import Subscription, get_subscription
 from ledger.users import get_user
 from watchers.wakeup import Waker
 
 log = logging.getLogger(__name__)
 
 TOPIC = "telegram"
+SUBSCRIPTION_EVENTS = frozenset({
+    "subscription.activated", "subscription.renewed", "subscription.past_due",
+    "subscription.reminder", "subscription.ended",
+})
 SHORT_LIMIT = 1000  # the plain-text fallback when Telegram says a message is too long
 
 
@@ -156,6 +169,12 @@ class Notifier:
         if event.event_type == "seller.overdue_digest":
             await self._deliver_digest(event)
             return
+        if event.event_type in SUBSCRIPTION_EVENTS:
+            await self._deliver_subscription(event)
+            return
+        if event.event_type == "channel.revoke":
+            await self._revoke(event)
+            return
         if event.event_type != "invoice.paid":
             raise Undeliverable(f"unknown telegram event type {event.event_type!r}")
         p = event.payload
@@ -258,6 +277,101 @@ class Notifier:
         if more > 0:
             rows.append(tr("notify.digest.more", n=more))
         await self._send(recipient.telegram_id, head + "\n" + "\n".join(rows))
+
+    async def _deliver_subscription(self, event: OutboxEvent) -> None:
+        """A subscriber's news, read when sent: a past-due notice or reminder for a subscription
+        paid, cancelled or ended since it was queued is dropped (done, not failed)."""
+        p = event.payload
+        try:
+            recipient = await get_user(self.engine, int(p["recipient"]))
+            sub = await get_subscription(self.engine, str(p["subscription"]))
+            plan = await get_plan(self.engine, str(sub.plan_public_id))
+        except (KeyError, TypeError, ValueError, LedgerError) as exc:
+            raise Undeliverable(f"bad payload: {exc}") from exc
+        tr = translator(recipient.language)
+        kind = event.event_type.removeprefix("subscription.")
+        if kind == "reminder":
+            kind = f"reminder.{p.get('kind')}"
+        text, markup = await self._subscription_notice(tr, kind, sub, plan, recipient)
+        if text is None:
+            log.info("%s %s for %s dropped: the subscription is %s", kind, event.id,
+                     sub.public_id, sub.status)
+            return
+        if markup is None and self.cfg is not None and p.get("invoice") \
+                and kind in ("past_due", "reminder.before_3", "reminder.grace"):
+            # The next period's invoice: payable now by balance, TON or the page.
+            markup = InlineKeyboardMarkup(inline_keyboard=[[InlineKeyboardButton(
+                text=tr("notify.sub.pay.button"), url=pay_deep_link(self.cfg, str(p["invoice"])))]])
+        await self._send(recipient.telegram_id, text, markup)
+
+    async def _subscription_notice(
+        self, tr: Translator, kind: str, sub: Subscription, plan: Plan, recipient: User,
+    ) -> tuple[str | None, InlineKeyboardMarkup | None]:
+        """The notice's text (None: nothing to say any more) and its button, if any."""
+        values = dict(plan=html.escape(plan.name), amount=money(sub.amount, sub.currency),
+                      date=day(sub.current_period_end))
+        if kind == "activated":
+            return await self._activated(tr, sub, plan, recipient, values)
+        if kind == "renewed":
+            return tr("notify.sub.renewed", **values), None
+        if kind == "ended":
+            text = tr("notify.sub.ended", plan=values["plan"])
+            if self.cfg is not None and plan.status == "active":
+                text += "\n" + tr("notify.sub.again", link=html.escape(
+                    subscribe_link(self.cfg, plan.public_id)))
+            return text, None
+        if kind not in ("reminder.before_3", "past_due", "reminder.grace"):
+            raise Undeliverable(f"unknown subscription notice {kind!r}")
+        short = await self._short(recipient, sub)
+        if kind == "reminder.before_3":
+            if sub.status not in ("active", "trialing") or sub.cancel_at_period_end:
+                return None, None
+            text = tr("notify.sub.before_3", **values)
+            if short:
+                text += "\n" + tr("notify.sub.top_up", short=money(short, sub.currency))
+            return text, None
+        # Past due: paid, cancelled or ended since it was queued — nothing to ask for.
+        if sub.status != "past_due" or not short or sub.grace_until is None:
+            return None, None
+        values.update(short=money(short, sub.currency), until=day(sub.grace_until))
+        if kind == "past_due":
+            return tr("notify.sub.past_due", **values), None
+        return tr("notify.sub.grace", **values), None
+
+    async def _activated(self, tr: Translator, sub: Subscription, plan: Plan, recipient: User,
+                         values: dict[str, str]) -> tuple[str, InlineKeyboardMarkup | None]:
+        """The confirmation; for a paid channel, a join link of its own (made at delivery,
+        named after the subscription, approval required — see bot/telegram/channels.py)."""
+        if sub.status == "trialing" and sub.trial_end is not None:
+            text = tr("notify.sub.trial", plan=values["plan"], date=day(sub.trial_end))
+        else:
+            text = tr("notify.sub.activated", **values)
+        chat_id = plan.channel_chat_id
+        if chat_id is None or not await entitled_to_channel(self.engine, chat_id,
+                                                            recipient.telegram_id):
+            return text, None
+        title = html.escape(plan.channel_title or "")
+        link = await join_link(self.bot, chat_id, recipient.telegram_id, sub.public_id)
+        if link is None:
+            return text + "\n" + tr("notify.sub.join.unavailable", title=title), None
+        markup = InlineKeyboardMarkup(inline_keyboard=[[InlineKeyboardButton(
+            text=tr("notify.sub.join.button"), url=link)]])
+        return text + "\n" + tr("notify.sub.join", title=title), markup
+
+    async def _short(self, recipient: User, sub: Subscription) -> int:
+        """What the subscriber lacks on their balance for the next charge."""
+        return max(0, sub.amount - await balance(self.engine, recipient.id, sub.currency))
+
+    async def _revoke(self, event: OutboxEvent) -> None:
+        """Remove the member whose access ended; someone entitled again by now stays."""
+        p = event.payload
+        try:
+            chat_id, telegram_id = int(p["chat_id"]), int(p["telegram_id"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise Undeliverable(f"bad payload: {exc}") from exc
+        if not await remove_member(self.bot, self.engine, chat_id, telegram_id):
+            log.info("removal %s of %s from %s dropped: entitled again", event.id,
+                     telegram_id, chat_id)
 
     async def _send(self, chat_id: int, text: str,
                     markup: InlineKeyboardMarkup | None = None) -> None:

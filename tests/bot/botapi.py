@@ -1,7 +1,8 @@
 """A local stand-in for the Telegram Bot API: `POST /bot<token>/<method>` answering
 `{"ok": true, "result": ...}` like api.telegram.org, keeping each chat's messages so tests can
 assert what a person would see, and able to fail on demand (403 bot blocked, 429 retry_after,
-400 message too long, a method the server lacks).
+400 message too long, a method the server lacks). Channels and groups (`add_chat`) keep their
+members, join requests and invite links, with the bot an administrator or not.
 
 Point a Bot at it with TelegramAPIServer.from_base(standin.url); push updates for getUpdates
 polling with `post_update`. Also used by bench/bot.py."""
@@ -28,6 +29,17 @@ TRUE_METHODS = {
     "setchatmenubutton", "close", "logout",
 }
 BOT_USER = {"id": 4242, "is_bot": True, "first_name": "paybot", "username": "paybot_test_bot"}
+CHAT_METHODS = {
+    "getchat", "getchatmember", "createchatinvitelink", "approvechatjoinrequest",
+    "declinechatjoinrequest", "banchatmember", "unbanchatmember",
+}
+# ChatMemberAdministrator's rights, as getChatMember lists them (Bot API "ChatMemberAdministrator")
+ADMIN_RIGHTS = (
+    "can_manage_chat", "can_delete_messages", "can_manage_video_chats", "can_restrict_members",
+    "can_promote_members", "can_change_info", "can_invite_users", "can_post_stories",
+    "can_edit_stories", "can_delete_stories", "can_send_welcome_messages",
+)
+IN_CHAT = ("creator", "administrator", "member", "restricted")
 
 
 @dataclass
@@ -116,6 +128,30 @@ class Failure:
 
 
 @dataclass
+class StandInChat:
+    """A channel or group: who is in it (user id -> ChatMember status), pending join requests
+    (user id -> ChatJoinRequest), its invite links, and the bot's own rights there."""
+
+    id: int
+    title: str
+    type: str = "channel"  # channel | supergroup | group
+    bot_rights: dict[str, bool] | None = None  # None: the bot is not an administrator
+    username: str | None = None  # a public one: reachable as "@username" too
+    members: dict[int, str] = field(default_factory=dict)
+    join_requests: dict[int, dict[str, Any]] = field(default_factory=dict)
+    invite_links: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def to_api(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"id": self.id, "type": self.type, "title": self.title}
+        if self.username:
+            out["username"] = self.username
+        return out
+
+    def can(self, right: str) -> bool:
+        return bool(self.bot_rights and self.bot_rights.get(right))
+
+
+@dataclass
 class BotApiStandIn:
     token: str = "123456:TEST-token-for-the-stand-in"
     calls: list[ApiCall] = field(default_factory=list)
@@ -123,6 +159,7 @@ class BotApiStandIn:
     failures: list[Failure] = field(default_factory=list)
     missing_methods: set[str] = field(default_factory=set)
     uploads: dict[str, bytes] = field(default_factory=dict)  # files people sent: file_id -> bytes
+    channels: dict[int, StandInChat] = field(default_factory=dict)  # channels and groups by id
     url: str = ""
 
     def __post_init__(self) -> None:
@@ -153,6 +190,7 @@ class BotApiStandIn:
         self.calls.clear()
         self.failures.clear()
         self.missing_methods.clear()
+        self.channels.clear()
 
     # --- test controls -----------------------------------------------------------------------
     def fail(self, status: int, description: str, *, method: str | None = None,
@@ -232,6 +270,8 @@ class BotApiStandIn:
                         "file_size": len(self.uploads[file_id]), "file_path": f"files/{file_id}"})
         if method in TRUE_METHODS:
             return _ok(True)
+        if method in CHAT_METHODS:
+            return self._chat_method(method, params)
         if method in ("sendmessage", "sendphoto", "senddocument"):
             return _ok(self._send(method, params, files, file_names))
         if method in ("editmessagetext", "editmessagereplymarkup", "editmessagecaption"):
@@ -284,6 +324,129 @@ class BotApiStandIn:
         msg.edits += 1
         return _ok(msg.to_api())
 
+    # --- channels and groups (test controls) -------------------------------------------------
+    def add_chat(self, chat_id: int, title: str = "Channel", *, type: str = "channel",
+                 admin: bool = True, username: str | None = None,
+                 **rights: bool) -> StandInChat:
+        """A channel or group. With `admin` the bot is an administrator with every right
+        except those passed as False (`can_invite_users=False`); without it, just not one."""
+        chat = StandInChat(chat_id, title, type, username=username)
+        self.channels[chat_id] = chat
+        self.set_bot_rights(chat_id, admin, **rights)
+        return chat
+
+    def set_bot_rights(self, chat_id: int, admin: bool = True, **rights: bool) -> None:
+        chat = self.channels[chat_id]
+        chat.bot_rights = {r: rights.get(r, True) for r in ADMIN_RIGHTS} if admin else None
+        chat.members[BOT_USER["id"]] = "administrator" if admin else "left"
+
+    def member_status(self, chat_id: int, user_id: int) -> str:
+        """creator | administrator | member | restricted | left | kicked, as getChatMember."""
+        return self.channels[chat_id].members.get(user_id, "left")
+
+    def members(self, chat_id: int) -> set[int]:
+        """Who is in the chat now (the bot included when it is an administrator)."""
+        return {u for u, s in self.channels[chat_id].members.items() if s in IN_CHAT}
+
+    def join_request(self, chat_id: int, user: dict[str, Any],
+                     invite_link: str | None = None, bio: str | None = None) -> dict[str, Any]:
+        """A person asks to join through a link that `creates_join_request`: the pending
+        request is kept and the `chat_join_request` update is returned, to feed or post."""
+        chat = self.channels[chat_id]
+        request: dict[str, Any] = {"chat": chat.to_api(), "from": user,
+                                   "user_chat_id": user["id"], "date": int(time.time())}
+        if bio is not None:
+            request["bio"] = bio
+        if invite_link is not None:
+            request["invite_link"] = chat.invite_links.get(invite_link) or {
+                "invite_link": invite_link, "creator": BOT_USER, "creates_join_request": True,
+                "is_primary": False, "is_revoked": False}
+        chat.join_requests[user["id"]] = request
+        return {"chat_join_request": request}
+
+    # --- channels and groups (the API) -------------------------------------------------------
+    def _chat_method(self, method: str, params: dict[str, Any]) -> web.Response:
+        ref = str(params.get("chat_id", ""))
+        chat = self.channels.get(_int(ref)) or next(
+            (c for c in self.channels.values()
+             if c.username and ref.lower() == f"@{c.username.lower()}"), None)
+        if chat is None:
+            return _error(400, "Bad Request: chat not found")
+        if method == "getchat":
+            return _ok({**chat.to_api(), "accent_color_id": 0, "max_reaction_count": 11,
+                        "accepted_gift_types": {"unlimited_gifts": False,
+                                                "limited_gifts": False,
+                                                "unique_gifts": False,
+                                                "premium_subscription": False,
+                                                "gifts_from_channels": False}})
+        user_id = _int(params.get("user_id"))
+        if method == "getchatmember":
+            if user_id != BOT_USER["id"] and chat.bot_rights is None:
+                return _error(400, "Bad Request: member list is inaccessible")
+            return _ok(self._chat_member(chat, user_id))
+        if method == "createchatinvitelink":
+            return self._create_invite_link(chat, params)
+        right = "can_invite_users" if "joinrequest" in method else "can_restrict_members"
+        if not chat.can(right):
+            return _error(400, "Bad Request: not enough rights to restrict/unrestrict chat "
+                               "member" if right == "can_restrict_members" else
+                          "Bad Request: CHAT_ADMIN_REQUIRED")
+        if method in ("approvechatjoinrequest", "declinechatjoinrequest"):
+            if chat.join_requests.pop(user_id, None) is None:
+                return _error(400, "Bad Request: HIDE_REQUESTER_MISSING")
+            if method == "approvechatjoinrequest":
+                chat.members[user_id] = "member"
+            return _ok(True)
+        status = chat.members.get(user_id, "left")
+        if status in ("creator", "administrator") and user_id != BOT_USER["id"]:
+            return _error(400, "Bad Request: user is an administrator of the chat")
+        if method == "banchatmember":
+            chat.members[user_id] = "kicked"
+        elif status == "kicked" or params.get("only_if_banned") not in ("true", True):
+            # unbanChatMember: after it the user is not in the chat but may join again
+            chat.members[user_id] = "left"
+        return _ok(True)
+
+    def _chat_member(self, chat: StandInChat, user_id: int) -> dict[str, Any]:
+        status = chat.members.get(user_id, "left")
+        user = BOT_USER if user_id == BOT_USER["id"] else {
+            "id": user_id, "is_bot": False, "first_name": "Test"}
+        member: dict[str, Any] = {"status": status, "user": user}
+        if status == "administrator":
+            rights = chat.bot_rights if user_id == BOT_USER["id"] else None
+            member.update({"can_be_edited": False, "is_anonymous": False,
+                           **{r: bool(rights and rights.get(r)) for r in ADMIN_RIGHTS}})
+            if chat.type == "channel":
+                member.update(can_post_messages=True, can_edit_messages=True)
+        elif status == "creator":
+            member["is_anonymous"] = False
+        elif status == "kicked":
+            member["until_date"] = 0  # for ever
+        return member
+
+    def _create_invite_link(self, chat: StandInChat, params: dict[str, Any]) -> web.Response:
+        if not chat.can("can_invite_users"):
+            return _error(400, "Bad Request: not enough rights to manage chat invite links")
+        approval = params.get("creates_join_request") in ("true", True)
+        name = params.get("name")
+        if approval and params.get("member_limit") is not None:
+            return _error(400, "Bad Request: member limit can't be specified for links "
+                               "requiring administrator approval")
+        if name is not None and len(name) > 32:
+            return _error(400, "Bad Request: invite link name is too long")
+        link: dict[str, Any] = {
+            "invite_link": f"https://t.me/+standin{chat.id & 0xffff:x}x{next(self._ids)}",
+            "creator": BOT_USER, "creates_join_request": approval, "is_primary": False,
+            "is_revoked": False,
+        }
+        if name is not None:
+            link["name"] = name
+        for key in ("expire_date", "member_limit"):
+            if params.get(key) is not None:
+                link[key] = int(params[key])
+        chat.invite_links[link["invite_link"]] = link
+        return _ok(link)
+
     async def _get_updates(self, params: dict[str, Any]) -> list[dict[str, Any]]:
         offset = int(params.get("offset", 0))
         timeout = float(params.get("timeout", 0))
@@ -298,6 +461,13 @@ class BotApiStandIn:
                 await asyncio.wait_for(self._new_update.wait(), deadline - time.monotonic())
             except TimeoutError:
                 pass
+
+
+def _int(value: Any) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return 0
 
 
 def _ok(result: Any) -> web.Response:

@@ -13,9 +13,11 @@ from pydantic import SecretStr
 from bot.settings import Settings, TelegramSettings
 from bot.telegram import Notifier, create_bot, create_dispatcher
 from bot.telegram.notifier import Backoff
+from ledger.accounts import adjust_balance
 from ledger.core import Ledger
 from ledger.invoices import create_invoice
 from ledger.payments import pay_from_balance, settle_external_payment
+from ledger.subscriptions import add_months, queue_subscription_reminders, renew_due
 from tests.bot.client import TgClient
 from tests.conftest import run_sql
 from tests.waiting import wait_until
@@ -356,3 +358,100 @@ async def test_the_overdue_digest_lists_what_is_still_due(person, engine, ledger
         f"• {late[0].number} Coffee <beans> — 12.50 Liquid $ due since {since}",
         f"• {late[1].number} Coffee <beans> — 10.00 Liquid $ due since {since}",
         "… and 1 more (/invoices)"])
+
+
+# --- subscriptions (issue 13): the subscriber's news, read when sent ---------------------------
+
+async def _subscribed(ledger, seller, buyer, **plan):  # type: ignore[no-untyped-def]
+    """`buyer` subscribed for a month to a 5.00 plan of `seller`, the first period paid."""
+    made = await ledger.create_plan(seller.user.id, "Premium <gold>", {1: 500}, **plan)
+    sub = await ledger.subscribe(made.public_id, buyer.user.id, 1)
+    if sub.invoice is not None:
+        await ledger.pay_from_balance(sub.invoice, buyer.user.id, f"k-{sub.invoice}")
+    return await ledger.subscription(sub.subscription.public_id)
+
+
+def _said(bot_api, buyer, since: int) -> list[str]:  # type: ignore[no-untyped-def]
+    """What the subscriber was told since (receipts of the period invoices left out)."""
+    return [m.plain for m in bot_api.messages(buyer.id)[since:]
+            if not m.plain.startswith("🧾")]
+
+
+async def test_a_subscriber_is_told_it_is_active_until_when(person, ledger, notices,
+                                                           bot_api) -> None:
+    seller, buyer = await person(), await person(balance=500)
+    sub = await _subscribed(ledger, seller, buyer)
+    await notices.deliver_due()
+    assert _said(bot_api, buyer, 0) == [
+        "✅ Subscribed: Premium <gold> — 5.00 Liquid $, paid until "
+        f"{sub.current_period_end.date().isoformat()}."]
+
+
+async def test_a_trial_says_when_it_ends(person, ledger, notices, bot_api) -> None:
+    seller, buyer = await person(), await person()
+    sub = await _subscribed(ledger, seller, buyer, trial_days=7)
+    assert sub.status == "trialing" and sub.trial_end is not None
+    await notices.deliver_due()
+    assert _said(bot_api, buyer, 0) == [
+        f"🎁 Free trial: Premium <gold> until {sub.trial_end.date().isoformat()}."]
+
+
+async def test_a_short_balance_is_told_what_to_top_up_and_by_when(
+        person, engine, ledger, notices, bot_api) -> None:  # type: ignore[no-untyped-def]
+    seller, buyer = await person(), await person(balance=700)
+    sub = await _subscribed(ledger, seller, buyer)
+    await notices.deliver_due()
+    seen = len(bot_api.messages(buyer.id))
+    due = sub.current_period_end
+    await renew_due(engine, due + timedelta(minutes=1))  # the job runs over every subscription
+    assert (await ledger.subscription(sub.public_id)).status == "past_due"
+    await notices.deliver_due()
+    grace = (due + ledger.subscription_grace).date().isoformat()
+    [notice] = bot_api.messages(buyer.id)[seen:]
+    assert notice.plain == (
+        "⚠️ Renewal failed: Premium <gold> — 5.00 Liquid $, your balance is 3.00 Liquid $ "
+        f"short. Top it up (/balance) or pay the invoice by {grace} to keep your access.")
+    [invoice] = await run_sql(engine, "SELECT payload ->> 'invoice' AS id FROM outbox WHERE "
+                              "event_type = 'subscription.past_due' AND payload ->> "
+                              "'subscription' = :s", s=sub.public_id)
+    assert notice.button("Pay the invoice")["url"].endswith(f"?start=pay_{invoice['id']}")
+
+    await queue_subscription_reminders(engine, due + timedelta(days=1, minutes=1))
+    await notices.deliver_due()
+    assert _said(bot_api, buyer, seen + 1) == [
+        "⏳ Premium <gold> is still unpaid: top up 3.00 Liquid $ (/balance) or pay the invoice "
+        f"by {grace}, or your access ends."]
+
+
+async def test_news_overtaken_by_a_payment_is_not_sent(person, engine, ledger, notices,
+                                                      bot_api) -> None:
+    seller, buyer = await person(), await person(balance=500)
+    sub = await _subscribed(ledger, seller, buyer)
+    await notices.deliver_due()
+    seen = len(bot_api.messages(buyer.id))
+    due = sub.current_period_end
+    await renew_due(engine, due + timedelta(minutes=1))  # past due, queued
+    await queue_subscription_reminders(engine, due + timedelta(days=1, minutes=1))  # grace
+    await adjust_balance(engine, buyer.user.id, 500, "LIQ", reason="top up")
+    await renew_due(engine, due + timedelta(days=2))
+    assert (await ledger.subscription(sub.public_id)).status == "active"
+    report = await notices.deliver_due()
+    assert report.failed == 0
+    end = add_months(sub.anchor_at, 2).date().isoformat()
+    assert _said(bot_api, buyer, seen) == [f"🔁 Renewed: Premium <gold>, paid until {end}."]
+
+
+async def test_three_days_before_a_renewal_the_subscriber_is_reminded(
+        person, engine, ledger, notices, bot_api) -> None:  # type: ignore[no-untyped-def]
+    seller, buyer = await person(), await person(balance=800)
+    sub = await _subscribed(ledger, seller, buyer)
+    await notices.deliver_due()
+    seen = len(bot_api.messages(buyer.id))
+    due = sub.current_period_end
+    await queue_subscription_reminders(engine, due - timedelta(days=2))
+    await notices.deliver_due()
+    [notice] = bot_api.messages(buyer.id)[seen:]
+    assert notice.plain == (
+        f"🔔 Premium <gold> renews on {due.date().isoformat()}: 5.00 Liquid $ from your balance."
+        "\nYour balance is 2.00 Liquid $ short: top it up (/balance) before then.")
+    assert notice.button_texts == ["Pay the invoice"]

@@ -270,3 +270,102 @@ def api_revoke_keyboard(tr: Translator, token_id: int) -> InlineKeyboardMarkup:
         [_callback(tr("btn.api_revoke_yes"), ApiCb(action="revoke", token=token_id))],
         [_callback(tr("btn.back"), ApiCb(action="list"))],
     ])
+
+
+# --- subscriptions: the seller's /plans, the buyer's plan card and /subscriptions -------------
+
+TRIAL_CHOICES_DAYS = (0, 7, 14, 30)
+
+
+class PlanCb(CallbackData, prefix="plan"):
+    """The seller's plan buttons; `archive_ask` asks to confirm, `archive_do` does it."""
+
+    action: Literal["new", "archive_ask", "archive_do", "list"]
+    plan: str = ""  # a plan's public id
+
+
+class PlanFormCb(CallbackData, prefix="pform"):
+    field: Literal["trial", "item", "channel"]
+    value: str  # trial: days; item, channel: "-" (skip)
+
+
+class SubCb(CallbackData, prefix="sub"):
+    """A period tapped on a plan card: subscribe for `months`."""
+
+    plan: str
+    months: int
+
+
+class SubsCb(CallbackData, prefix="subs"):
+    """The buyer's /subscriptions buttons; `*_ask` asks to confirm, `*_do` does it."""
+
+    action: Literal["end_ask", "end_do", "now_ask", "now_do", "list"]
+    sub: str = ""  # a subscription's public id
+
+
+def plans_keyboard(tr: Translator, archivable: list[tuple[str, str]]) -> InlineKeyboardMarkup:
+    """/plans: a new plan, and an archive button per active plan ((public id, name))."""
+    buttons = [_callback(tr("btn.plan_new"), PlanCb(action="new"))]
+    buttons += [_callback(tr("btn.plan_archive", name=name[:40]),
+                          PlanCb(action="archive_ask", plan=public_id))
+                for public_id, name in archivable]
+    return InlineKeyboardMarkup(inline_keyboard=[[b] for b in buttons])
+
+
+def plan_created_keyboard(tr: Translator, public_id: str, share: str) -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup(inline_keyboard=[
+        [InlineKeyboardButton(text=tr("btn.share"), url=share)],
+        [_callback(tr("btn.plan_archive_short"), PlanCb(action="archive_ask", plan=public_id))],
+    ])
+
+
+def plan_archive_keyboard(tr: Translator, public_id: str) -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup(inline_keyboard=[
+        [_callback(tr("btn.plan_archive_yes"), PlanCb(action="archive_do", plan=public_id))],
+        [_callback(tr("btn.back"), PlanCb(action="list"))],
+    ])
+
+
+def trial_keyboard(tr: Translator) -> InlineKeyboardMarkup:
+    row = [_callback(tr("plan.trial.none") if days == 0 else tr("days", n=days),
+                     PlanFormCb(field="trial", value=str(days)))
+           for days in TRIAL_CHOICES_DAYS]
+    return InlineKeyboardMarkup(inline_keyboard=[row])
+
+
+def plan_skip_keyboard(tr: Translator, field: Literal["item", "channel"]) -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup(inline_keyboard=[
+        [_callback(tr("form.skip"), PlanFormCb(field=field, value="-"))],
+    ])
+
+
+def plan_card_keyboard(tr: Translator, public_id: str,
+                       periods: list[tuple[int, str]]) -> InlineKeyboardMarkup | None:
+    """One button per period offered: (months, its label)."""
+    return _column([_callback(label, SubCb(plan=public_id, months=months))
+                    for months, label in periods])
+
+
+def subscriptions_keyboard(
+    tr: Translator, live: list[tuple[str, str, bool]]
+) -> InlineKeyboardMarkup | None:
+    """/subscriptions: per live subscription ((public id, plan name, cancelling at period end
+    already)), cancel at period end (unless it is already) and cancel now."""
+    rows = []
+    for public_id, name, ending in live:
+        short = name[:30]
+        if not ending:
+            rows.append([_callback(tr("btn.sub_cancel_end", name=short),
+                                   SubsCb(action="end_ask", sub=public_id))])
+        rows.append([_callback(tr("btn.sub_cancel_now", name=short),
+                               SubsCb(action="now_ask", sub=public_id))])
+    return InlineKeyboardMarkup(inline_keyboard=rows) if rows else None
+
+
+def subscription_cancel_keyboard(tr: Translator, public_id: str, *,
+                                 at_period_end: bool) -> InlineKeyboardMarkup:
+    action: Literal["end_do", "now_do"] = "end_do" if at_period_end else "now_do"
+    return InlineKeyboardMarkup(inline_keyboard=[
+        [_callback(tr("btn.sub_cancel_yes"), SubsCb(action=action, sub=public_id))],
+        [_callback(tr("btn.back"), SubsCb(action="list"))],
+    ])

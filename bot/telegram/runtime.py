@@ -31,6 +31,7 @@ from bot.settings import Settings
 from bot.telegram import (
     account,
     api_tokens,
+    channels,
     documents,
     errors,
     fallback,
@@ -38,8 +39,10 @@ from bot.telegram import (
     invoice_form,
     invoices,
     pay,
+    plans,
     seller_settings,
     start,
+    subscriptions,
 )
 from bot.telegram.config import BotConfig
 from bot.telegram.fsm_storage import PostgresEventIsolation, PostgresStorage
@@ -52,7 +55,7 @@ from ledger.core import Ledger
 log = logging.getLogger(__name__)
 
 COMMANDS = ("start", "invoice", "invoices", "balance", "inventory", "history", "settings", "api",
-            "cancel")
+            "plans", "subscriptions", "cancel")
 DEFAULT_WEBHOOK_PATH = "/telegram/webhook"
 POLL_RESTART_MAX = 60.0
 HANDLER_CONCURRENCY = 64  # polled updates in flight at once (the DB pool is the real limit)
@@ -105,10 +108,13 @@ def create_dispatcher(
         invoices.router,
         invoice_actions.router,
         seller_settings.router,
+        plans.router,
+        subscriptions.router,
         pay.router,
         documents.router,
         account.router,
         api_tokens.router,
+        channels.router,  # join requests to paid channels
         fallback.router,  # last: whatever nobody else took
     )
     for router in routers:

@@ -1,4 +1,5 @@
-"""/start (with pay_<id>, claim_<token> and bind_<id>_<tag>_<proof> deep links) and /help.
+"""/start (with pay_<id>, sub_<plan>, claim_<token> and bind_<id>_<tag>_<proof> deep links) and
+/help.
 
 `bind_…` is a guest's proof, shown only to the browser holding that payer tag's cookie
 (bot/web/claims.py): opening it binds the tag to this Telegram account, so what was paid with
@@ -17,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bot.telegram.config import BotConfig
 from bot.telegram.i18n import Translator
 from bot.telegram.render import granted_items, money
+from bot.telegram.subscriptions import show_plan
 from bot.telegram.views import invoice_card
 from bot.web.claims import BIND_PREFIX, parse_bind_payload
 from ledger.core import Ledger
@@ -38,6 +40,8 @@ async def cmd_start(
     arg = (command.args or "").strip()
     if arg.startswith("pay_"):
         await show_invoice(message, arg.removeprefix("pay_"), user, tr, ledger, cfg)
+    elif arg.startswith("sub_"):
+        await show_plan(message, arg.removeprefix("sub_"), user, tr, ledger, engine)
     elif arg.startswith("claim_"):
         await claim(message, arg.removeprefix("claim_"), user, tr, engine, cfg)
     elif arg.startswith(BIND_PREFIX):

@@ -109,7 +109,10 @@ BEGIN
         -- invoice stays payable through the grace period
         ARRAY[CASE WHEN s.status = 'incomplete' THEN now() + interval '1 day'
                    ELSE greatest(v_end, now()) + p_grace + interval '1 day' END],
-        ARRAY[NULL::text], ARRAY[NULL::jsonb], ARRAY[v_start]);
+        -- due when the period starts (a renewal's invoice opened ahead); the first payment
+        -- is waited for as long as its invoice lives, never "overdue"
+        ARRAY[NULL::text], ARRAY[NULL::jsonb],
+        ARRAY[CASE WHEN s.status = 'incomplete' THEN NULL ELSE v_start END]);
     IF v_row.subscription_id IS NULL THEN
         INSERT INTO subscription_periods (subscription_id, period_index, starts_at, ends_at,
                                           invoice_id, status)

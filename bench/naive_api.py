@@ -93,7 +93,10 @@ class NaiveInvoices:
             "amount_minor": row["amount"],
             "ton_amount": (f"{Decimal(ton).scaleb(-9):f}".rstrip("0").rstrip(".")
                            if ton else None),
-            "ton_amount_nano": ton, "ton_comment": f"INV-{row['public_id']}",
+            "ton_amount_nano": ton,
+            "ton_due": (f"{Decimal(ton).scaleb(-9):f}".rstrip("0").rstrip(".")
+                        if ton else None),
+            "ton_due_nano": ton, "ton_comment": f"INV-{row['public_id']}",
             "kind": row["kind"], "max_uses": row["max_uses"], "uses": row["uses"],
             "item_id": payload.get("item_id"), "achievement_id": payload.get("achievement_id"),
             "callback_url": payload.get("callback_url"),

@@ -25,7 +25,7 @@ import json
 import logging
 import socket
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -134,6 +134,22 @@ def signed_headers(event: OutboxEvent, secret: str, body: bytes, now: float) -> 
 # The seller-facing JSON of an invoice and its payer (the seller API's own view), handed in
 # by the composition root: delivery knows no URLs.
 RenderInvoice = Callable[[Invoice, Payer | None], dict[str, Any]]
+# The seller-facing JSON of subscriptions, by public id, read at delivery (the API's view and
+# its reads), handed in the same way: `subscription_*` events carry a subscription, no invoice.
+RenderSubscriptions = Callable[[Iterable[str]], Awaitable[Mapping[str, dict[str, Any]]]]
+SUBSCRIPTION_EVENT_PREFIX = "subscription_"
+
+
+def is_subscription_event(event: OutboxEvent) -> bool:
+    return event.event_type.startswith(SUBSCRIPTION_EVENT_PREFIX)
+
+
+def subscription_event_body(event: OutboxEvent, subscription: dict[str, Any]) -> bytes:
+    """`{id, type, created_at, subscription}`: created, renewed, past_due, cancelled,
+    expired (openapi.json, SubscriptionEvent)."""
+    doc = {"id": str(event.event_id), "type": event.event_type,
+           "created_at": iso(event.created_at), "subscription": subscription}
+    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def event_body(event: OutboxEvent, invoice: Invoice, render: RenderInvoice,
@@ -173,6 +189,23 @@ def event_body(event: OutboxEvent, invoice: Invoice, render: RenderInvoice,
     elif kind == "invoice_sent":  # to a Telegram user, or shared as a link
         doc["channel"] = extra.get("channel")
     return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+@dataclass(slots=True)
+class Bodies:
+    """What one batch's events are about (read once for the batch) and how each is written."""
+
+    render: RenderInvoice
+    invoices: Mapping[str, Invoice]
+    subscriptions: Mapping[str, dict[str, Any]]
+
+    def of(self, event: OutboxEvent, payer: Payer | None) -> bytes | None:
+        """The signed document, or None when the event names nothing known."""
+        if is_subscription_event(event):
+            view = self.subscriptions.get(str(event.payload.get("subscription")))
+            return None if view is None else subscription_event_body(event, view)
+        invoice = self.invoices.get(str(event.payload.get("invoice")))
+        return None if invoice is None else event_body(event, invoice, self.render, payer)
 
 
 # --- where callbacks may go (watchers/callback_urls.py) ----------------------------------------
@@ -353,7 +386,7 @@ class DeliveryStats:
 
 async def deliver_due(
     ledger: Ledger, sender: CallbackSender, render: RenderInvoice, *, limit: int = 100,
-    lease_seconds: float = LEASE_SECONDS,
+    lease_seconds: float = LEASE_SECONDS, subscriptions: RenderSubscriptions | None = None,
 ) -> DeliveryStats:
     """Claim up to `limit` due callback events (fairly across endpoints and sellers, skipping
     endpoints that are backing off) and try each once, concurrently. The lease is renewed
@@ -371,15 +404,19 @@ async def deliver_due(
                                                 lease_seconds))
     try:
         invoices = await invoices_by_public_id(
-            ledger.engine, (str(e.payload.get("invoice")) for e in events))
+            ledger.engine, (str(e.payload.get("invoice")) for e in events
+                            if not is_subscription_event(e)))
+        bodies = Bodies(render, invoices, subscriptions={})
+        wanted = [str(e.payload.get("subscription")) for e in events if is_subscription_event(e)]
+        if wanted and subscriptions is not None:
+            bodies.subscriptions = await subscriptions(wanted)
         sellers = {int(e.payload["seller_id"]) for e in events if e.payload.get("seller_id")}
         webhooks = await webhooks_of(ledger.engine, sellers)
         payers = await payers_of_payments(ledger.engine, (
             int(e.payload["payment_id"]) for e in events
             if e.event_type == "invoice_paid" and str(e.payload.get("payment_id", "")).isdigit()))
         outcomes = await asyncio.gather(*(
-            _deliver_one(ledger, sender, render, e, invoices, webhooks, payers, in_flight,
-                         breakers)
+            _deliver_one(ledger, sender, bodies, e, webhooks, payers, in_flight, breakers)
             for e in events
         ))
     finally:
@@ -405,27 +442,28 @@ async def _keep_leases(
 
 
 async def _deliver_one(
-    ledger: Ledger, sender: CallbackSender, render: RenderInvoice, event: OutboxEvent,
-    invoices: Mapping[str, Invoice], webhooks: Mapping[int, WebhookSettings],
-    payers: Mapping[int, Payer], in_flight: set[int], breakers: BatchBreakers,
+    ledger: Ledger, sender: CallbackSender, bodies: Bodies, event: OutboxEvent,
+    webhooks: Mapping[int, WebhookSettings], payers: Mapping[int, Payer], in_flight: set[int],
+    breakers: BatchBreakers,
 ) -> str:
     try:
-        return await _attempt(ledger, sender, render, event, invoices, webhooks, payers,
-                              breakers)
+        return await _attempt(ledger, sender, bodies, event, webhooks, payers, breakers)
     finally:
         in_flight.discard(event.id)
 
 
 async def _attempt(
-    ledger: Ledger, sender: CallbackSender, render: RenderInvoice, event: OutboxEvent,
-    invoices: Mapping[str, Invoice], webhooks: Mapping[int, WebhookSettings],
-    payers: Mapping[int, Payer], breakers: BatchBreakers,
+    ledger: Ledger, sender: CallbackSender, bodies: Bodies, event: OutboxEvent,
+    webhooks: Mapping[int, WebhookSettings], payers: Mapping[int, Payer],
+    breakers: BatchBreakers,
 ) -> str:
-    invoice = invoices.get(str(event.payload.get("invoice")))
     webhook = webhooks.get(int(event.payload.get("seller_id") or 0))
     url = event.payload.get("url") or (webhook.url if webhook else None)
-    if invoice is None or webhook is None:
-        await mark_failed(ledger.engine, event.id, "the event names no known invoice or seller")
+    payment_id = str(event.payload.get("payment_id", ""))
+    body = bodies.of(event, payers.get(int(payment_id)) if payment_id.isdigit() else None)
+    if body is None or webhook is None:
+        what = "subscription" if is_subscription_event(event) else "invoice"
+        await mark_failed(ledger.engine, event.id, f"the event names no known {what} or seller")
         return "failed"
     if not url:
         await mark_failed(ledger.engine, event.id, "no callback URL: the invoice has none and the "
@@ -443,9 +481,6 @@ async def _attempt(
         if until is not None and event.claim is not None:
             await defer(ledger.engine, event.claim, [event.id], until)
             return "deferred"
-        payment_id = str(event.payload.get("payment_id", ""))
-        payer = payers.get(int(payment_id)) if payment_id.isdigit() else None
-        body = event_body(event, invoice, render, payer)
         error = await sender.post(url, body,
                                   signed_headers(event, webhook.secret, body, time.time()))
         if error is not None and endpoint_trouble(error):
@@ -480,11 +515,13 @@ async def _attempt(
 async def deliver_all_due(
     ledger: Ledger, sender: CallbackSender, render: RenderInvoice, *, batch: int = 100,
     lease_seconds: float = LEASE_SECONDS, max_batches: int = 50,
+    subscriptions: RenderSubscriptions | None = None,
 ) -> DeliveryStats:
     """Drain what is due now, batch after batch (bounded, so one tick cannot run forever)."""
     total = DeliveryStats()
     for _ in range(max_batches):
-        stats = await deliver_due(ledger, sender, render, limit=batch, lease_seconds=lease_seconds)
+        stats = await deliver_due(ledger, sender, render, limit=batch, lease_seconds=lease_seconds,
+                                  subscriptions=subscriptions)
         total.add(stats)
         if stats.claimed < batch:
             break
@@ -493,11 +530,11 @@ async def deliver_all_due(
 
 async def callback_delivery_job(
     ledger: Ledger, sender: CallbackSender, render: RenderInvoice, batch: int,
-    lease_seconds: float,
+    lease_seconds: float, subscriptions: RenderSubscriptions | None = None,
 ) -> None:
     try:
         stats = await deliver_all_due(ledger, sender, render, batch=batch,
-                                      lease_seconds=lease_seconds)
+                                      lease_seconds=lease_seconds, subscriptions=subscriptions)
     except Exception:  # the database may be briefly away; the next tick tries again
         log.exception("callback delivery pass failed")
         return
@@ -509,13 +546,14 @@ async def callback_delivery_job(
 def schedule_callback_delivery(
     scheduler: AsyncIOScheduler, ledger: Ledger, sender: CallbackSender, render: RenderInvoice,
     *, seconds: float, batch: int = 100, lease_seconds: float = LEASE_SECONDS,
+    subscriptions: RenderSubscriptions | None = None,
 ) -> Waker:
     """Poll every `seconds`, and return the Waker that delivers at once (the outbox listener
     kicks it after every commit that queued a callback)."""
     # The lease is short and renewed while a batch is in flight (deliver_due), so a live worker
     # keeps its events however long a batch takes; coalesce + max_instances=1 as for the
     # ledger jobs. A kicked pass and a polled one claim different events (leases).
-    args = (ledger, sender, render, batch, lease_seconds)
+    args = (ledger, sender, render, batch, lease_seconds, subscriptions)
     scheduler.add_job(
         callback_delivery_job, trigger="interval", seconds=seconds, coalesce=True,
         max_instances=1, id="deliver_callbacks", args=list(args),

@@ -36,6 +36,7 @@ from bot.api.schemas import (
     read_body,
     read_optional_body,
 )
+from bot.api.subscriptions import add_subscription_routes
 from bot.api.views import Links, invoice_view, payers_for_views, payment_view
 from bot.documents.model import LANGUAGES as DOCUMENT_LANGUAGES
 from bot.documents.of_invoice import InvoicePdfs, pdf_headers
@@ -453,5 +454,6 @@ def mount_api(app: web.Application, ledger: Ledger, cfg: ApiConfig) -> SellerApi
     r.add_post("/webhook/secret", api.rotate_secret)
     r.add_get("/callbacks", api.list_callbacks)
     r.add_post("/callbacks/{event_id}/redeliver", api.redeliver)
+    add_subscription_routes(r, ledger, cfg)
     app.add_subapp(PREFIX, sub)
     return api

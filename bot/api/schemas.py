@@ -334,3 +334,49 @@ def dump(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
     return value
+
+
+# --- plans and subscriptions (bot/api/subscriptions.py) ---------------------------------------
+
+Months = Literal[1, 3, 6, 12]  # the periods a plan may offer (plan_prices)
+TelegramId = Annotated[int, Field(ge=1, le=2**52 - 1)]
+PublicId = Annotated[Text, Field(min_length=1, max_length=64)]
+
+
+class PlanPriceIn(_Strict):
+    months: Months
+    amount: Money
+
+
+class PlanCreate(_Strict):
+    """POST /plans. A channel is attached in the bot, where the bot's admin rights in it can
+    be checked (openapi.json says so)."""
+
+    name: Annotated[Text, Field(min_length=1, max_length=128)]
+    currency: Literal["LIQ", "TON"] = "LIQ"
+    prices: Annotated[list[PlanPriceIn], Field(min_length=1, max_length=4)]
+    trial_days: Annotated[int, Field(ge=0, le=365)] = 0
+    item_id: Annotated[Text, Field(min_length=1, max_length=512)] | None = None
+    achievement_id: Annotated[Text, Field(min_length=1, max_length=512)] | None = None
+
+    @model_validator(mode="after")
+    def _one_price_per_period(self) -> PlanCreate:
+        months = [p.months for p in self.prices]
+        if len(set(months)) != len(months):
+            raise ValueError("prices: each period (months) at most once")
+        return self
+
+
+class SubscribeIn(_Strict):
+    plan_id: PublicId
+    telegram_id: TelegramId
+    months: Months
+
+
+class CancelSubscriptionIn(_Strict):
+    at_period_end: bool = True
+
+
+class ExtendSubscriptionIn(_Strict):
+    months: Annotated[int, Field(ge=1, le=120)]
+    reason: Annotated[Text, Field(min_length=1, max_length=500)]

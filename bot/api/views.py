@@ -59,6 +59,7 @@ def invoice_view(inv: Invoice, links: Links, payers: Mapping[int, Payer] | None 
     doc = document_of(inv)  # a plain invoice reads as one line, as every edge shows it
     t = doc.totals
     due = inv.amount_due
+    ton_due = inv.ton_due
     return {
         "id": inv.public_id,
         "number": inv.number,
@@ -70,6 +71,8 @@ def invoice_view(inv: Invoice, links: Links, payers: Mapping[int, Payer] | None 
         "amount_minor": inv.amount,
         "ton_amount": format_amount(inv.ton_amount, "TON") if inv.ton_amount else None,
         "ton_amount_nano": inv.ton_amount,
+        "ton_due": format_amount(ton_due, "TON") if ton_due else None,
+        "ton_due_nano": ton_due,
         "ton_comment": inv.comment,
         "kind": inv.kind,
         "max_uses": inv.max_uses,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from bot.api.subscriptions import subscription_renderer
 from bot.api.views import invoice_renderer
 from bot.links import Links, links_from_settings
 from bot.settings import Settings
@@ -26,6 +27,6 @@ def schedule_callbacks(
     waker = schedule_callback_delivery(
         scheduler, ledger, sender, invoice_renderer(links or links_from_settings(settings)),
         seconds=api.callback_poll_seconds, batch=api.callback_batch,
-        lease_seconds=api.callback_lease_seconds,
+        lease_seconds=api.callback_lease_seconds, subscriptions=subscription_renderer(ledger),
     )
     return sender, waker

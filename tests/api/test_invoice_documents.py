@@ -283,6 +283,9 @@ async def test_manual_payments_partial_replayed_refused_reversed(api, make_selle
     assert made["payment"]["reference"] == "BANK-1" and made["payment"]["amount"] == "40.00"
     assert made["invoice"]["status"] == "pending"
     assert (made["invoice"]["amount_paid"], made["invoice"]["amount_due"]) == ("40.00", "60.00")
+    # a wallet is asked for what is still due: the same share of the locked TON quote
+    quote = made["invoice"]["ton_amount_nano"]
+    assert quote and made["invoice"]["ton_due_nano"] == -(-quote * 60 // 100)
 
     replay = await post(api, seller, f"{inv['id']}/payments", first)
     assert replay.status == 200

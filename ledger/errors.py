@@ -237,6 +237,11 @@ class SamePlan(LedgerError):
     message = "The subscription is already on this plan and period."
 
 
+class SubscriptionNotCurrent(LedgerError):
+    code, kind, sqlstate = "subscription_not_current", Kind.CONFLICT, "PB038"
+    message = "Pay what is due on this subscription first, then change it."
+
+
 class OwnPlan(LedgerError):
     code, kind, sqlstate = "own_plan", Kind.FORBIDDEN, "PB037"
     message = "You cannot subscribe to your own plan."

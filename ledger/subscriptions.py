@@ -57,6 +57,7 @@ class Subscription:
     current_period_start: datetime
     current_period_end: datetime
     trial_end: datetime | None
+    trial_plan_id: int | None
     cancel_at_period_end: bool
     grace_until: datetime | None
     retry_at: datetime | None

@@ -58,6 +58,7 @@ DYNAMIC: Final = (
     N_("err.plan_not_found"), N_("err.invalid_plan"), N_("err.already_subscribed"),
     N_("err.period_not_offered"), N_("err.subscription_not_found"),
     N_("err.subscription_ended"), N_("err.same_plan"), N_("err.own_plan"),
+    N_("err.subscription_not_current"),
     N_("sub.status.incomplete"), N_("sub.status.trialing"), N_("sub.status.active"),
     N_("sub.status.past_due"), N_("sub.status.cancelled"), N_("sub.status.expired"),
     N_("cmd.plans"), N_("cmd.subscriptions"),

@@ -163,17 +163,20 @@ BEGIN
         END IF;
         PERFORM paybot_raise('already_subscribed', v.public_id);
     END IF;
+    -- One trial per plan and subscriber, ever: remembered by the plan it was had on (a later
+    -- change of plan does not make it available again).
     v_trial := pl.trial_days > 0 AND NOT EXISTS (
-        SELECT 1 FROM subscriptions x WHERE x.plan_id = pl.id AND x.subscriber_id = p_subscriber
-                                        AND x.trial_end IS NOT NULL);
+        SELECT 1 FROM subscriptions x WHERE x.subscriber_id = p_subscriber
+                                        AND x.trial_plan_id = pl.id);
     IF v_trial THEN
         INSERT INTO subscriptions (public_id, plan_id, seller_id, subscriber_id, months, amount,
                                    currency, status, anchor_at, anchor_index, period_index,
-                                   current_period_start, current_period_end, trial_end)
+                                   current_period_start, current_period_end, trial_end,
+                                   trial_plan_id)
         VALUES (p_public, pl.id, pl.seller_id, p_subscriber, p_months, v_amount, pl.currency,
                 'trialing', now() + make_interval(days => pl.trial_days), 1, 0, now(),
                 now() + make_interval(days => pl.trial_days),
-                now() + make_interval(days => pl.trial_days))
+                now() + make_interval(days => pl.trial_days), pl.id)
         RETURNING * INTO v;
         INSERT INTO subscription_periods (subscription_id, period_index, starts_at, ends_at,
                                           status)
@@ -429,8 +432,10 @@ BEGIN
     SELECT * INTO v FROM subscriptions WHERE public_id = upper(p_sub) FOR UPDATE;
     IF v.id IS NULL OR v.subscriber_id <> p_subscriber THEN
         PERFORM paybot_raise('subscription_not_found', p_sub);
-    ELSIF v.status NOT IN ('active', 'trialing') THEN
+    ELSIF v.status IN ('cancelled', 'expired') THEN
         PERFORM paybot_raise('subscription_ended', v.public_id);
+    ELSIF v.status NOT IN ('active', 'trialing') THEN
+        PERFORM paybot_raise('subscription_not_current', v.public_id);  -- unpaid: pay first
     END IF;
     SELECT * INTO pl FROM plans WHERE public_id = upper(p_plan) AND status = 'active';
     IF pl.id IS NULL OR pl.seller_id <> v.seller_id OR pl.currency <> v.currency THEN

@@ -68,6 +68,7 @@ CREATE TABLE subscriptions (
     current_period_start timestamptz NOT NULL,
     current_period_end   timestamptz NOT NULL,
     trial_end            timestamptz,
+    trial_plan_id        bigint REFERENCES plans (id),  -- the plan whose trial this was
     cancel_at_period_end boolean NOT NULL DEFAULT false,
     grace_until          timestamptz,
     retry_at             timestamptz,  -- past due: when the balance is tried again

@@ -203,6 +203,9 @@ LANGUAGE plpgsql AS $$
 DECLARE p subscription_periods%ROWTYPE; v subscriptions%ROWTYPE; v_first boolean;
         v_chat bigint;
 BEGIN
+    IF current_setting('paybot.renewing', true) = 'on' THEN
+        RETURN NULL;  -- paybot_renew_due moves its own subscriptions, set-based
+    END IF;
     SELECT * INTO p FROM subscription_periods WHERE invoice_id = NEW.id FOR UPDATE;
     IF p.subscription_id IS NULL THEN
         RETURN NULL;
@@ -243,64 +246,184 @@ CREATE TRIGGER invoices_subscription AFTER UPDATE OF status ON invoices
 -- LOCKED: replicas take different ones). Each is ended (cancelled at the period's end; past due
 -- beyond the grace), or has its next period's invoice opened (once: the period row) and paid
 -- from the subscriber's balance through process_invoice_payments (once: its idempotency key
--- sub:<id>:<period>); a short balance makes it past due. Returns what happened to each.
+-- sub:<id>:<period>); a short balance makes it past due. Set-based: one create_invoices, one
+-- payment batch and one update per step, so a renewal costs its rows, not a dozen statements
+-- (bench/subscriptions.py). Returns what happened to each.
 CREATE OR REPLACE FUNCTION paybot_renew_due(p_now timestamptz, p_limit int, p_rate numeric,
                                             p_grace interval, p_invoice_ids text[])
 RETURNS TABLE (r_subscription text, r_outcome text)
 LANGUAGE plpgsql AS $$
-DECLARE s subscriptions%ROWTYPE; v_pubs text[] := '{}'; v_buyers bigint[] := '{}';
-        v_keys text[] := '{}'; v_subs bigint[] := '{}'; v_n int := 0; r record; v_inv text;
+DECLARE v_due subscriptions[]; s subscriptions%ROWTYPE; v_new int[];
 BEGIN
-    FOR s IN
-        SELECT * FROM subscriptions
-         WHERE status IN ('trialing', 'active', 'past_due') AND current_period_end <= p_now
-           -- past due: tried again every few hours, and ended when the grace runs out
-           AND (status <> 'past_due' OR retry_at <= p_now OR grace_until <= p_now)
-         ORDER BY current_period_end, id LIMIT p_limit FOR UPDATE SKIP LOCKED
+    SELECT coalesce(array_agg(x ORDER BY x.current_period_end, x.id), '{}') INTO v_due
+      FROM (SELECT * FROM subscriptions
+             WHERE status IN ('trialing', 'active', 'past_due') AND current_period_end <= p_now
+               -- past due: tried again every few hours, and ended when the grace runs out
+               AND (status <> 'past_due' OR retry_at <= p_now OR grace_until <= p_now)
+             ORDER BY current_period_end, id LIMIT p_limit FOR UPDATE SKIP LOCKED) x;
+    IF cardinality(v_due) = 0 THEN
+        RETURN;
+    END IF;
+
+    -- Endings (the few): one by one.
+    FOR s IN SELECT * FROM unnest(v_due) x
+              WHERE x.cancel_at_period_end OR (x.status = 'past_due' AND x.grace_until <= p_now)
     LOOP
         IF s.cancel_at_period_end THEN
             PERFORM paybot_subscription_end(s, 'cancelled', s.current_period_end);
-            r_subscription := s.public_id; r_outcome := 'cancelled'; RETURN NEXT;
-        ELSIF s.status = 'past_due' AND s.grace_until <= p_now THEN
+            r_subscription := s.public_id; r_outcome := 'cancelled';
+        ELSE
             PERFORM paybot_subscription_end(s, 'expired', p_now);
-            r_subscription := s.public_id; r_outcome := 'expired'; RETURN NEXT;
-        ELSE
-            v_n := v_n + 1;
-            v_inv := paybot_open_period(s, s.period_index + 1, p_invoice_ids[v_n], p_rate,
-                                        p_grace);
-            v_pubs := v_pubs || v_inv;
-            v_buyers := v_buyers || s.subscriber_id;
-            v_keys := v_keys || ('sub:' || s.public_id || ':' || (s.period_index + 1));
-            v_subs := v_subs || s.id;
+            r_subscription := s.public_id; r_outcome := 'expired';
         END IF;
-    END LOOP;
-    IF v_n = 0 THEN
-        RETURN;
-    END IF;
-    -- The same balance payment as a tap on Pay; paid invoices extend their subscriptions
-    -- through the trigger above.
-    FOR r IN SELECT x.idx, x.error FROM process_invoice_payments(v_pubs, v_buyers, v_keys) x
-    LOOP
-        SELECT * INTO s FROM subscriptions WHERE id = v_subs[r.idx];
-        IF r.error IS NULL THEN
-            r_outcome := 'renewed';
-        ELSIF r.error = 'insufficient_funds' THEN
-            r_outcome := 'past_due';
-            UPDATE subscriptions SET retry_at = p_now + interval '6 hours' WHERE id = s.id;
-            IF s.status <> 'past_due' THEN
-                UPDATE subscriptions SET status = 'past_due', updated_at = now(),
-                       grace_until = s.current_period_end + p_grace
-                 WHERE id = s.id RETURNING * INTO s;
-                PERFORM paybot_subscription_event(s, 'subscription_past_due',
-                                                  'subscription.past_due',
-                                                  jsonb_build_object('invoice', v_pubs[r.idx]));
-            END IF;
-        ELSE
-            r_outcome := r.error;  -- batch_conflict: the next step takes it
-        END IF;
-        r_subscription := s.public_id;
         RETURN NEXT;
     END LOOP;
+
+    -- Renewals: the next period of each, its invoice opened once (a reminder may have opened
+    -- it already: then that one is paid), all in one create_invoices call.
+    CREATE TEMP TABLE IF NOT EXISTS paybot_renewing (
+        n int, sub_id bigint, public_id text, subscriber bigint, seller bigint, k int,
+        starts_at timestamptz, ends_at timestamptz, invoice text, is_new boolean, row_void boolean
+    ) ON COMMIT DROP;
+    TRUNCATE paybot_renewing;
+    INSERT INTO paybot_renewing
+    SELECT row_number() OVER (ORDER BY x.current_period_end, x.id), x.id, x.public_id,
+           x.subscriber_id, x.seller_id, x.period_index + 1,
+           CASE WHEN x.period_index + 1 = x.anchor_index THEN x.anchor_at
+                ELSE paybot_period_end(x, x.period_index) END,
+           paybot_period_end(x, x.period_index + 1),
+           CASE WHEN p.status IN ('open', 'paid') THEN i.public_id END,
+           p.status IS NULL OR p.status = 'void', p.status = 'void'
+      FROM unnest(v_due) x
+      LEFT JOIN subscription_periods p ON p.subscription_id = x.id
+                                      AND p.period_index = x.period_index + 1
+      LEFT JOIN invoices i ON i.id = p.invoice_id
+     WHERE NOT x.cancel_at_period_end AND NOT (x.status = 'past_due' AND x.grace_until <= p_now);
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    UPDATE paybot_renewing r SET invoice = p_invoice_ids[r.n] WHERE r.is_new;
+    PERFORM 1 FROM create_invoices(
+        (SELECT array_agg(r.seller ORDER BY r.n) FROM paybot_renewing r WHERE r.is_new),
+        (SELECT array_agg(NULL::text) FROM paybot_renewing r WHERE r.is_new),
+        (SELECT array_agg(NULL::bytea) FROM paybot_renewing r WHERE r.is_new),
+        (SELECT array_agg(r.invoice ORDER BY r.n) FROM paybot_renewing r WHERE r.is_new),
+        (SELECT array_agg(left(pl.name || ' · ' || to_char(r.starts_at AT TIME ZONE 'UTC',
+                                                           'YYYY-MM-DD')
+                               || ' – ' || to_char(r.ends_at AT TIME ZONE 'UTC', 'YYYY-MM-DD'),
+                               128) ORDER BY r.n)
+           FROM paybot_renewing r JOIN subscriptions x ON x.id = r.sub_id
+           JOIN plans pl ON pl.id = x.plan_id WHERE r.is_new),
+        (SELECT array_agg(NULL::text) FROM paybot_renewing r WHERE r.is_new),
+        (SELECT array_agg(x.currency ORDER BY r.n)
+           FROM paybot_renewing r JOIN subscriptions x ON x.id = r.sub_id WHERE r.is_new),
+        (SELECT array_agg(x.amount ORDER BY r.n)
+           FROM paybot_renewing r JOIN subscriptions x ON x.id = r.sub_id WHERE r.is_new),
+        (SELECT array_agg(CASE WHEN x.currency = 'TON' THEN x.amount
+                               WHEN p_rate > 0 THEN ceil(x.amount * 1e9 / (p_rate * c.scale))
+                          END::bigint ORDER BY r.n)
+           FROM paybot_renewing r JOIN subscriptions x ON x.id = r.sub_id
+           JOIN (SELECT code, 10::numeric ^ decimals AS scale FROM currencies) c
+             ON c.code = x.currency
+          WHERE r.is_new),
+        (SELECT array_agg(CASE WHEN x.currency = 'TON' THEN NULL ELSE p_rate END ORDER BY r.n)
+           FROM paybot_renewing r JOIN subscriptions x ON x.id = r.sub_id WHERE r.is_new),
+        (SELECT array_agg('one_time'::text) FROM paybot_renewing r WHERE r.is_new),
+        (SELECT array_agg(NULL::int) FROM paybot_renewing r WHERE r.is_new),
+        (SELECT array_agg(jsonb_build_object('subscription', r.public_id, 'period', r.k)
+                          ORDER BY r.n) FROM paybot_renewing r WHERE r.is_new),
+        (SELECT array_agg(greatest(r.ends_at, now()) + p_grace + interval '1 day' ORDER BY r.n)
+           FROM paybot_renewing r WHERE r.is_new),
+        (SELECT array_agg(NULL::text) FROM paybot_renewing r WHERE r.is_new),
+        (SELECT array_agg(NULL::jsonb) FROM paybot_renewing r WHERE r.is_new),
+        (SELECT array_agg(r.starts_at ORDER BY r.n) FROM paybot_renewing r WHERE r.is_new))
+     WHERE EXISTS (SELECT 1 FROM paybot_renewing r WHERE r.is_new);
+    INSERT INTO subscription_periods (subscription_id, period_index, starts_at, ends_at,
+                                      invoice_id, status)
+    SELECT r.sub_id, r.k, r.starts_at, r.ends_at, i.id, 'open'
+      FROM paybot_renewing r JOIN invoices i ON i.public_id = r.invoice
+     WHERE r.is_new
+    ON CONFLICT (subscription_id, period_index) DO UPDATE   -- a period voided by a plan change
+        SET invoice_id = EXCLUDED.invoice_id, status = 'open', starts_at = EXCLUDED.starts_at,
+            ends_at = EXCLUDED.ends_at;
+
+    -- The same balance payment as a tap on Pay. The paid invoices' subscriptions are moved on
+    -- below, set-based, so the per-invoice trigger stands aside for this statement.
+    PERFORM set_config('paybot.renewing', 'on', true);
+    CREATE TEMP TABLE IF NOT EXISTS paybot_renewed (idx int, error text) ON COMMIT DROP;
+    TRUNCATE paybot_renewed;
+    INSERT INTO paybot_renewed
+    SELECT x.idx, x.error FROM process_invoice_payments(
+        (SELECT array_agg(r.invoice ORDER BY r.n) FROM paybot_renewing r),
+        (SELECT array_agg(r.subscriber ORDER BY r.n) FROM paybot_renewing r),
+        (SELECT array_agg('sub:' || r.public_id || ':' || r.k ORDER BY r.n)
+           FROM paybot_renewing r)) x;
+    PERFORM set_config('paybot.renewing', 'off', true);
+
+    -- Paid (or paid before, ahead: a replay): the period is paid, the subscription in it.
+    WITH paid AS (
+        UPDATE subscription_periods p SET status = 'paid', paid_at = coalesce(p.paid_at, now())
+          FROM paybot_renewing r JOIN paybot_renewed d ON d.idx = r.n AND d.error IS NULL
+         WHERE p.subscription_id = r.sub_id AND p.period_index = r.k
+        RETURNING p.subscription_id, p.period_index, p.starts_at, p.ends_at
+    ), moved AS (
+        UPDATE subscriptions x
+           SET status = 'active', period_index = paid.period_index,
+               current_period_start = paid.starts_at, current_period_end = paid.ends_at,
+               grace_until = NULL, retry_at = NULL, updated_at = now()
+          FROM paid
+         WHERE x.id = paid.subscription_id AND paid.period_index > x.period_index
+        RETURNING x.*
+    )
+    INSERT INTO outbox (topic, event_type, payload)
+    SELECT e.topic, e.event_type, e.payload
+      FROM moved m
+      JOIN paybot_renewing r ON r.sub_id = m.id
+     CROSS JOIN LATERAL (
+        SELECT 'callback' AS topic, 'subscription_renewed' AS event_type,
+               jsonb_build_object('subscription', m.public_id, 'seller_id', m.seller_id,
+                                  'url', NULL, 'period_index', m.period_index,
+                                  'invoice', r.invoice) AS payload
+         WHERE EXISTS (SELECT 1 FROM seller_webhooks w WHERE w.user_id = m.seller_id
+                                                        AND w.url IS NOT NULL)
+        UNION ALL
+        SELECT 'telegram', 'subscription.renewed',
+               jsonb_build_object('recipient', m.subscriber_id, 'subscription', m.public_id,
+                                  'period_index', m.period_index, 'invoice', r.invoice)) e;
+
+    -- Short of money: past due (told once), tried again in a few hours.
+    WITH short AS (
+        UPDATE subscriptions x
+           SET retry_at = p_now + interval '6 hours', updated_at = now(),
+               status = 'past_due',
+               grace_until = CASE WHEN x.status = 'past_due' THEN x.grace_until
+                                  ELSE x.current_period_end + p_grace END
+          FROM paybot_renewing r JOIN paybot_renewed d ON d.idx = r.n
+         WHERE x.id = r.sub_id AND d.error = 'insufficient_funds'
+        RETURNING x.*, (SELECT o.status FROM unnest(v_due) o WHERE o.id = x.id) AS was,
+                  r.invoice
+    )
+    INSERT INTO outbox (topic, event_type, payload)
+    SELECT e.topic, e.event_type, e.payload
+      FROM short m
+     CROSS JOIN LATERAL (
+        SELECT 'callback' AS topic, 'subscription_past_due' AS event_type,
+               jsonb_build_object('subscription', m.public_id, 'seller_id', m.seller_id,
+                                  'url', NULL, 'period_index', m.period_index,
+                                  'invoice', m.invoice) AS payload
+         WHERE EXISTS (SELECT 1 FROM seller_webhooks w WHERE w.user_id = m.seller_id
+                                                        AND w.url IS NOT NULL)
+        UNION ALL
+        SELECT 'telegram', 'subscription.past_due',
+               jsonb_build_object('recipient', m.subscriber_id, 'subscription', m.public_id,
+                                  'period_index', m.period_index, 'invoice', m.invoice)) e
+     WHERE m.was <> 'past_due';
+
+    RETURN QUERY
+    SELECT r.public_id, CASE WHEN d.error IS NULL THEN 'renewed'
+                             WHEN d.error = 'insufficient_funds' THEN 'past_due'
+                             ELSE d.error END
+      FROM paybot_renewing r JOIN paybot_renewed d ON d.idx = r.n;
 END $$;
 
 -- Reminders, each once per (subscription, period, kind): three days before a renewal (the next

@@ -369,3 +369,36 @@ def subscription_cancel_keyboard(tr: Translator, public_id: str, *,
         [_callback(tr("btn.sub_cancel_yes"), SubsCb(action=action, sub=public_id))],
         [_callback(tr("btn.back"), SubsCb(action="list"))],
     ])
+
+
+class ChangeCb(CallbackData, prefix="subch"):
+    """A subscriber changes plan: `pick` lists the choices, `ask` confirms one, `do` does it."""
+
+    action: Literal["pick", "ask", "do"]
+    sub: str  # the subscription's public id
+    plan: str = ""  # the chosen plan's public id
+    months: int = 0
+
+
+def change_plan_button(tr: Translator, public_id: str, name: str) -> list[InlineKeyboardButton]:
+    """The row /subscriptions adds under a live (active or trialing) subscription."""
+    return [_callback(tr("btn.sub_change", name=name[:30]),
+                      ChangeCb(action="pick", sub=public_id))]
+
+
+def change_choices_keyboard(tr: Translator, public_id: str,
+                            choices: list[tuple[str, int, str]]) -> InlineKeyboardMarkup:
+    """One button per (plan public id, months, label) the subscription can change to."""
+    rows = [[_callback(label, ChangeCb(action="ask", sub=public_id, plan=plan, months=months))]
+            for plan, months, label in choices]
+    rows.append([_callback(tr("btn.back"), SubsCb(action="list"))])
+    return InlineKeyboardMarkup(inline_keyboard=rows)
+
+
+def change_confirm_keyboard(tr: Translator, public_id: str, plan: str,
+                            months: int) -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup(inline_keyboard=[
+        [_callback(tr("btn.sub_change_yes"),
+                   ChangeCb(action="do", sub=public_id, plan=plan, months=months))],
+        [_callback(tr("btn.back"), ChangeCb(action="pick", sub=public_id))],
+    ])

@@ -1,10 +1,12 @@
 """Buyers and subscriptions: the plan card of `/start sub_<plan>` with a button per period,
 subscribing (a trial starts at once; otherwise the first period's invoice, paid like any other —
 from the balance through the pay buttons, or with TON — and the subscription starts when it is
-paid), and `/subscriptions`: each one's status, next charge or end, and cancelling it."""
+paid), and `/subscriptions`: each one's status, next charge or end, cancelling it, and changing
+its plan or period (prorated: the ledger charges or credits the difference at once)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from html import escape
 from typing import Final
 
@@ -16,8 +18,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bot.telegram.config import BotConfig
 from bot.telegram.i18n import Translator
 from bot.telegram.keyboards import (
+    ChangeCb,
     SubCb,
     SubsCb,
+    change_choices_keyboard,
+    change_confirm_keyboard,
+    change_plan_button,
     plan_card_keyboard,
     subscription_cancel_keyboard,
     subscriptions_keyboard,
@@ -26,7 +32,14 @@ from bot.telegram.plans import period_name, plan_details
 from bot.telegram.render import day, fit, money, person
 from bot.telegram.views import edit, invoice_card
 from ledger.core import Ledger
-from ledger.errors import SubscriptionNotFound
+from ledger.errors import (
+    PeriodNotOffered,
+    PlanNotFound,
+    SamePlan,
+    SubscriptionEnded,
+    SubscriptionNotCurrent,
+    SubscriptionNotFound,
+)
 from ledger.models import User
 from ledger.plans import Plan
 from ledger.subscriptions import LIVE, Subscription
@@ -123,10 +136,16 @@ def subscriptions_view(tr: Translator, subs: list[Subscription],
                   amount=money(sub.amount, sub.currency), period=period_name(tr, sub.months))
         nxt = _when(tr, sub)
         blocks.append(f"{head}\n{nxt}" if nxt else head)
-    # An unpaid first period has no period to end: only "cancel now" is offered for it.
-    buttons = [(s.public_id, s.plan_name or "", s.cancel_at_period_end or s.status == "incomplete")
-               for s in live]
-    return fit("\n\n".join(blocks)), subscriptions_keyboard(tr, buttons)
+    rows = []
+    for sub in live:
+        if _changeable(sub):
+            rows.append(change_plan_button(tr, sub.public_id, sub.plan_name or ""))
+        # An unpaid first period has no period to end: only "cancel now" is offered for it.
+        ending = sub.cancel_at_period_end or sub.status == "incomplete"
+        cancel = subscriptions_keyboard(tr, [(sub.public_id, sub.plan_name or "", ending)])
+        rows.extend(cancel.inline_keyboard if cancel else [])
+    markup = InlineKeyboardMarkup(inline_keyboard=rows) if rows else None
+    return fit("\n\n".join(blocks)), markup
 
 
 async def _view(tr: Translator, ledger: Ledger, user: User,
@@ -180,3 +199,121 @@ async def do_cancel(cb: CallbackQuery, callback_data: SubsCb, user: User, tr: Tr
     else:
         await cb.answer(tr("sub.cancelled_now"))
     await edit(cb, *await _view(tr, ledger, user))
+
+
+# --- changing plan or period --------------------------------------------------------------------
+
+def _changeable(sub: Subscription) -> bool:
+    """Only a current subscription changes plan (the ledger's rule); one ending at its period's
+    end is not offered the change, it would only be charged for days it is leaving anyway."""
+    return sub.status in ("active", "trialing") and not sub.cancel_at_period_end
+
+
+def _current(sub: Subscription) -> None:
+    """The ledger's refusal, told at the first tap rather than after the confirmation."""
+    if sub.status in ("cancelled", "expired"):
+        raise SubscriptionEnded(sub.public_id)
+    if sub.status not in ("active", "trialing"):
+        raise SubscriptionNotCurrent(sub.public_id)
+
+
+def prorated_difference(sub: Subscription, new_amount: int, now: datetime) -> int:
+    """What changing to `new_amount` per period would move now, for display only (the ledger
+    computes the real amount in the change's transaction): positive is charged, negative is
+    credited. The ledger's rule over the unused part u of the current period: credit
+    floor(old × u), charge ceil(new × u); a trial has nothing paid to prorate."""
+    if sub.status != "active":
+        return 0
+    tick = timedelta(microseconds=1)
+    total = (sub.current_period_end - sub.current_period_start) // tick
+    unused = max(sub.current_period_end - now, timedelta(0)) // tick
+    if total <= 0:
+        return 0
+    credit = sub.amount * unused // total
+    charge = -(-new_amount * unused // total)
+    return charge - credit
+
+
+async def _choices(tr: Translator, ledger: Ledger, sub: Subscription,
+                   ) -> list[tuple[str, int, str]]:
+    """The plans and periods `sub` can change to: the current plan's other periods first, then
+    the seller's other active plans in the same currency that the buyer is not already on."""
+    taken = {s.plan_id for s in await ledger.subscriptions_of_user(sub.subscriber_id)
+             if s.status in LIVE and s.id != sub.id}
+    plans = [p for p in await ledger.plans_of_seller(sub.seller_id)
+             if p.status == "active" and p.currency == sub.currency and p.id not in taken]
+    plans.sort(key=lambda p: (p.id != sub.plan_id, p.name.casefold()))
+    return [(p.public_id, months,
+             tr("btn.sub_change_to", name=p.name[:30], period=period_name(tr, months),
+                amount=money(amount, p.currency)))
+            for p in plans for months, amount in sorted(p.prices.items())
+            if (p.id, months) != (sub.plan_id, sub.months)]
+
+
+@router.callback_query(ChangeCb.filter(F.action == "pick"))
+async def pick_change(cb: CallbackQuery, callback_data: ChangeCb, user: User, tr: Translator,
+                      ledger: Ledger) -> None:
+    sub = await _own(ledger, callback_data.sub, user)
+    _current(sub)
+    choices = await _choices(tr, ledger, sub)
+    name = escape(sub.plan_name or "")
+    if choices:
+        text = tr("sub.change.pick", name=name, amount=money(sub.amount, sub.currency),
+                  period=period_name(tr, sub.months))
+    else:
+        text = tr("sub.change.none", name=name)
+    await edit(cb, text, change_choices_keyboard(tr, sub.public_id, choices))
+    await cb.answer()
+
+
+@router.callback_query(ChangeCb.filter(F.action == "ask"))
+async def ask_change(cb: CallbackQuery, callback_data: ChangeCb, user: User, tr: Translator,
+                     ledger: Ledger) -> None:
+    """Says what the change will do before it is done; a choice the ledger would refuse is
+    refused here already (the same typed errors), so no confirmation promises the impossible."""
+    sub = await _own(ledger, callback_data.sub, user)
+    _current(sub)
+    plan = await ledger.plan(callback_data.plan)
+    if plan.status != "active" or plan.seller_id != sub.seller_id \
+            or plan.currency != sub.currency:
+        raise PlanNotFound(callback_data.plan)
+    price = plan.prices.get(callback_data.months)
+    if price is None:
+        raise PeriodNotOffered(str(callback_data.months))
+    if (plan.id, callback_data.months) == (sub.plan_id, sub.months):
+        raise SamePlan(sub.public_id)
+    diff = prorated_difference(sub, price, datetime.now(UTC))
+    then = dict(price=money(price, plan.currency), period=period_name(tr, callback_data.months),
+                date=day(sub.current_period_end))
+    if diff > 0:
+        what = tr("sub.change.charge", amount=money(diff, sub.currency), **then)
+    elif diff < 0:
+        what = tr("sub.change.credit", amount=money(-diff, sub.currency), **then)
+    else:
+        what = tr("sub.change.even", **then)
+    head = tr("sub.change.confirm", old=escape(sub.plan_name or ""), new=escape(plan.name),
+              period=then["period"])
+    await edit(cb, f"{head}\n{what}",
+               change_confirm_keyboard(tr, sub.public_id, plan.public_id, callback_data.months))
+    await cb.answer()
+
+
+@router.callback_query(ChangeCb.filter(F.action == "do"))
+async def do_change(cb: CallbackQuery, callback_data: ChangeCb, user: User, tr: Translator,
+                    ledger: Ledger, cfg: BotConfig) -> None:
+    """InsufficientFunds, SamePlan, PeriodNotOffered, AlreadySubscribed, SubscriptionNotCurrent
+    are one sentence each (errors.py); the ledger then changed nothing."""
+    await _own(ledger, callback_data.sub, user)
+    change = await ledger.change_plan(callback_data.sub, user.id, callback_data.plan,
+                                      callback_data.months, ton_rate=cfg.ton_rate)
+    sub = change.subscription
+    said = dict(name=escape(sub.plan_name or ""), period=period_name(tr, sub.months))
+    if change.charged:
+        done = tr("sub.changed.charged", amount=money(change.charged, sub.currency), **said)
+    elif change.credited:
+        done = tr("sub.changed.credited", amount=money(change.credited, sub.currency), **said)
+    else:
+        done = tr("sub.changed.even", **said)
+    await cb.answer()
+    text, markup = await _view(tr, ledger, user)
+    await edit(cb, fit(f"{done}\n\n{text}"), markup)

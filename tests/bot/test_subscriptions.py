@@ -1,12 +1,14 @@
 """Buyers and subscriptions in the chat: the plan card of `/start sub_<plan>`, subscribing (a
 trial, or the first period's invoice paid like any invoice), `/subscriptions` with the next
-charge, and cancelling — at the period's end or now."""
+charge, cancelling — at the period's end or now — and changing plan or period (prorated)."""
 
 from __future__ import annotations
 
 from bot.telegram.render import day
 from ledger.accounts import balance
 from ledger.core import Ledger
+from ledger.plans import Plan
+from ledger.subscriptions import Subscription
 from tests.bot.client import TgClient
 
 
@@ -48,7 +50,8 @@ async def test_subscribe_and_pay_the_first_period_from_the_balance(person, ledge
     assert listed.plain == (
         "📅 Your subscriptions\n\n📅 Premium club — ✅ active\n5.00 Liquid $ for 1 month\n"
         f"Next charge: {day(sub.current_period_end)}, 5.00 Liquid $.")
-    assert listed.button_texts == ["⏹ Premium club: cancel at period end",
+    assert listed.button_texts == ["🔁 Premium club: change plan",
+                                   "⏹ Premium club: cancel at period end",
                                    "✖️ Premium club: cancel now"]
 
 
@@ -168,3 +171,97 @@ async def test_russian_texts(person, ledger: Ledger) -> None:
     assert "⏳ ждёт оплаты" in listed.plain and "Оплатите первый счёт (13.50 Liquid $)" in (
         listed.plain)
     assert listed.button_texts == ["✖️ Premium club: отменить сейчас"]
+
+
+async def _active(ledger: Ledger, plan: Plan, buyer: TgClient, months: int = 1) -> Subscription:
+    done = await ledger.subscribe(plan.public_id, buyer.user.id, months)
+    assert done.invoice is not None
+    await ledger.pay_from_balance(done.invoice, buyer.user.id, f"test-{done.invoice}")
+    return await ledger.subscription(done.subscription.public_id)
+
+
+async def test_an_upgrade_charges_the_difference_and_shows_the_new_plan(person, ledger: Ledger,
+                                                                       engine) -> None:
+    seller, buyer = await person(), await person(balance=2000)
+    basic = await _plan(ledger, seller, name="Basic", prices={1: 300, 3: 800})
+    await _plan(ledger, seller, name="Pro", prices={1: 900})
+    await _plan(ledger, seller, name="In TON", prices={1: 900}, currency="TON")
+    sub = await _active(ledger, basic, buyer)
+    [listed] = await buyer.send("/subscriptions")
+    [choices] = (await buyer.tap(listed, "change plan")).edited
+    assert choices.plain == (
+        "🔁 Change “Basic” (now 3.00 Liquid $ for 1 month): choose the new plan or period. "
+        "The difference for the rest of this period is charged or credited at once.")
+    # the current plan's other period first, then the seller's other plan in this currency;
+    # the current plan and period is not offered
+    assert choices.button_texts == ["Basic · 3 months · 8.00 Liquid $",
+                                    "Pro · 1 month · 9.00 Liquid $", "← Back"]
+    [confirm] = (await buyer.tap(choices, "Pro")).edited
+    # right after paying almost all the period is unused: ceil(900·u) − floor(300·u) = 601
+    ends = day(sub.current_period_end)
+    assert confirm.plain == (
+        "🔁 Change “Basic” to “Pro”, 1 month?\nYou will be charged about 6.01 Liquid $ now "
+        "(the unused part of this period, prorated) and 9.00 Liquid $ for 1 month from "
+        f"{ends}.")
+    assert await balance(engine, buyer.user.id) == 1700  # asking is not changing
+    tap = await buyer.tap(confirm, "Yes, change")
+    [after] = tap.edited
+    assert after.plain.startswith(
+        "🔁 Changed to “Pro”, 1 month: 6.01 Liquid $ charged from your balance.\n\n"
+        "📅 Your subscriptions\n\n📅 Pro — ✅ active\n9.00 Liquid $ for 1 month\n"
+        f"Next charge: {ends}, 9.00 Liquid $.")
+    assert await balance(engine, buyer.user.id) == 1700 - 601
+    [now] = await ledger.subscriptions_of_user(buyer.user.id)
+    assert (now.plan_name, now.amount, now.current_period_end) == (
+        "Pro", 900, sub.current_period_end)
+
+
+async def test_a_downgrade_credits_the_balance(person, ledger: Ledger, engine) -> None:
+    seller, buyer = await person(), await person(balance=900, language="ru")
+    await _plan(ledger, seller, name="Basic", prices={1: 300})
+    pro = await _plan(ledger, seller, name="Pro", prices={1: 900})
+    await _active(ledger, pro, buyer)
+    [listed] = await buyer.send("/subscriptions")
+    [choices] = (await buyer.tap(listed, "сменить тариф")).edited
+    [confirm] = (await buyer.tap(choices, "Basic")).edited
+    assert "Около 5.99 Liquid $ вернётся на ваш баланс сейчас" in confirm.plain
+    [after] = (await buyer.tap(confirm, "Да, сменить")).edited
+    assert after.plain.startswith(
+        "🔁 Тариф изменён на «Basic», 1 месяц: на баланс возвращено 5.99 Liquid $.")
+    assert await balance(engine, buyer.user.id) == 599  # floor(900·u) − ceil(300·u)
+    [now] = await ledger.subscriptions_of_user(buyer.user.id)
+    assert (now.plan_name, now.amount) == ("Basic", 300)
+
+
+async def test_an_upgrade_without_the_money_is_one_sentence_and_changes_nothing(
+        person, ledger: Ledger, engine) -> None:
+    seller, buyer = await person(), await person(balance=300)
+    basic = await _plan(ledger, seller, name="Basic", prices={1: 300})
+    await _plan(ledger, seller, name="Pro", prices={1: 900})
+    sub = await _active(ledger, basic, buyer)
+    [listed] = await buyer.send("/subscriptions")
+    [choices] = (await buyer.tap(listed, "change plan")).edited
+    [confirm] = (await buyer.tap(choices, "Pro")).edited
+    tap = await buyer.tap(confirm, "Yes, change")
+    assert tap.alert and tap.answer_text == (
+        "Not enough money: the invoice is 6.01 Liquid $, your balance is 0.00 Liquid $. "
+        "Top up with /balance.")
+    assert tap.edited == []
+    assert await balance(engine, buyer.user.id) == 0
+    assert await ledger.subscriptions_of_user(buyer.user.id) == [sub]
+
+
+async def test_the_same_plan_is_not_offered_nor_taken(person, ledger: Ledger) -> None:
+    seller, buyer = await person(), await person(balance=500)
+    plan = await _plan(ledger, seller, prices={1: 500})
+    sub = await _active(ledger, plan, buyer)
+    [listed] = await buyer.send("/subscriptions")
+    [choices] = (await buyer.tap(listed, "change plan")).edited
+    assert choices.plain == "There is no other plan or period to change “Premium club” to."
+    assert choices.button_texts == ["← Back"]
+    for action in ("ask", "do"):  # a forged tap on the same plan and period
+        tap = await buyer.press(choices, f"subch:{action}:{sub.public_id}:{plan.public_id}:1")
+        assert tap.alert and tap.answer_text == "You are already on this plan and period."
+    tap = await buyer.press(choices, f"subch:ask:{sub.public_id}:{plan.public_id}:6")
+    assert tap.alert and tap.answer_text == "This plan does not offer that period."
+    assert await ledger.subscriptions_of_user(buyer.user.id) == [sub]

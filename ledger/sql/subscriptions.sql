@@ -28,23 +28,34 @@ RETURNS bigint LANGUAGE sql STABLE AS $$
       FROM currencies c WHERE c.code = p_currency
 $$;
 
--- A subscription event: the seller's callback (default webhook, resolved at delivery) and,
--- when given, a Telegram notice to the subscriber.
+-- A subscription event's outbox rows: the seller's callback (to the default webhook, resolved
+-- at delivery) and, when given, a Telegram notice to the subscriber. A plain SELECT, so the
+-- planner inlines it where a whole batch is told at once (paybot_renew_due).
+CREATE OR REPLACE FUNCTION paybot_subscription_event_rows(
+    p_subscription text, p_seller bigint, p_subscriber bigint, p_period int, p_callback text,
+    p_telegram text, p_extra jsonb DEFAULT '{}')
+RETURNS TABLE (topic text, event_type text, payload jsonb)
+LANGUAGE sql STABLE AS $$
+    SELECT 'callback', p_callback, p_extra || jsonb_build_object(
+               'subscription', p_subscription, 'seller_id', p_seller, 'url', NULL,
+               'period_index', p_period)
+     WHERE p_callback IS NOT NULL
+       AND EXISTS (SELECT 1 FROM seller_webhooks w WHERE w.user_id = p_seller
+                                                    AND w.url IS NOT NULL)
+    UNION ALL
+    SELECT 'telegram', p_telegram, p_extra || jsonb_build_object(
+               'recipient', p_subscriber, 'subscription', p_subscription,
+               'period_index', p_period)
+     WHERE p_telegram IS NOT NULL
+$$;
+
 CREATE OR REPLACE FUNCTION paybot_subscription_event(s subscriptions, p_callback text,
                                                      p_telegram text, p_extra jsonb DEFAULT '{}')
 RETURNS void LANGUAGE sql AS $$
     INSERT INTO outbox (topic, event_type, payload)
-    SELECT 'callback', p_callback, p_extra || jsonb_build_object(
-               'subscription', s.public_id, 'seller_id', s.seller_id, 'url', NULL,
-               'period_index', s.period_index)
-     WHERE p_callback IS NOT NULL
-       AND EXISTS (SELECT 1 FROM seller_webhooks w WHERE w.user_id = s.seller_id
-                                                    AND w.url IS NOT NULL)
-    UNION ALL
-    SELECT 'telegram', p_telegram, p_extra || jsonb_build_object(
-               'recipient', s.subscriber_id, 'subscription', s.public_id,
-               'period_index', s.period_index)
-     WHERE p_telegram IS NOT NULL
+    SELECT * FROM paybot_subscription_event_rows(s.public_id, s.seller_id, s.subscriber_id,
+                                                 s.period_index, p_callback, p_telegram,
+                                                 p_extra)
 $$;
 
 -- The subscription has ended (cancelled or expired): its open period invoices are voided (no
@@ -376,20 +387,10 @@ BEGIN
         RETURNING x.*
     )
     INSERT INTO outbox (topic, event_type, payload)
-    SELECT e.topic, e.event_type, e.payload
-      FROM moved m
-      JOIN paybot_renewing r ON r.sub_id = m.id
-     CROSS JOIN LATERAL (
-        SELECT 'callback' AS topic, 'subscription_renewed' AS event_type,
-               jsonb_build_object('subscription', m.public_id, 'seller_id', m.seller_id,
-                                  'url', NULL, 'period_index', m.period_index,
-                                  'invoice', r.invoice) AS payload
-         WHERE EXISTS (SELECT 1 FROM seller_webhooks w WHERE w.user_id = m.seller_id
-                                                        AND w.url IS NOT NULL)
-        UNION ALL
-        SELECT 'telegram', 'subscription.renewed',
-               jsonb_build_object('recipient', m.subscriber_id, 'subscription', m.public_id,
-                                  'period_index', m.period_index, 'invoice', r.invoice)) e;
+    SELECT e.* FROM moved m JOIN paybot_renewing r ON r.sub_id = m.id
+     CROSS JOIN LATERAL paybot_subscription_event_rows(
+         m.public_id, m.seller_id, m.subscriber_id, m.period_index, 'subscription_renewed',
+         'subscription.renewed', jsonb_build_object('invoice', r.invoice)) e;
 
     -- Short of money: past due (told once), tried again in a few hours.
     WITH short AS (
@@ -404,19 +405,10 @@ BEGIN
                   r.invoice
     )
     INSERT INTO outbox (topic, event_type, payload)
-    SELECT e.topic, e.event_type, e.payload
-      FROM short m
-     CROSS JOIN LATERAL (
-        SELECT 'callback' AS topic, 'subscription_past_due' AS event_type,
-               jsonb_build_object('subscription', m.public_id, 'seller_id', m.seller_id,
-                                  'url', NULL, 'period_index', m.period_index,
-                                  'invoice', m.invoice) AS payload
-         WHERE EXISTS (SELECT 1 FROM seller_webhooks w WHERE w.user_id = m.seller_id
-                                                        AND w.url IS NOT NULL)
-        UNION ALL
-        SELECT 'telegram', 'subscription.past_due',
-               jsonb_build_object('recipient', m.subscriber_id, 'subscription', m.public_id,
-                                  'period_index', m.period_index, 'invoice', m.invoice)) e
+    SELECT e.* FROM short m
+     CROSS JOIN LATERAL paybot_subscription_event_rows(
+         m.public_id, m.seller_id, m.subscriber_id, m.period_index, 'subscription_past_due',
+         'subscription.past_due', jsonb_build_object('invoice', m.invoice)) e
      WHERE m.was <> 'past_due';
 
     RETURN QUERY

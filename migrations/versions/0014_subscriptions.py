@@ -15,7 +15,7 @@ branch_labels = None
 depends_on = None
 
 # ledger.sql.checksum() of the files this revision applies
-SQL_FILES_SHA256 = "8196cdec29bd41e1a6e052227bea45a060d96fc4a6af36cdbeb75cc2e00d9c40"
+SQL_FILES_SHA256 = "6823e3d71286e4fb8e86740ea4d56c31db60e7fd256a5f4fe34911d97250a3f2"
 
 LIVE = "('incomplete', 'trialing', 'active', 'past_due')"
 

@@ -39,6 +39,7 @@ DYNAMIC: Final = (
     N_("page.err_too_slow"), N_("page.err_unknown_tag"), N_("page.err_unreadable"),
     N_("page.status_draft"), N_("page.status_void"), N_("page.status_uncollectible"),
     N_("page.void_text"), N_("page.uncollectible_text"),
+    N_("page.err_own_plan"), N_("page.err_already_subscribed"), N_("page.err_period_not_offered"),
 )
 
 

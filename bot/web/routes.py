@@ -17,6 +17,8 @@ GET  /pay/<id>/qr.png     QR of the wallet link (or of the page once it cannot b
 GET  /pay/<id>/qr.svg     `?tag=<tag>` puts that payer's comment in it
 GET  /pay/<id>/invoice.pdf the invoice as a PDF (the page's language; a PAID, VOID,
                           UNCOLLECTIBLE stamp; DRAFT for a draft)
+GET  /sub/<plan>          a plan's page; POST /sub/<plan>/subscribe from the Mini App
+                          (bot/web/plan_page.py)
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from bot.web.auth import (
 from bot.web.claims import guest_claim, payer_info
 from bot.web.guard import PageGuard
 from bot.web.i18n import normalize, request_language, t
+from bot.web.plan_page import PlanPages
 from bot.web.view import (
     KnownBuyers,
     PayConfig,
@@ -101,6 +104,11 @@ _TEXT_OF_CODE: dict[str, str] = {
     "unknown_tag": "err_unknown_tag",
     "tag_taken": "err_tag_taken",
     "invalid_guest_key": "err_no_guest",
+    "plan_not_found": "plan_not_found_text",
+    "own_plan": "err_own_plan",
+    "already_subscribed": "err_already_subscribed",
+    "period_not_offered": "err_period_not_offered",
+    "invalid_plan": "err_bad_request",
 }
 
 
@@ -483,5 +491,8 @@ def setup_pay_pages(
     r.add_get("/pay/{invoice_id}/qr.png", _safe(pages.qr_png, False, guard))
     r.add_get("/pay/{invoice_id}/qr.svg", _safe(pages.qr_svg, False, guard))
     r.add_get("/pay/{invoice_id}/invoice.pdf", _safe(pages.pdf, False, guard))
+    plans = PlanPages(pages, settings.ledger.ton_rate)
+    r.add_get("/sub/{plan_id}", _safe(plans.page, False, guard))
+    r.add_post("/sub/{plan_id}/subscribe", _safe(plans.subscribe, True, guard, kind="pay"))
     r.add_get(render.STATIC_PREFIX + "/{name}", pages.static.handle)
     return pages

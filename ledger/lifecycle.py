@@ -12,7 +12,6 @@ from ledger.db import Executor, fetch_one
 from ledger.errors import InvalidInvoice, InvoiceNotFound
 from ledger.invoices import NewInvoice
 from ledger.models import INVOICE_FIELDS, Invoice, User
-from ledger.money import quote_ton
 from ledger.users import get_user
 
 REASON_MAX = 500
@@ -37,12 +36,6 @@ def _reason(reason: str | None) -> str | None:
     return reason or None
 
 
-def _quote(invoice_amount: int, currency: str, ton_rate: Decimal | None) -> int | None:
-    if ton_rate is None:
-        return None
-    return invoice_amount if currency == "TON" else quote_ton(invoice_amount, currency, ton_rate)
-
-
 async def update_draft(db: Executor, seller_id: int, public_id: str,
                        request: NewInvoice) -> Invoice:
     """Replace a draft with a checked request (InvoiceNotDraft once it is issued)."""
@@ -64,12 +57,8 @@ async def finalize_invoice(db: Executor, seller_id: int, public_id: str,
                            ton_rate: Decimal | None = None) -> Invoice:
     """Issue a draft: numbered, amounts frozen, the TON quote locked at `ton_rate` (when given),
     the link live. An issued invoice comes back unchanged."""
-    current = await fetch_one(db, "SELECT amount, currency FROM invoices WHERE public_id = "
-                                  "upper(:id)", id=public_id)
-    ton_amount = _quote(current["amount"], current["currency"], ton_rate) if current else None
-    row = await fetch_one(db, "SELECT * FROM finalize_invoice(:id, :seller, :ton, :rate)",
-                          id=public_id, seller=seller_id, ton=ton_amount,
-                          rate=ton_rate if ton_amount is not None else None)
+    row = await fetch_one(db, "SELECT * FROM finalize_invoice(:id, :seller, :rate)",
+                          id=public_id, seller=seller_id, rate=ton_rate)
     return _invoice(row, public_id)
 
 
@@ -111,16 +100,10 @@ async def send_invoice(db: Executor, seller_id: int, public_id: str, to: int | s
     """Send to a Telegram user who started the bot (RecipientNotFound otherwise), or as a link;
     a draft is issued first."""
     telegram_id, username = parse_recipient(to)
-    current = await fetch_one(db, "SELECT amount, currency, status FROM invoices "
-                                  "WHERE public_id = upper(:id)", id=public_id)
-    ton_amount = None
-    if current is not None and current["status"] == "draft":
-        ton_amount = _quote(current["amount"], current["currency"], ton_rate)
     row = await fetch_one(
         db, f"SELECT {_ROW}, r_recipient FROM send_invoice(:id, :seller, :tg, :username, "
-            ":ton, :rate)",
-        id=public_id, seller=seller_id, tg=telegram_id, username=username, ton=ton_amount,
-        rate=ton_rate if ton_amount is not None else None)
+            ":rate)",
+        id=public_id, seller=seller_id, tg=telegram_id, username=username, rate=ton_rate)
     invoice = _invoice(row, public_id)
     recipient = None
     if row is not None and row["r_recipient"] is not None:

@@ -251,3 +251,19 @@ async def test_cancelled_stays_the_quick_paths_word(ledger, make_user) -> None:
         other, _ = await ledger.issue_invoice(new_invoice(seller_id=seller.id, title="B",
                                                           amount=500))
         await ledger.pay_from_balance(other.public_id, buyer.id, "k2")
+
+
+async def test_issuing_prices_the_draft_as_it_stands_at_the_rate_given(ledger, make_user) -> None:
+    """The TON quote is locked when the draft is issued, from the amount on the locked row: an
+    edit just before issuing is priced as edited, never at the old amount."""
+    seller = await make_user()
+    draft, _ = await ledger.issue_invoice(new_invoice(seller_id=seller.id, title="A",
+                                                      amount=1000, ton_rate=Decimal(5),
+                                                      draft=True))
+    assert draft.ton_amount == 2 * 10**9
+    await ledger.update_draft(seller.id, draft.public_id, new_invoice(
+        seller_id=seller.id, title="A", amount=2000, draft=True))
+    issued = await ledger.finalize_invoice(seller.id, draft.public_id, ton_rate=Decimal(4))
+    assert (issued.amount, issued.ton_amount) == (2000, 5 * 10**9)
+    sent = await ledger.send_invoice(seller.id, draft.public_id, None, ton_rate=Decimal(8))
+    assert sent.invoice.ton_amount == 5 * 10**9  # issued already: the quote stays locked

@@ -42,9 +42,9 @@ END $$;
 
 -- Issue a draft: it gets its number, its amounts are frozen, the link goes live; the link
 -- lives as long from now as the draft's expiry was from its last edit. The TON quote is locked
--- now when the caller gives one. Issuing an issued invoice returns it unchanged.
+-- now at the caller's rate, from the locked row's amount (an edit a moment earlier is priced
+-- as it stands). Issuing an issued invoice returns it unchanged.
 CREATE OR REPLACE FUNCTION finalize_invoice(p_invoice text, p_seller bigint,
-                                            p_ton_amount bigint DEFAULT NULL,
                                             p_ton_rate numeric DEFAULT NULL)
 RETURNS invoices LANGUAGE plpgsql AS $$
 DECLARE v invoices%ROWTYPE; v_year int := extract(year FROM now() AT TIME ZONE 'UTC')::int;
@@ -64,8 +64,9 @@ BEGIN
        SET status = 'pending', issued_at = now(), updated_at = now(),
            number = 'INV-' || v_year || '-' || lpad(v_n::text, greatest(4, length(v_n::text)), '0'),
            expires_at = now() + greatest(expires_at - updated_at, interval '1 minute'),
-           ton_amount = coalesce(p_ton_amount, ton_amount),
-           ton_rate = coalesce(p_ton_rate, ton_rate)
+           ton_amount = coalesce(paybot_quote_ton(amount, currency, p_ton_rate), ton_amount),
+           ton_rate = CASE WHEN p_ton_rate > 0 AND currency <> 'TON' THEN p_ton_rate
+                           ELSE ton_rate END
      WHERE id = v.id RETURNING * INTO v;
     RETURN v;
 END $$;
@@ -115,8 +116,7 @@ END $$;
 -- @username), or as a link (neither given). A draft is issued first. Sending again is allowed
 -- (a new message). Returns the invoice and the recipient's users.id (NULL for a link).
 CREATE OR REPLACE FUNCTION send_invoice(p_invoice text, p_seller bigint, p_to_telegram bigint,
-                                        p_to_username text, p_ton_amount bigint DEFAULT NULL,
-                                        p_ton_rate numeric DEFAULT NULL)
+                                        p_to_username text, p_ton_rate numeric DEFAULT NULL)
 RETURNS TABLE (r_invoice invoices, r_recipient bigint)
 LANGUAGE plpgsql AS $$
 DECLARE v invoices%ROWTYPE; v_to bigint;
@@ -132,7 +132,7 @@ BEGIN
         PERFORM paybot_raise('recipient_not_found',
                              left(coalesce(p_to_telegram::text, p_to_username), 40));
     END IF;
-    v := finalize_invoice(p_invoice, p_seller, p_ton_amount, p_ton_rate);
+    v := finalize_invoice(p_invoice, p_seller, p_ton_rate);
     IF v.status <> 'pending' OR v.expires_at <= now() THEN
         PERFORM paybot_raise_not_payable(v.id);
     ELSIF v_to = v.seller_id THEN

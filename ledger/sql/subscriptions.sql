@@ -330,6 +330,7 @@ BEGIN
            FROM paybot_renewing r JOIN subscriptions x ON x.id = r.sub_id WHERE r.is_new),
         (SELECT array_agg(x.amount ORDER BY r.n)
            FROM paybot_renewing r JOIN subscriptions x ON x.id = r.sub_id WHERE r.is_new),
+        -- the TON quote as paybot_quote_ton, its scale looked up once per currency, not per row
         (SELECT array_agg(CASE WHEN x.currency = 'TON' THEN x.amount
                                WHEN p_rate > 0 THEN ceil(x.amount * 1e9 / (p_rate * c.scale))
                           END::bigint ORDER BY r.n)

@@ -15,7 +15,7 @@ branch_labels = None
 depends_on = None
 
 # ledger.sql.checksum() of the files this revision applies
-SQL_FILES_SHA256 = "6823e3d71286e4fb8e86740ea4d56c31db60e7fd256a5f4fe34911d97250a3f2"
+SQL_FILES_SHA256 = "faa369bcd5e0b952ec94fc55740f1a535d784a9ee5288b25f411da313000e580"
 
 LIVE = "('incomplete', 'trialing', 'active', 'past_due')"
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, SecretStr
+from pydantic import AfterValidator, BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.ratelimit import Rate
@@ -134,6 +134,11 @@ class JobSettings(BaseSettings):
     digest_hour_utc: int = Field(default=9, ge=0, le=23)
     # Subscription renewals (and their reminders, 3 days before) are looked for this often.
     renew_seconds: float = Field(default=60.0, ge=5, le=3600)
+    # Telegram Stars: getStarTransactions read against the ledger (missed payments settled,
+    # refunds in flight completed, mismatches told to the operator).
+    stars_reconcile_seconds: float = Field(default=300.0, ge=10, le=86400)
+    # Browser card checkouts (Stripe, YooKassa) whose webhook has not come: asked by id.
+    card_sessions_seconds: float = Field(default=120.0, ge=10, le=86400)
 
 
 class ApiSettings(BaseSettings):
@@ -162,6 +167,41 @@ class ApiSettings(BaseSettings):
     callback_lease_seconds: float = Field(default=10.0, ge=1)
 
 
+class CardProvider(BaseModel):
+    """A Telegram Payments provider (BotFather -> Payments) for one currency."""
+    provider: str = Field(pattern=r"^[a-z0-9_]{1,32}$")  # becomes the method card:<provider>
+    token: SecretStr
+
+
+class PaymentSettings(BaseSettings):
+    """Cards and Telegram Stars. Rates lock each quote when a card or Stars payment is offered."""
+    model_config = _config("PAYMENTS_")
+    # Telegram Payments, per currency: {"USD": {"provider": "stripe", "token": "..."}}.
+    telegram_card: dict[str, CardProvider] = {}
+    # Units of a provider currency per 1 Liquid $ (a TON invoice: times its locked TON rate).
+    # "XTR" (Telegram Stars) present = Stars offered.
+    rates: dict[str, Decimal] = {"XTR": Decimal("77"), "USD": Decimal("1")}
+    quote_minutes: int = Field(default=30, ge=1, le=24 * 60)
+    # Cards in a plain browser (the /pay page), per currency: {"USD": "stripe", "RUB": "yookassa"}.
+    web_card: dict[str, Literal["stripe", "yookassa"]] = {}
+    stripe_secret_key: SecretStr | None = None
+    stripe_webhook_secret: SecretStr | None = None
+    stripe_api_base: str | None = None  # tests point the SDK at a local stand-in
+    yookassa_shop_id: str | None = None
+    yookassa_secret_key: SecretStr | None = None
+    yookassa_api_url: str | None = None  # tests point the SDK at a local stand-in
+
+    @property
+    def stars_enabled(self) -> bool:
+        return "XTR" in self.rates
+
+
+class OperatorSettings(BaseSettings):
+    """Who runs this paybot: told in Telegram about held payments and mismatches."""
+    model_config = _config("OPERATOR_")
+    telegram_ids: list[int] = []
+
+
 class Settings:
     """All groups together, read from the environment once."""
 
@@ -173,3 +213,5 @@ class Settings:
         self.ton = TonSettings()
         self.jobs = JobSettings()
         self.api = ApiSettings()
+        self.payments = PaymentSettings()
+        self.operator = OperatorSettings()

@@ -23,7 +23,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ledger import lifecycle, manual_payments, plans, seller_settings, subscriptions
+from ledger import lifecycle, manual_payments, plans, rails, seller_settings, subscriptions
 from ledger.batcher import PaymentBatcher
 from ledger.errors import InvalidAmount, InvoiceNotFound
 from ledger.invoice_batches import InvoiceCreator
@@ -35,6 +35,15 @@ from ledger.models import Invoice, PaymentResult
 from ledger.outbox import DeliveredMarks
 from ledger.payments import IDEMPOTENCY_KEY_MAX, canonical_invoice_id
 from ledger.plans import Plan
+from ledger.rails import (
+    Precheck,
+    RailPayment,
+    RailQuote,
+    RailRefund,
+    RailSettlement,
+    ReconcileReport,
+    StarTx,
+)
 from ledger.seller_settings import SellerSettings
 from ledger.subscriptions import (
     DEFAULT_GRACE,
@@ -169,6 +178,94 @@ class Ledger:
     async def payments_of_invoice(self, public_id: str,
                                   seller_id: int | None) -> list[InvoicePayment]:
         return await manual_payments.payments_of_invoice(self.engine, public_id, seller_id)
+
+    # --- cards and Telegram Stars (ledger/rails.py) ------------------------------------------
+
+    async def quote_rail(self, **request: Any) -> RailQuote:
+        """Lock the price of a card or Stars payment (see rails.quote_rail for the fields)."""
+        return await rails.quote_rail(self.engine, **request)
+
+    async def rail_quote(self, token: str) -> RailQuote:
+        return await rails.rail_quote(self.engine, token)
+
+    async def rail_quote_by_ref(self, provider_ref: str) -> RailQuote:
+        return await rails.rail_quote_by_ref(self.engine, provider_ref)
+
+    async def attach_provider_ref(self, token: str, provider_ref: str) -> RailQuote:
+        return await rails.attach_provider_ref(self.engine, token, provider_ref)
+
+    async def open_web_quotes(self, older_than_seconds: int, limit: int = 100) -> list[RailQuote]:
+        return await rails.open_web_quotes(self.engine, older_than_seconds, limit)
+
+    async def precheck_rail(self, token: str, *, currency: str, amount: int,
+                            payer_id: int | None) -> Precheck:
+        return await rails.precheck_rail(self.engine, token, currency=currency, amount=amount,
+                                         payer_id=payer_id)
+
+    async def settle_rail_payment(self, **payment: Any) -> RailSettlement:
+        """Money a provider reports: paid, credited or held, once per (rail, reference)."""
+        result = await rails.settle_rail_payment(self.engine, **payment)
+        if result.invoice_public_id:
+            self.recent.forget(result.invoice_public_id)
+        return result
+
+    async def rail_payments(self, *, held_only: bool = False, rail: str | None = None,
+                            limit: int = 50) -> list[RailPayment]:
+        return await rails.rail_payments(self.engine, held_only=held_only, rail=rail,
+                                         limit=limit)
+
+    async def rail_payment(self, rail_payment_id: int) -> RailPayment:
+        return await rails.rail_payment(self.engine, rail_payment_id)
+
+    async def rail_payment_by_reference(self, rail: str, reference: str) -> RailPayment | None:
+        return await rails.rail_payment_by_reference(self.engine, rail, reference)
+
+    async def rail_payments_of_invoice(self, public_id: str) -> list[RailPayment]:
+        return await rails.rail_payments_of_invoice(self.engine, public_id)
+
+    async def begin_rail_refund(self, rail_payment_id: int, *, seller_id: int | None,
+                                actor_id: int | None, reason: str) -> RailRefund:
+        return await rails.begin_rail_refund(self.engine, rail_payment_id, seller_id=seller_id,
+                                             actor_id=actor_id, reason=reason)
+
+    async def complete_rail_refund(self, refund_id: int) -> RailRefund:
+        refund = await rails.complete_rail_refund(self.engine, refund_id)
+        await self._forget_payment_invoice(refund.rail_payment_id)
+        return refund
+
+    async def fail_rail_refund(self, refund_id: int, error: str) -> RailRefund:
+        return await rails.fail_rail_refund(self.engine, refund_id, error)
+
+    async def record_rail_refund(self, rail_payment_id: int, *, actor_id: int | None,
+                                 reason: str) -> RailRefund:
+        refund = await rails.record_rail_refund(self.engine, rail_payment_id,
+                                                actor_id=actor_id, reason=reason)
+        await self._forget_payment_invoice(rail_payment_id)
+        return refund
+
+    async def pending_rail_refunds(self, older_than_seconds: int) -> list[RailRefund]:
+        return await rails.pending_rail_refunds(self.engine, older_than_seconds)
+
+    async def reconcile_star_transactions(self, txs: list[StarTx]) -> ReconcileReport:
+        report = await rails.reconcile_star_transactions(self.engine, txs)
+        for settled in report.settled:
+            if settled.invoice_public_id:
+                self.recent.forget(settled.invoice_public_id)
+        return report
+
+    async def star_cursor(self) -> int:
+        return await rails.star_cursor(self.engine)
+
+    async def advance_star_cursor(self, position: int) -> int:
+        return await rails.advance_star_cursor(self.engine, position)
+
+    async def stars_received(self) -> dict[str, int]:
+        return await rails.stars_received(self.engine)
+
+    async def _forget_payment_invoice(self, rail_payment_id: int) -> None:
+        payment = await rails.rail_payment(self.engine, rail_payment_id)
+        if payment.invoice_public_id:
+            self.recent.forget(payment.invoice_public_id)
 
     async def seller_settings(self, seller_id: int) -> SellerSettings:
         return await seller_settings.get_seller_settings(self.engine, seller_id)

@@ -247,6 +247,35 @@ class OwnPlan(LedgerError):
     message = "You cannot subscribe to your own plan."
 
 
+# --- cards and Telegram Stars (PB04x) ----------------------------------------------------------
+
+
+class QuoteNotFound(LedgerError):
+    code, kind, sqlstate = "quote_not_found", Kind.NOT_FOUND, "PB040"
+    message = "This card or Stars payment offer is unknown."
+
+
+class RailPaymentNotFound(LedgerError):
+    code, kind, sqlstate = "rail_payment_not_found", Kind.NOT_FOUND, "PB041"
+    message = "No such card or Stars payment."
+
+
+class RefundNotSupported(LedgerError):
+    code, kind, sqlstate = "refund_not_supported", Kind.CONFLICT, "PB042"
+    message = ("A card payment is refunded in the payment provider's dashboard; the operator "
+               "then records it.")
+
+
+class AlreadyRefunded(LedgerError):
+    code, kind, sqlstate = "already_refunded", Kind.CONFLICT, "PB043"
+    message = "This payment has already been refunded (or its refund is under way)."
+
+
+class RefundNotPending(LedgerError):
+    code, kind, sqlstate = "refund_not_pending", Kind.CONFLICT, "PB044"
+    message = "This refund is already finished."
+
+
 class ImmutableRecord(LedgerError):
     code, kind, sqlstate = "immutable_record", Kind.CONFLICT, "PB900"
     message = "Money records cannot be changed or deleted."

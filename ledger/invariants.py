@@ -80,18 +80,44 @@ CHECKS: dict[str, str] = {
           FROM invoices i
          WHERE i.kind = 'one_time' AND i.uses = 1
            AND NOT EXISTS (SELECT 1 FROM grants g WHERE g.invoice_id = i.id)""",
+    # (a refunded payment gives its use back: reversed payments do not count)
     "multi_use_uses_match_payments": """
-        SELECT 'invoice ' || i.public_id || ' uses ' || i.uses || ' but '
-               || (SELECT count(*) FROM payments p WHERE p.invoice_id = i.id) || ' payments'
-               AS detail
+        SELECT 'invoice ' || i.public_id || ' uses ' || i.uses || ' but ' || n.live
+               || ' payments' AS detail
           FROM invoices i
-         WHERE i.kind = 'multi_use'
-           AND i.uses <> (SELECT count(*) FROM payments p WHERE p.invoice_id = i.id)""",
+          CROSS JOIN LATERAL (SELECT count(*) AS live FROM payments p
+                               WHERE p.invoice_id = i.id AND NOT EXISTS (
+                                   SELECT 1 FROM payment_reversals r
+                                    WHERE r.payment_id = p.id)) n
+         WHERE i.kind = 'multi_use' AND i.uses <> n.live""",
     "every_whole_payment_has_a_grant": """
         SELECT 'payment ' || p.id || ' has no grant' AS detail
           FROM payments p JOIN invoices i ON i.id = p.invoice_id
           LEFT JOIN grants g ON g.payment_id = p.id
          WHERE g.id IS NULL AND (i.kind = 'multi_use' OR p.method <> 'manual')""",
+    # Cards and Stars (ledger/rails.py): a settled one is an ordinary payment of its rail; the
+    # provider money held in suspense is exactly the held payments no refund took out yet.
+    "rail_payment_is_a_payment_of_its_rail": """
+        SELECT 'rail payment ' || r.id || ' -> payment ' || coalesce(p.method, 'none')
+               AS detail
+          FROM rail_payments r LEFT JOIN payments p ON p.id = r.payment_id
+         WHERE r.outcome = 'paid' AND (p.id IS NULL OR p.method <> r.rail
+                                       OR p.amount <> r.ledger_amount)""",
+    "held_rail_money_is_in_suspense": """
+        SELECT c.code || ' suspense ' || coalesce(a.total, 0) || ' but held '
+               || coalesce(h.total, 0) AS detail
+          FROM currencies c
+          LEFT JOIN (SELECT x.currency, sum(e.amount) AS total FROM accounts x
+                       JOIN entries e ON e.account_id = x.id
+                      WHERE x.system_name = 'suspense' GROUP BY x.currency) a
+                 ON a.currency = c.code
+          LEFT JOIN (SELECT r.currency, sum(r.amount) AS total FROM rail_payments r
+                      WHERE r.outcome = 'held' AND NOT EXISTS (
+                          SELECT 1 FROM rail_refunds f WHERE f.rail_payment_id = r.id
+                             AND f.status IN ('pending', 'done'))
+                      GROUP BY r.currency) h ON h.currency = c.code
+         WHERE c.code NOT IN ('TON', 'LIQ')  -- TON suspense is the watcher's (ton_holds)
+           AND coalesce(a.total, 0) <> coalesce(h.total, 0)""",
     "payment_matches_its_invoice": """
         SELECT 'payment ' || p.id || ' of ' || p.amount || ' ' || p.currency
                || ' for invoice ' || i.public_id AS detail

@@ -221,11 +221,16 @@ async def guest_purchase(db: Executor, invoice_public_id: str,
                  WHERE x.payer_tag_id = t.id AND x.outcome IN ('paid', 'excess', 'partial'))
                    AS received,
                (SELECT count(*) FROM ton_transfers x
-                 WHERE x.payer_tag_id = t.id AND x.payment_id IS NOT NULL) AS payments,
+                 WHERE x.payer_tag_id = t.id AND x.payment_id IS NOT NULL)
+               + (SELECT count(*) FROM rail_payments r  -- by card from this browser
+                   WHERE r.payer_tag_id = t.id AND r.payment_id IS NOT NULL) AS payments,
                (SELECT count(*) FROM ton_transfers x
                  WHERE x.payer_tag_id = t.id AND x.outcome = 'partial') AS partials,
-               (SELECT bool_and(g.user_id IS NOT NULL) FROM ton_transfers x
-                  JOIN grants g ON g.payment_id = x.payment_id WHERE x.payer_tag_id = t.id)
+               (SELECT bool_and(g.user_id IS NOT NULL) FROM grants g
+                 WHERE g.payment_id IN (
+                     SELECT x.payment_id FROM ton_transfers x WHERE x.payer_tag_id = t.id
+                     UNION ALL
+                     SELECT r.payment_id FROM rail_payments r WHERE r.payer_tag_id = t.id))
                    AS claimed
           FROM payer_tags t JOIN invoices i ON i.id = t.invoice_id
          WHERE i.public_id = :invoice AND t.guest_key = :guest

@@ -56,3 +56,11 @@ CREATE TRIGGER subscription_periods_no_delete BEFORE DELETE OR TRUNCATE ON subsc
     FOR EACH STATEMENT EXECUTE FUNCTION paybot_forbid_change();
 CREATE TRIGGER subscription_changes_immutable BEFORE UPDATE OR DELETE OR TRUNCATE
     ON subscription_changes FOR EACH STATEMENT EXECUTE FUNCTION paybot_forbid_change();
+CREATE TRIGGER rail_payments_immutable BEFORE UPDATE OR DELETE OR TRUNCATE ON rail_payments
+    FOR EACH STATEMENT EXECUTE FUNCTION paybot_forbid_change();
+CREATE TRIGGER rail_quotes_no_delete BEFORE DELETE OR TRUNCATE ON rail_quotes
+    FOR EACH STATEMENT EXECUTE FUNCTION paybot_forbid_change();
+CREATE TRIGGER rail_refunds_no_delete BEFORE DELETE OR TRUNCATE ON rail_refunds
+    FOR EACH STATEMENT EXECUTE FUNCTION paybot_forbid_change();
+CREATE TRIGGER rail_alerts_immutable BEFORE UPDATE OR DELETE OR TRUNCATE ON rail_alerts
+    FOR EACH STATEMENT EXECUTE FUNCTION paybot_forbid_change();

@@ -85,8 +85,12 @@ BEGIN
         PERFORM paybot_raise('tag_taken', 'user has a tag');
     END IF;
     UPDATE payer_tags SET user_id = p_user, bound_at = now() WHERE id = t.id RETURNING * INTO t;
-    FOR g IN SELECT gr.claim_token FROM ton_transfers tt JOIN grants gr ON gr.payment_id = tt.payment_id
-              WHERE tt.payer_tag_id = t.id AND gr.user_id IS NULL AND gr.claim_token IS NOT NULL
+    FOR g IN SELECT gr.claim_token FROM grants gr
+              WHERE gr.payment_id IN (
+                        SELECT tt.payment_id FROM ton_transfers tt WHERE tt.payer_tag_id = t.id
+                        UNION ALL  -- paid by card from the guest's browser (rails.sql)
+                        SELECT rp.payment_id FROM rail_payments rp WHERE rp.payer_tag_id = t.id)
+                AND gr.user_id IS NULL AND gr.claim_token IS NOT NULL
               ORDER BY gr.id LOOP
         PERFORM claim_grant(g.claim_token, p_user);
     END LOOP;

@@ -251,8 +251,9 @@ BEGIN
     RETURN QUERY SELECT r.payment_id, r.replayed, r.buyer_balance, r.grant_id, r.invoice_status;
 END $$;
 
--- Settle an invoice paid outside the internal balance (TON transfer seen by the watcher,
--- or a manual payment confirmed by the operator). Idempotent on the external reference.
+-- Settle an invoice paid outside the internal balance (TON transfer seen by the watcher, a card
+-- or Stars payment (paybot_rail_settle), or a manual payment confirmed by the operator).
+-- Idempotent on the external reference.
 -- The money comes from the system account of the method (chain_inflow / adjustments).
 CREATE OR REPLACE FUNCTION settle_external_payment(
     p_invoice text, p_method text, p_reference text, p_payer bigint, p_claim_token text,
@@ -294,6 +295,8 @@ BEGIN
         RETURNING id INTO v_tx;
     INSERT INTO entries (tx_id, account_id, currency, amount) VALUES
         (v_tx, paybot_system_account(CASE WHEN p_method = 'ton' THEN 'chain_inflow'
+                                          WHEN p_method = 'stars' THEN 'stars_inflow'
+                                          WHEN p_method LIKE 'card:%' THEN 'card_inflow'
                                           ELSE 'adjustments' END, v.currency), v.currency, -v_due);
     PERFORM paybot_credit_user(v_tx, v.seller_id, v.currency, v_due);
     INSERT INTO payments (invoice_id, payer_id, method, currency, amount, external_ref, ledger_tx_id)

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, Field, SecretStr
+from pydantic import AfterValidator, BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.ratelimit import Rate
+from ledger.rails import CURRENCY_EXP
 
 
 def _rate(text: str) -> str:
@@ -190,6 +191,18 @@ class PaymentSettings(BaseSettings):
     yookassa_shop_id: str | None = None
     yookassa_secret_key: SecretStr | None = None
     yookassa_api_url: str | None = None  # tests point the SDK at a local stand-in
+
+    @field_validator("rates", "telegram_card", "web_card")
+    @classmethod
+    def _known_currencies(cls, value: dict[str, Any]) -> dict[str, Any]:
+        # Refused at start-up, not at a buyer's tap: a currency whose minor units we do not
+        # know, or a rate that is not a positive number.
+        for code, item in value.items():
+            if code not in CURRENCY_EXP:
+                raise ValueError(f"currency {code!r} is not one paybot knows the minor units of")
+            if isinstance(item, Decimal) and not item > 0:
+                raise ValueError(f"the rate of {code} must be positive")
+        return value
 
     @property
     def stars_enabled(self) -> bool:

@@ -33,7 +33,7 @@ class InvoicePayment:
     """One payment of an invoice, as its seller sees it."""
 
     id: int
-    method: str  # internal | ton | manual
+    method: str  # internal | ton | manual | stars | card:<provider>
     amount: int
     currency: str
     reference: str | None

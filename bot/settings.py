@@ -191,6 +191,10 @@ class PaymentSettings(BaseSettings):
     yookassa_shop_id: str | None = None
     yookassa_secret_key: SecretStr | None = None
     yookassa_api_url: str | None = None  # tests point the SDK at a local stand-in
+    # Refuse YooKassa notifications from addresses YooKassa does not publish. Off by default:
+    # a notification is never trusted anyway (the payment is read back by id), and behind a
+    # proxy the address is the proxy's unless WEB_CLIENT_ADDRESS_HEADER is set.
+    yookassa_check_source: bool = False
 
     @field_validator("rates", "telegram_card", "web_card")
     @classmethod

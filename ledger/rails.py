@@ -216,7 +216,7 @@ async def quote_rail(
     db: Executor, *, purpose: str, rail: str, channel: str, currency: str, rate: Decimal,
     invoice: str | None = None, topup_amount: int | None = None, topup_currency: str = "LIQ",
     subscription: str | None = None, user_id: int | None = None, payer_tag: str | None = None,
-    ttl_seconds: int = 1800,
+    ttl_seconds: int = 1800, step: int = 1,
 ) -> RailQuote:
     """Lock the price of a card or Stars payment (one statement: the invoice is read and checked
     in SQL, so the quote is of the amount due at that moment)."""
@@ -225,16 +225,16 @@ async def quote_rail(
     check_rail(rail)
     if (rail == "stars") != (currency == STARS):
         raise InvalidAmount("Stars are paid in XTR, and XTR only with Stars")
-    if rate <= 0:
-        raise InvalidAmount("the rate must be positive")
+    if rate <= 0 or not 1 <= step <= 1000:
+        raise InvalidAmount("the rate must be positive and the step 1 to 1000")
     row = await fetch_one(
         db,
         "SELECT * FROM paybot_rail_quote(:token, :purpose, :rail, :channel, :currency, :exp,"
-        " :rate, :invoice, :topup, :topup_currency, :subscription, :user, :tag, :ttl)",
+        " :rate, :invoice, :topup, :topup_currency, :subscription, :user, :tag, :ttl, :step)",
         token=new_token(), purpose=purpose, rail=rail, channel=channel, currency=currency,
         exp=exponent(currency), rate=rate, invoice=invoice, topup=topup_amount,
         topup_currency=topup_currency, subscription=subscription, user=user_id, tag=payer_tag,
-        ttl=ttl_seconds,
+        ttl=ttl_seconds, step=step,
     )
     assert row is not None
     quote = await rail_quote(db, row["token"])
@@ -278,7 +278,8 @@ async def open_web_quotes(db: Executor, older_than_seconds: int,
                AND q.created_at > now() - interval '2 days'
                AND q.created_at <= now() - make_interval(secs => :age)
                AND NOT EXISTS (SELECT 1 FROM rail_payments r WHERE r.quote_id = q.id)
-             ORDER BY q.id LIMIT :limit""",
+             -- newest first: checkouts abandoned long ago never crowd out a fresh one
+             ORDER BY q.id DESC LIMIT :limit""",
         age=older_than_seconds, limit=limit,
     )
     return [RailQuote.from_row(r) for r in rows]

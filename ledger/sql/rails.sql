@@ -87,11 +87,11 @@ RETURNS text LANGUAGE sql STABLE AS $$
 $$;
 
 -- Lock the price of a card or Stars payment. p_rate: provider units per unit of the ledger
--- currency; the provider amount is rounded up at the currency's exponent.
+-- currency; the provider amount is rounded up at the currency's exponent (and p_step).
 CREATE OR REPLACE FUNCTION paybot_rail_quote(
     p_token text, p_purpose text, p_rail text, p_channel text, p_currency text, p_exp int,
     p_rate numeric, p_invoice text, p_topup bigint, p_topup_currency text, p_subscription text,
-    p_user bigint, p_tag text, p_ttl int)
+    p_user bigint, p_tag text, p_ttl int, p_step int DEFAULT 1)
 RETURNS TABLE (token text) LANGUAGE plpgsql AS $$
 DECLARE v invoices%ROWTYPE; s subscriptions%ROWTYPE; v_cur text; v_amount bigint;
         v_tag bigint; v_dec int; v_price bigint; v_refusal text;
@@ -137,7 +137,9 @@ BEGIN
         PERFORM paybot_raise('invalid_amount', 'unknown currency ' || v_cur);
     END IF;
     PERFORM paybot_rail_currency(p_currency, p_exp);
-    v_price := ceil(v_amount::numeric * p_rate * power(10::numeric, p_exp - v_dec))::bigint;
+    -- Rounded up to the provider's step (Stripe takes three-decimal currencies in tens).
+    v_price := (ceil(v_amount::numeric * p_rate * power(10::numeric, p_exp - v_dec) / p_step)
+                * p_step)::bigint;
     IF v_price <= 0 THEN
         PERFORM paybot_raise('invalid_amount', 'too small to pay in ' || p_currency);
     END IF;

@@ -15,7 +15,7 @@ branch_labels = None
 depends_on = None
 
 # ledger.sql.checksum() of the files this revision applies
-SQL_FILES_SHA256 = "40d8a5b6d0fc1b070f9b2cc60efafd92076b055bda963fa16f05d974c41cd37d"
+SQL_FILES_SHA256 = "9bdbfc8eed7e7cbe6740d0247f19edae524034196b205ce59d1da7131b449f53"
 
 KINDS = """'invoice_payment', 'external_payment', 'deposit', 'adjustment', 'excess', 'suspense',
      'release', 'manual_payment', 'manual_reversal', 'proration'"""

@@ -350,6 +350,12 @@ async def test_a_stars_subscription_pays_its_open_period_then_tops_up_ahead(
     assert await balance(engine, fan.id) == 500  # the renewal takes it from here
     await ledger.cancel_subscription(subscribed.subscription.public_id, actor_id=fan.id,
                                      at_period_end=False)
+    # Telegram is told to stop charging, naming the subscription by its first payment
+    [stop] = await run_sql(engine, "SELECT payload FROM outbox WHERE event_type ="
+                                   " 'stars.subscription_stop' AND payload->>'subscription' = :s",
+                           s=subscribed.subscription.public_id)
+    assert stop["payload"]["charge_id"] == "sub-1"
+    assert stop["payload"]["telegram_id"] == fan.telegram_id
     ended = await ledger.settle_rail_payment(**_paid(quote, fan, "sub-3"))
     assert (ended.outcome, ended.hold_reason) == ("held", "subscription_ended")
     assert await check_invariants(engine) == []

@@ -477,3 +477,20 @@ BEGIN
             jsonb_build_object('kind', p_kind, 'tx_id', p_subject, 'detail', p_detail));
     RETURN true;
 END $$;
+
+-- A subscription paid with Telegram Stars renews at Telegram every 30 days until told not to:
+-- when it is cancelled or ends here, Telegram is told to stop charging (the notifier calls
+-- editUserStarSubscription with the first payment's charge id, which names the Telegram
+-- subscription; one per invoice link paid).
+CREATE OR REPLACE FUNCTION paybot_stars_subscription_stop(s subscriptions) RETURNS void
+LANGUAGE sql AS $$
+    INSERT INTO outbox (topic, event_type, payload)
+    SELECT DISTINCT ON (q.id) 'telegram', 'stars.subscription_stop',
+           jsonb_build_object('telegram_id', u.telegram_id, 'charge_id', r.reference,
+                              'subscription', s.public_id)
+      FROM rail_quotes q
+      JOIN rail_payments r ON r.quote_id = q.id AND r.rail = 'stars'
+      JOIN users u ON u.id = coalesce(r.payer_id, s.subscriber_id)
+     WHERE q.subscription_id = s.id AND q.purpose = 'subscription'
+     ORDER BY q.id, r.id
+$$;

@@ -78,6 +78,9 @@ BEGIN
     PERFORM paybot_subscription_event(
         v, CASE WHEN p_status = 'cancelled' THEN 'subscription_cancelled'
                 ELSE 'subscription_expired' END, 'subscription.ended');
+    IF NOT s.cancel_at_period_end THEN  -- else Telegram was told when it was cancelled
+        PERFORM paybot_stars_subscription_stop(v);
+    END IF;
     SELECT channel_chat_id INTO v_chat FROM plans WHERE id = v.plan_id;
     IF v_chat IS NOT NULL THEN
         INSERT INTO outbox (topic, event_type, payload)
@@ -482,6 +485,7 @@ BEGIN
          WHERE id = v.id RETURNING * INTO v;
         PERFORM paybot_subscription_event(v, 'subscription_cancelled', NULL,
                                           jsonb_build_object('at_period_end', true));
+        PERFORM paybot_stars_subscription_stop(v);  -- rails.sql
         RETURN v;
     END IF;
     RETURN paybot_subscription_end(v, 'cancelled', now());

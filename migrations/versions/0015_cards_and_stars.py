@@ -15,7 +15,7 @@ branch_labels = None
 depends_on = None
 
 # ledger.sql.checksum() of the files this revision applies
-SQL_FILES_SHA256 = "9bdbfc8eed7e7cbe6740d0247f19edae524034196b205ce59d1da7131b449f53"
+SQL_FILES_SHA256 = "2def2216bf5079d7f877b178bb6c4b5898455ae61f0d2fd0f95712b6cec42f53"
 
 KINDS = """'invoice_payment', 'external_payment', 'deposit', 'adjustment', 'excess', 'suspense',
      'release', 'manual_payment', 'manual_reversal', 'proration'"""

@@ -220,6 +220,9 @@ class Ledger:
     async def rail_payment_by_reference(self, rail: str, reference: str) -> RailPayment | None:
         return await rails.rail_payment_by_reference(self.engine, rail, reference)
 
+    async def is_rail_payment_recorded(self, reference: str, channel: str = "telegram") -> bool:
+        return await rails.is_recorded(self.engine, reference, channel)
+
     async def rail_payments_of_invoice(self, public_id: str) -> list[RailPayment]:
         return await rails.rail_payments_of_invoice(self.engine, public_id)
 

@@ -27,6 +27,7 @@ import orjson
 from ledger.db import Executor, fetch_all, fetch_one
 from ledger.errors import InvalidAmount, QuoteNotFound, RailPaymentNotFound
 from ledger.money import DECIMALS
+from ledger.users import ensure_user
 
 # Minor units per provider currency: ISO 4217 exponents, as Telegram's currencies.json gives them
 # (https://core.telegram.org/bots/payments/currencies.json), and Stripe's three-decimal ones.
@@ -384,6 +385,13 @@ async def rail_payment_by_reference(db: Executor, rail: str,
     return (await _with_refunds(db, rows))[0] if rows else None
 
 
+async def is_recorded(db: Executor, reference: str, channel: str = "telegram") -> bool:
+    """Has a payment with this provider reference (any rail) been recorded?"""
+    row = await fetch_one(db, "SELECT EXISTS (SELECT 1 FROM rail_payments WHERE reference = :r"
+                              " AND channel = :c) AS known", r=reference[:200], c=channel)
+    return bool(row and row["known"])
+
+
 async def rail_payments_of_invoice(db: Executor, public_id: str) -> list[RailPayment]:
     rows = await fetch_all(
         db, f"SELECT {_PAYMENT_COLUMNS} FROM {_PAYMENT_FROM}"
@@ -454,10 +462,11 @@ async def advance_star_cursor(db: Executor, position: int) -> int:
 
 
 async def _payer_of(db: Executor, telegram_id: int | None) -> int | None:
+    """The payer Telegram names, a user from now on if they never started the bot (a refund
+    goes back to them by that id)."""
     if telegram_id is None:
         return None
-    row = await fetch_one(db, "SELECT id FROM users WHERE telegram_id = :t", t=telegram_id)
-    return int(row["id"]) if row else None
+    return (await ensure_user(db, telegram_id)).id
 
 
 async def reconcile_star_transactions(db: Executor, txs: list[StarTx]) -> ReconcileReport:

@@ -321,6 +321,12 @@ async def test_reconciliation_settles_a_missed_stars_payment_and_completes_a_ref
                  user_telegram_id=buyer.telegram_id, invoice_payload=None)
     assert (await ledger.reconcile_star_transactions([out])).completed_refunds == 1
     assert (await ledger.rail_payment(refund.rail_payment_id)).refund.status == "done"
+    # a payer who never started the bot becomes a user: a refund goes back to them by that id
+    stranger = StarTx(id="stx-stranger", amount=770, date=when, incoming=True,
+                      user_telegram_id=7_000_000_001, invoice_payload="qUnknownQuote0000")
+    [held] = (await ledger.reconcile_star_transactions([stranger])).settled
+    assert held.outcome == "held" and held.user_id is not None
+    assert (await ledger.rail_payment(held.rail_payment_id)).payer_telegram_id == 7_000_000_001
     stray = StarTx(id="stx-never", amount=3, date=when, incoming=False, user_telegram_id=1,
                    invoice_payload=None)
     first = await ledger.reconcile_star_transactions([stray])
@@ -329,8 +335,9 @@ async def test_reconciliation_settles_a_missed_stars_payment_and_completes_a_ref
     alerts = await run_sql(engine, "SELECT count(*) AS n FROM outbox WHERE event_type ="
                                    " 'operator.reconcile' AND payload->>'tx_id' = 'stx-never'")
     assert alerts == [{"n": 1}]  # told once, not once per run
-    assert await ledger.advance_star_cursor(7) == 7
-    assert await ledger.advance_star_cursor(3) == 7  # never back
+    at = await ledger.star_cursor()  # shared by the tests of one run
+    assert await ledger.advance_star_cursor(at + 7) == at + 7
+    assert await ledger.advance_star_cursor(at + 3) == at + 7  # never back
 
 
 async def test_a_stars_subscription_pays_its_open_period_then_tops_up_ahead(

@@ -97,6 +97,8 @@ CREATE TABLE rail_payments (
 CREATE INDEX rail_payments_invoice ON rail_payments (invoice_id) WHERE invoice_id IS NOT NULL;
 CREATE INDEX rail_payments_tag ON rail_payments (payer_tag_id) WHERE payer_tag_id IS NOT NULL;
 CREATE INDEX rail_payments_quote ON rail_payments (quote_id);
+-- Telegram's webhook asks "is this charge recorded?" knowing only the charge id.
+CREATE INDEX rail_payments_reference ON rail_payments (reference);
 
 -- A refund: reserved (pending) before the provider is asked, then done or failed, once.
 CREATE TABLE rail_refunds (

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bot.qr import qr_png
 from bot.telegram.config import BotConfig
 from bot.telegram.i18n import Translator
-from bot.telegram.keyboards import wallet_keyboard
+from bot.telegram.keyboards import balance_keyboard
 from bot.telegram.links import deposit_links
 from bot.telegram.render import (
     CAPTION_LIMIT,
@@ -46,11 +46,11 @@ async def send_balance(
     text += "\n\n" + top_up_text(tr, cfg, user, cfg.ton_rate)
     links = deposit_links(cfg, f"DEP-{user.deposit_code}")
     if links is None:
-        await bot.send_message(chat_id, text)
+        await bot.send_message(chat_id, text, reply_markup=balance_keyboard(tr, cfg, None))
         return
     await bot.send_photo(
         chat_id, BufferedInputFile(qr_png(links[0]), "top-up.png"),
-        caption=fit(text, CAPTION_LIMIT), reply_markup=wallet_keyboard(tr, links[1]),
+        caption=fit(text, CAPTION_LIMIT), reply_markup=balance_keyboard(tr, cfg, links[1]),
     )
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
 
@@ -19,6 +19,17 @@ class BotConfig:
     ton_rate: Decimal  # units of `currency` per 1 TON, locked into each invoice's TON quote
     invoice_expiry: timedelta  # default lifetime of a one-line /invoice
     ton_destination: str | None  # receiving wallet (friendly, non-bounceable) or None
+    # Telegram Payments: currency -> (provider, BotFather's provider token), only currencies
+    # that also have a rate; Stars ("XTR") are offered when `rail_rates` has them.
+    card_providers: dict[str, tuple[str, str]] = field(default_factory=dict, repr=False)
+    rail_rates: dict[str, Decimal] = field(default_factory=dict)  # provider units per 1 LIQ
+    quote_seconds: int = 1800  # how long a card/Stars price stays locked
+    # a successful_payment whose settlement fails (the database is down) is retried this long
+    settle_retry_seconds: float = 120.0
+
+    @property
+    def stars_enabled(self) -> bool:
+        return "XTR" in self.rail_rates
 
     @property
     def bot_username(self) -> str:  # for t.me deep links
@@ -27,6 +38,7 @@ class BotConfig:
     @classmethod
     def from_settings(cls, settings: Settings, links: Links | None = None) -> BotConfig:
         dest = settings.ton.destination_address
+        payments = settings.payments
         return cls(
             public_url=settings.web.public_url.rstrip("/"),
             links=links or links_from_settings(settings),
@@ -34,4 +46,9 @@ class BotConfig:
             ton_rate=settings.ledger.ton_rate,
             invoice_expiry=timedelta(hours=settings.ledger.invoice_expiry_hours),
             ton_destination=friendly_address(dest) if dest else None,
+            card_providers={currency: (card.provider, card.token.get_secret_value())
+                            for currency, card in sorted(payments.telegram_card.items())
+                            if currency in payments.rates and currency != "XTR"},
+            rail_rates=dict(payments.rates),
+            quote_seconds=payments.quote_minutes * 60,
         )

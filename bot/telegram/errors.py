@@ -13,6 +13,7 @@ from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
 from aiogram.filters import ExceptionTypeFilter
 from aiogram.types import ErrorEvent
 
+from bot.telegram import card_pay
 from bot.telegram.i18n import Translator, has_text, translator
 from bot.telegram.render import money
 from ledger.errors import InsufficientFunds, LedgerError
@@ -36,19 +37,23 @@ def _translator(event: ErrorEvent, tr: Translator | None) -> Translator:
     if tr is not None:
         return tr
     update = event.update
-    sender = (update.callback_query or update.message or update.edited_message)
+    sender = (update.callback_query or update.message or update.edited_message
+              or update.pre_checkout_query)
     code = sender.from_user.language_code if sender and sender.from_user else None
     return translator(code)
 
 
 async def tell(event: ErrorEvent, text: str) -> None:
-    """Alert on a callback, reply to a message; a failure to tell is logged, not raised."""
+    """Alert on a callback, reply to a message, refuse a pre-checkout (the buyer is not
+    charged); a failure to tell is logged, not raised."""
     update = event.update
     try:
         if update.callback_query is not None:
             await update.callback_query.answer(text[:ALERT_LIMIT], show_alert=True)
         elif update.message is not None:
             await update.message.answer(text)
+        elif update.pre_checkout_query is not None:  # unanswered, Telegram fails the payment
+            await update.pre_checkout_query.answer(ok=False, error_message=text)
     except TelegramAPIError as exc:
         log.warning("could not tell the user about an error: %s", exc)
 
@@ -82,4 +87,5 @@ async def tell_silently(event: ErrorEvent) -> None:
 @router.error()
 async def on_unexpected(event: ErrorEvent, tr: Translator | None = None) -> None:
     log.error("update %s failed", event.update.update_id, exc_info=event.exception)
-    await tell(event, _translator(event, tr)("error.generic"))
+    tr = _translator(event, tr)
+    await tell(event, card_pay.failure_text(tr, event.update) or tr("error.generic"))

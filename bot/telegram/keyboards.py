@@ -14,11 +14,29 @@ from bot.telegram.config import BotConfig
 from bot.telegram.i18n import Translator
 from bot.telegram.links import pay_url, share_url, usable_in_button
 from ledger.models import Invoice
+from ledger.money import display_amount as money
 
 
 class PayCb(CallbackData, prefix="pay"):
     action: Literal["ask", "confirm", "back", "ton", "topup"]
     invoice: str
+
+
+class RailCb(CallbackData, prefix="rail"):
+    """Pay an invoice by card (Telegram Payments) or with Stars: `currency` XTR = Stars."""
+
+    invoice: str
+    currency: str
+
+
+class TopUpCb(CallbackData, prefix="tup"):
+    """Top up the balance by card or Stars (XTR); amount in the ledger's minor units, 0: ask."""
+
+    currency: str
+    amount: int = 0
+
+
+TOP_UP_AMOUNTS = (500, 1000, 2500, 5000)  # 5, 10, 25, 50 Liquid $
 
 
 class CancelCb(CallbackData, prefix="cxl"):
@@ -78,10 +96,48 @@ def invoice_card_keyboard(
     if cfg.ton_destination and invoice.ton_amount:
         buttons.append(_callback(tr("btn.pay_ton"),
                                  PayCb(action="ton", invoice=invoice.public_id)))
+    buttons += rail_buttons(tr, cfg, invoice.public_id)
     url = pay_url(cfg, invoice.public_id)
     if usable_in_button(url):  # Web App buttons need a public https URL
         buttons.append(InlineKeyboardButton(text=tr("btn.mini_app"), web_app=WebAppInfo(url=url)))
     return _column(buttons)
+
+
+def rail_buttons(tr: Translator, cfg: BotConfig, public_id: str) -> list[InlineKeyboardButton]:
+    """Card per currency with a Telegram Payments provider, and Stars when they have a rate."""
+    buttons = [_callback(tr("btn.pay_card", currency=currency),
+                         RailCb(invoice=public_id, currency=currency))
+               for currency in cfg.card_providers]
+    if cfg.stars_enabled:
+        buttons.append(_callback(tr("btn.pay_stars"), RailCb(invoice=public_id, currency="XTR")))
+    return buttons
+
+
+def top_up_buttons(tr: Translator, cfg: BotConfig) -> list[InlineKeyboardButton]:
+    buttons = [_callback(tr("btn.topup_card", currency=currency), TopUpCb(currency=currency))
+               for currency in cfg.card_providers]
+    if cfg.stars_enabled:
+        buttons.append(_callback(tr("btn.topup_stars"), TopUpCb(currency="XTR")))
+    return buttons
+
+
+def balance_keyboard(
+    tr: Translator, cfg: BotConfig, wallet_url: str | None
+) -> InlineKeyboardMarkup | None:
+    """Under the balance: the wallet for a TON deposit, then top-ups by card and Stars."""
+    wallet = [InlineKeyboardButton(text=tr("btn.wallet"), url=wallet_url)] if wallet_url else []
+    return _column(wallet + top_up_buttons(tr, cfg))
+
+
+def top_up_amounts_keyboard(
+    tr: Translator, cfg: BotConfig, currency: str
+) -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup(inline_keyboard=[
+        [_callback(money(amount, cfg.currency), TopUpCb(currency=currency, amount=amount))
+         for amount in TOP_UP_AMOUNTS[:2]],
+        [_callback(money(amount, cfg.currency), TopUpCb(currency=currency, amount=amount))
+         for amount in TOP_UP_AMOUNTS[2:]],
+    ])
 
 
 def confirm_keyboard(tr: Translator, public_id: str) -> InlineKeyboardMarkup:

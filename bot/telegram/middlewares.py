@@ -1,5 +1,6 @@
 """Per-update context: the sender as a ledger user and a translator in their language; and a
-per-user rate limit on the updates that write to the ledger (paying, confirming, /invoice)."""
+per-user rate limit on the updates that write to the ledger (paying, confirming, card and
+Stars offers, /invoice)."""
 
 from __future__ import annotations
 
@@ -26,7 +27,9 @@ def _limited_kind(update: Update) -> str | None:
     query = update.callback_query
     if query is not None:
         data = query.data or ""
-        return "callback" if data.startswith(("pay:ask:", "pay:confirm:")) else None
+        # each card/Stars tap locks a quote (a row) and sends an invoice
+        return "callback" if data.startswith(("pay:ask:", "pay:confirm:", "rail:", "tup:")) \
+            else None
     message = update.message
     if message is not None and message.text:
         command = message.text.split(maxsplit=1)[0].split("@", 1)[0]

@@ -5,7 +5,12 @@ is overdue (`seller.overdue_digest`). Reminders are checked again when sent: an 
 voided or opted out of since it was queued gets nothing (the event is done, not failed).
 Subscribers hear of their subscription (`subscription.*`: activated — with a join link for a
 paid channel — renewed, past due, reminders, ended), read when sent; `channel.revoke` removes
-a member whose access ended, unless they are entitled again by then.
+a member whose access ended, unless they are entitled again by then. Cards and Stars: a payer
+hears that their payment is held for a refund (`rail.held`: the invoice was paid or closed
+meanwhile, the amount differed) and when it is refunded (`rail.refunded`); the operators
+(OPERATOR_TELEGRAM_IDS, from the composition root) hear of every held payment
+(`operator.rail_held`) and of what Stars reconciliation could not match (`operator.reconcile`);
+a Stars subscription cancelled or ended here is cancelled at Telegram (`stars.subscription_stop`).
 
 At least once, never lost silently. Each event ends delivered, or failed with the reason kept
 on the row (the recipient blocked the bot, the chat is gone, the text is refused), or goes back
@@ -20,7 +25,9 @@ import html
 import logging
 import random
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiogram import Bot
 from aiogram.exceptions import (
@@ -49,8 +56,9 @@ from ledger.models import Invoice, User
 from ledger.outbox import OutboxEvent, claim_due, mark_failed, mark_retry
 from ledger.plans import Plan, get_plan
 from ledger.purchases import payer_of_payment
+from ledger.rails import format_provider_amount
 from ledger.subscriptions import Subscription, get_subscription
-from ledger.users import get_user
+from ledger.users import find_user_by_telegram, get_user
 from watchers.wakeup import Waker
 
 log = logging.getLogger(__name__)
@@ -61,6 +69,38 @@ SUBSCRIPTION_EVENTS = frozenset({
     "subscription.reminder", "subscription.ended",
 })
 SHORT_LIMIT = 1000  # the plain-text fallback when Telegram says a message is too long
+OPERATOR_EVENTS = frozenset({"operator.rail_held", "operator.reconcile"})
+
+
+def N_(key: str) -> str:  # gettext's name: "extract this key, translate later"
+    return key
+
+
+# How a payment was made (payments.method), in the paid notices; `card:<provider>` names it.
+METHOD_TEXT = {"internal": N_("method.internal"), "ton": N_("method.ton"),
+               "manual": N_("method.manual"), "stars": N_("method.stars")}
+# Why a card or Stars payment was held instead of paying the invoice (rail_payments.hold_reason).
+HOLD_TEXT = {
+    "invoice_paid": N_("rail.why.invoice_paid"), "invoice_closed": N_("rail.why.invoice_closed"),
+    "amount_mismatch": N_("rail.why.amount_mismatch"),
+    "unknown_quote": N_("rail.why.unknown_quote"), "own_invoice": N_("rail.why.own_invoice"),
+    "subscription_ended": N_("rail.why.subscription_ended"),
+}
+
+
+def method_text(tr: Translator, method: str | None) -> str:
+    """'from balance', 'with Telegram Stars', 'by card (stripe)'."""
+    method = method or "internal"
+    if method.startswith("card:"):
+        return tr("method.card", provider=html.escape(method.removeprefix("card:")))
+    key = METHOD_TEXT.get(method)
+    return tr(key) if key else html.escape(method)
+
+
+def provider_money(minor: int, currency: str) -> str:
+    """An amount as the provider took it: '963 ⭐', '12.50 USD'."""
+    text = format_provider_amount(minor, currency)
+    return f"{text} ⭐" if currency == "XTR" else f"{text} {html.escape(currency)}"
 
 
 class Undeliverable(Exception):
@@ -90,8 +130,10 @@ class Notifier:
     def __init__(
         self, ledger: Ledger, bot: Bot, *, batch: int = 50, lease_seconds: float = 60.0,
         backoff: Backoff | None = None, cfg: BotConfig | None = None,
+        operators: Sequence[int] = (),
     ) -> None:
         self.ledger = ledger
+        self.operators = tuple(operators)  # Telegram ids told of held payments, mismatches
         self.cfg = cfg  # links and pay buttons of the invoices sent to clients
         self.engine = ledger.engine
         self.bot = bot
@@ -175,6 +217,15 @@ class Notifier:
         if event.event_type == "channel.revoke":
             await self._revoke(event)
             return
+        if event.event_type in ("rail.held", "rail.refunded"):
+            await self._deliver_rail(event)
+            return
+        if event.event_type in OPERATOR_EVENTS:
+            await self._deliver_to_operators(event)
+            return
+        if event.event_type == "stars.subscription_stop":
+            await self._stop_stars_subscription(event)
+            return
         if event.event_type != "invoice.paid":
             raise Undeliverable(f"unknown telegram event type {event.event_type!r}")
         p = event.payload
@@ -190,7 +241,7 @@ class Notifier:
         tr = translator(recipient.language)
         values = dict(title=html.escape(invoice.title), number=invoice.number,
                       amount=money(invoice.amount, invoice.currency),
-                      method=tr(f"method.{p.get('method', 'internal')}"))
+                      method=method_text(tr, p.get("method")))
         if seller:
             text = tr("notify.seller", **values, payer=payer_label(tr, payer))
         else:
@@ -206,10 +257,114 @@ class Notifier:
         except (KeyError, TypeError, ValueError, UserNotFound) as exc:
             raise Undeliverable(f"bad payload: {exc}") from exc
         tr = translator(recipient.language)
-        kind = p.get("kind")
-        text = tr("notify.credited", amount=amount,
-                  why=tr(f"credit.{kind}") if kind in ("deposit", "excess") else tr("credit.other"))
+        text = tr("notify.credited", amount=amount, why=self._credit_why(tr, p))
         await self._send(recipient.telegram_id, text)
+
+    @staticmethod
+    def _credit_why(tr: Translator, p: dict[str, Any]) -> str:
+        kind = p.get("kind")
+        if kind == "deposit":
+            return tr("credit.deposit")
+        if kind == "excess":
+            return tr("credit.excess")
+        if kind == "topup":  # a card or Stars top-up (the payload names the rail when it can)
+            rail = str(p.get("rail") or p.get("method") or "")
+            if rail == "stars":
+                return tr("credit.topup.stars")
+            if rail.startswith("card:"):
+                return tr("credit.topup.card")
+            return tr("credit.topup")
+        return tr("credit.other")
+
+    async def _invoice_label(self, public_id: object) -> str:
+        """'INV-0042 “Coffee”' for a payload's invoice; '—' when there is none (or it is gone)."""
+        if not public_id:
+            return "—"
+        try:
+            invoice = await get_invoice(self.engine, str(public_id))
+        except InvoiceNotFound:
+            return html.escape(str(public_id))
+        number = invoice.number or invoice.public_id
+        return f"{number} “{html.escape(invoice.title)}”" if invoice.title else number
+
+    async def _deliver_rail(self, event: OutboxEvent) -> None:
+        """To the payer: their card or Stars payment is held for a refund (it arrived for an
+        invoice paid or closed meanwhile, or for another amount), or it was refunded."""
+        p = event.payload
+        try:
+            recipient = await get_user(self.engine, int(p["recipient"]))
+            amount = provider_money(int(p["amount"]), str(p["currency"]))
+        except (KeyError, TypeError, ValueError, UserNotFound, LedgerError) as exc:
+            raise Undeliverable(f"bad payload: {exc}") from exc
+        tr = translator(recipient.language)
+        invoice = await self._invoice_label(p.get("invoice"))
+        if event.event_type == "rail.refunded":
+            text = (tr("notify.rail.refunded", amount=amount, invoice=invoice)
+                    if p.get("invoice") else tr("notify.rail.refunded.plain", amount=amount))
+        else:
+            text = tr("notify.rail.held", amount=amount,
+                      why=self._hold_why(tr, p.get("reason"), invoice))
+        await self._send(recipient.telegram_id, text)
+
+    @staticmethod
+    def _hold_why(tr: Translator, reason: object, invoice: str) -> str:
+        key = HOLD_TEXT.get(str(reason))
+        return tr(key, invoice=invoice) if key else tr("rail.why.other", invoice=invoice)
+
+    async def _stop_stars_subscription(self, event: OutboxEvent) -> None:
+        """The subscription was cancelled or ended here: Telegram stops renewing it in Stars
+        (a charge it made anyway would be held for a refund, never lost)."""
+        p = event.payload
+        try:
+            telegram_id, charge = int(p["telegram_id"]), str(p["charge_id"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise Undeliverable(f"bad payload: {exc}") from exc
+        try:
+            await self.bot.edit_user_star_subscription(
+                user_id=telegram_id, telegram_payment_charge_id=charge, is_canceled=True)
+        except TelegramBadRequest as exc:  # already cancelled or expired at Telegram
+            log.info("Stars subscription %s not edited: %s", charge, exc)
+
+    async def _deliver_to_operators(self, event: OutboxEvent) -> None:
+        """Each operator in their own language. None configured: done, with a log line (the
+        payment stays listed by `paybot admin rails`). One operator who blocked the bot does
+        not keep the others from hearing; a transient failure retries the event."""
+        if not self.operators:
+            log.warning("%s %s: no OPERATOR_TELEGRAM_IDS to tell: %s", event.event_type,
+                        event.id, event.payload)
+            return
+        p = event.payload
+        invoice = await self._invoice_label(p.get("invoice"))
+        reached = 0
+        for telegram_id in self.operators:
+            user = await find_user_by_telegram(self.engine, telegram_id)
+            tr = translator(user.language if user else None)
+            try:
+                text = self._operator_text(tr, event.event_type, p, invoice)
+            except (KeyError, TypeError, ValueError) as exc:
+                raise Undeliverable(f"bad payload: {exc}") from exc
+            try:
+                await self._send(telegram_id, text)
+                reached += 1
+            except (TelegramForbiddenError, TelegramBadRequest) as exc:
+                log.error("operator %s cannot be told of %s %s: %s", telegram_id,
+                          event.event_type, event.id, exc)
+        if not reached:
+            raise Undeliverable("no operator could be reached")
+
+    def _operator_text(self, tr: Translator, kind: str, p: dict[str, Any], invoice: str) -> str:
+        if kind == "operator.reconcile":
+            return tr("notify.operator.reconcile", kind=html.escape(str(p["kind"])),
+                      tx=html.escape(str(p["tx_id"])), detail=html.escape(str(p.get("detail"))))
+        rail = str(p["rail"])
+        payment_id = int(p["rail_payment_id"])
+        text = tr("notify.operator.held", id=payment_id,
+                  amount=provider_money(int(p["amount"]), str(p["currency"])),
+                  method=method_text(tr, rail), invoice=invoice,
+                  why=self._hold_why(tr, p.get("reason"), invoice))
+        hint = (N_("notify.operator.refund_stars") if rail == "stars"
+                else N_("notify.operator.refund_card"))
+        return text + "\n" + tr(hint, id=payment_id)
 
     async def _deliver_to_client(self, event: OutboxEvent) -> None:
         """The invoice card a seller sent, or a reminder of it, with the pay button."""

@@ -20,7 +20,6 @@ from aiogram.fsm.storage.base import BaseEventIsolation, BaseStorage
 from aiogram.fsm.storage.memory import SimpleEventIsolation
 from aiogram.types import BotCommand, BotCommandScopeDefault
 from aiogram.utils.token import TokenValidationError
-from aiogram.webhook.aiohttp_server import SimpleRequestHandler
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
@@ -31,6 +30,7 @@ from bot.settings import Settings
 from bot.telegram import (
     account,
     api_tokens,
+    card_pay,
     channels,
     documents,
     errors,
@@ -50,6 +50,7 @@ from bot.telegram.i18n import LANGUAGES, translator
 from bot.telegram.middlewares import UserMiddleware
 from bot.telegram.notifier import Notifier
 from bot.telegram.people import People
+from bot.telegram.webhook import PaymentsFirstHandler
 from ledger.core import Ledger
 
 log = logging.getLogger(__name__)
@@ -103,6 +104,7 @@ def create_dispatcher(
         UserMiddleware(people, Rate.parse(settings.telegram.rate_per_user)))
     routers = (
         errors.router,
+        card_pay.router,  # early: a successful_payment must reach it whatever state a chat is in
         start.router,
         invoice_form.router,
         invoices.router,
@@ -148,7 +150,8 @@ class TelegramService:
         # balancer may get the next tap, so the lock is a PostgreSQL advisory lock.
         isolation = PostgresEventIsolation(engine) if self.webhook_url else None
         self.dp = create_dispatcher(ledger, settings, links=links, isolation=isolation)
-        self.notifier = Notifier(ledger, self.bot, cfg=self.dp["cfg"])
+        self.notifier = Notifier(ledger, self.bot, cfg=self.dp["cfg"],
+                                 operators=settings.operator.telegram_ids)
         secret = settings.telegram.webhook_secret
         # Telegram echoes the secret in a header; without a configured one, a random one per
         # run is set with setWebhook, so requests are always checked.
@@ -156,7 +159,8 @@ class TelegramService:
         self._background: asyncio.Task[None] | None = None  # polling, or webhook set-up
         if self.webhook_url:
             path = urlsplit(self.webhook_url).path or DEFAULT_WEBHOOK_PATH
-            SimpleRequestHandler(self.dp, self.bot, secret_token=self.secret).register(app, path)
+            PaymentsFirstHandler(self.dp, self.bot, ledger,
+                                 secret_token=self.secret).register(app, path)
         if scheduler is not None:
             scheduler.add_job(
                 self.notifier.deliver_due, "interval", seconds=settings.jobs.notify_seconds,

@@ -2,7 +2,10 @@
 `{"ok": true, "result": ...}` like api.telegram.org, keeping each chat's messages so tests can
 assert what a person would see, and able to fail on demand (403 bot blocked, 429 retry_after,
 400 message too long, a method the server lacks). Channels and groups (`add_chat`) keep their
-members, join requests and invite links, with the bot an administrator or not.
+members, join requests and invite links, with the bot an administrator or not. Payments: the
+invoices the bot sent (`sendInvoice`, `createInvoiceLink`), the buyer's side as updates
+(`pre_checkout_update`, `successful_payment_update`) and the bot's Telegram Stars account
+(`refundStarPayment`, `getStarTransactions`), field for field as the Bot API documents them.
 
 Point a Bot at it with TelegramAPIServer.from_base(standin.url); push updates for getUpdates
 polling with `post_update`. Also used by bench/bot.py."""
@@ -22,7 +25,7 @@ from aiohttp import web
 
 JSON_FIELDS = {
     "reply_markup", "commands", "link_preview_options", "allowed_updates", "scope", "entities",
-    "caption_entities", "reply_parameters",
+    "caption_entities", "reply_parameters", "prices", "suggested_tip_amounts",
 }
 TRUE_METHODS = {
     "setmycommands", "deletewebhook", "setwebhook", "answercallbackquery", "deletemessage",
@@ -40,6 +43,7 @@ ADMIN_RIGHTS = (
     "can_edit_stories", "can_delete_stories", "can_send_welcome_messages",
 )
 IN_CHAT = ("creator", "administrator", "member", "restricted")
+PRE_CHECKOUT_SECONDS = 10  # Telegram's limit for answerPreCheckoutQuery
 
 
 @dataclass
@@ -62,6 +66,7 @@ class ChatMessage:
     document: bytes | None = None
     document_name: str | None = None
     reply_markup: dict[str, Any] | None = None
+    invoice: dict[str, Any] | None = None  # Bot API Invoice (a sendInvoice message)
     edits: int = 0
 
     @property
@@ -107,9 +112,32 @@ class ChatMessage:
                                if (self.document_name or "").endswith(".pdf")
                                else "application/octet-stream",
                                "file_size": len(self.document)}
+        if self.invoice is not None:
+            out["invoice"] = self.invoice
         if self.reply_markup:
             out["reply_markup"] = self.reply_markup
         return out
+
+
+@dataclass
+class StandInInvoice:
+    """An invoice the bot made: sent to a chat (`sendInvoice`) or as a link
+    (`createInvoiceLink`), with what Telegram keeps of it."""
+
+    title: str
+    description: str
+    payload: str
+    currency: str
+    prices: list[dict[str, Any]]  # LabeledPrice: label, amount (minor units)
+    provider_token: str  # "" for Telegram Stars
+    subscription_period: int | None = None  # createInvoiceLink, Stars only
+    chat_id: int | None = None  # sendInvoice
+    message_id: int | None = None
+    link: str | None = None  # createInvoiceLink
+
+    @property
+    def total_amount(self) -> int:
+        return sum(int(p["amount"]) for p in self.prices)
 
 
 @dataclass
@@ -160,6 +188,10 @@ class BotApiStandIn:
     missing_methods: set[str] = field(default_factory=set)
     uploads: dict[str, bytes] = field(default_factory=dict)  # files people sent: file_id -> bytes
     channels: dict[int, StandInChat] = field(default_factory=dict)  # channels and groups by id
+    invoices: list[StandInInvoice] = field(default_factory=list)  # sendInvoice/createInvoiceLink
+    # the bot's Stars account: StarTransaction objects in chronological order, as sent
+    star_transactions: list[dict[str, Any]] = field(default_factory=list)
+    pre_checkout_answers: dict[str, dict[str, Any]] = field(default_factory=dict)  # by query id
     url: str = ""
 
     def __post_init__(self) -> None:
@@ -168,6 +200,11 @@ class BotApiStandIn:
         self._update_ids = itertools.count(1)
         self._new_update = asyncio.Event()
         self._runner: web.AppRunner | None = None
+        self._answered = asyncio.Condition()
+        # Stars charges: telegram_payment_charge_id -> (payer's user id, amount, refunded)
+        self._star_charges: dict[str, list[Any]] = {}
+        # editUserStarSubscription: charge id -> is_canceled, as the bot last set it
+        self.star_subscriptions_canceled: dict[str, bool] = {}
 
     # --- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> str:
@@ -191,6 +228,10 @@ class BotApiStandIn:
         self.failures.clear()
         self.missing_methods.clear()
         self.channels.clear()
+        self.invoices.clear()
+        self.star_transactions.clear()
+        self._star_charges.clear()
+        self.pre_checkout_answers.clear()
 
     # --- test controls -----------------------------------------------------------------------
     def fail(self, status: int, description: str, *, method: str | None = None,
@@ -276,6 +317,16 @@ class BotApiStandIn:
             return _ok(self._send(method, params, files, file_names))
         if method in ("editmessagetext", "editmessagereplymarkup", "editmessagecaption"):
             return self._edit(method, params)
+        if method in ("sendinvoice", "createinvoicelink"):
+            return self._invoice(method, params)
+        if method == "answerprecheckoutquery":
+            return await self._answer_pre_checkout(params)
+        if method == "refundstarpayment":
+            return self._refund_star_payment(params)
+        if method == "getstartransactions":
+            return self._get_star_transactions(params)
+        if method == "edituserstarsubscription":
+            return self._edit_star_subscription(params)
         return _error(404, "Not Found: method not found")
 
     def _send(self, method: str, params: dict[str, Any], files: dict[str, bytes],
@@ -323,6 +374,178 @@ class BotApiStandIn:
             msg.reply_markup = markup
         msg.edits += 1
         return _ok(msg.to_api())
+
+    # --- payments (test controls) ------------------------------------------------------------
+    def invoices_in(self, chat_id: int) -> list[StandInInvoice]:
+        """The invoices sent to a chat with sendInvoice, oldest first."""
+        return [i for i in self.invoices if i.chat_id == chat_id]
+
+    def invoice_of_link(self, link: str) -> StandInInvoice:
+        [found] = [i for i in self.invoices if i.link == link]
+        return found
+
+    def pre_checkout_update(self, user: dict[str, Any], invoice: StandInInvoice, *,
+                            currency: str | None = None, total_amount: int | None = None,
+                            payload: str | None = None) -> dict[str, Any]:
+        """The buyer pressed Pay in the invoice: the `pre_checkout_query` update (Bot API
+        PreCheckoutQuery: id, from, currency, total_amount, invoice_payload). Feed or post it,
+        then `await pre_checkout_answer(id)`."""
+        query = {"id": f"pcq{next(self._ids)}", "from": user,
+                 "currency": currency or invoice.currency,
+                 "total_amount": invoice.total_amount if total_amount is None else total_amount,
+                 "invoice_payload": invoice.payload if payload is None else payload}
+        return {"pre_checkout_query": query}
+
+    async def pre_checkout_answer(self, query_id: str) -> dict[str, Any]:
+        """The bot's answerPreCheckoutQuery for the query: {"ok": bool, "error_message"?}.
+        Waits for it up to Telegram's limit (10 s: later the buyer's payment fails), else
+        AssertionError."""
+        try:
+            async with asyncio.timeout(PRE_CHECKOUT_SECONDS), self._answered:
+                await self._answered.wait_for(lambda: query_id in self.pre_checkout_answers)
+        except TimeoutError:
+            raise AssertionError(f"pre_checkout_query {query_id} not answered") from None
+        return self.pre_checkout_answers[query_id]
+
+    def successful_payment_update(
+        self, user: dict[str, Any], invoice: StandInInvoice | None = None, *,
+        currency: str | None = None, total_amount: int | None = None,
+        payload: str | None = None, charge_id: str | None = None,
+        provider_charge_id: str | None = None, is_first_recurring: bool = True,
+    ) -> dict[str, Any]:
+        """Telegram took the money: the service message with `successful_payment` (Bot API
+        SuccessfulPayment) in the buyer's chat with the bot. `invoice` None: a forged or foreign
+        one (pass currency, total_amount, payload). Stars: the bot's account gains the incoming
+        StarTransaction (whether or not the update ever reaches the bot). The same update
+        again (a redelivery) is the same dict: keep and feed it twice."""
+        if invoice is None and (currency is None or total_amount is None or payload is None):
+            raise ValueError("without an invoice pass currency, total_amount and payload")
+        currency = currency or (invoice.currency if invoice else "")
+        amount = total_amount if total_amount is not None else (
+            invoice.total_amount if invoice else 0)
+        payload = payload if payload is not None else (invoice.payload if invoice else "")
+        stars = currency == "XTR"
+        n = next(self._ids)
+        charge = charge_id or (f"stxStandIn{n:08d}" if stars else f"tgcharge_{n:08d}")
+        paid: dict[str, Any] = {
+            "currency": currency, "total_amount": amount, "invoice_payload": payload,
+            "telegram_payment_charge_id": charge,
+            # Stars have no payment provider: Telegram sends an empty provider id
+            "provider_payment_charge_id": provider_charge_id if provider_charge_id is not None
+            else ("" if stars else f"ch_standin_{n:08d}"),
+        }
+        period = invoice.subscription_period if invoice else None
+        if period:
+            paid.update(subscription_expiration_date=int(time.time()) + period,
+                        is_recurring=True, is_first_recurring=is_first_recurring)
+        if stars:
+            self.star_payment(user, amount, payload, charge, subscription_period=period)
+        chat = {"id": user["id"], "type": "private", "first_name": user.get("first_name", "")}
+        message = {"message_id": next(self._ids), "date": int(time.time()), "chat": chat,
+                   "from": user, "successful_payment": paid}
+        return {"message": message}
+
+    def star_payment(self, user: dict[str, Any], amount: int, payload: str, charge_id: str, *,
+                     subscription_period: int | None = None) -> dict[str, Any]:
+        """An incoming StarTransaction: a user paid the bot's invoice in Stars."""
+        source: dict[str, Any] = {"type": "user", "transaction_type": "invoice_payment",
+                                  "user": user, "invoice_payload": payload}
+        if subscription_period:
+            source["subscription_period"] = subscription_period
+        tx = {"id": charge_id, "amount": amount, "date": int(time.time()), "source": source}
+        self.star_transactions.append(tx)
+        self._star_charges[charge_id] = [user, amount, False]
+        return tx
+
+    # --- payments (the API) ------------------------------------------------------------------
+    def _invoice(self, method: str, params: dict[str, Any]) -> web.Response:
+        prices = params.get("prices") or []
+        currency = str(params.get("currency", ""))
+        token = str(params.get("provider_token") or "")
+        if not prices or any(int(p.get("amount", 0)) <= 0 for p in prices):
+            return _error(400, "Bad Request: CURRENCY_TOTAL_AMOUNT_INVALID")
+        if currency == "XTR":
+            if token:
+                return _error(400, "Bad Request: PAYMENT_PROVIDER_INVALID")
+            if len(prices) != 1:
+                return _error(400, "Bad Request: STARS_INVOICE_INVALID")
+        elif not token:
+            return _error(400, "Bad Request: PAYMENT_PROVIDER_INVALID")
+        period = params.get("subscription_period")
+        if period is not None and (method != "createinvoicelink" or currency != "XTR"
+                                   or int(period) != 2592000):
+            return _error(400, "Bad Request: SUBSCRIPTION_PERIOD_INVALID")
+        invoice = StandInInvoice(
+            title=str(params.get("title", "")), description=str(params.get("description", "")),
+            payload=str(params.get("payload", "")), currency=currency, prices=prices,
+            provider_token=token, subscription_period=int(period) if period else None)
+        if not 1 <= len(invoice.title) <= 32 or not 1 <= len(invoice.description) <= 255:
+            return _error(400, "Bad Request: invoice title or description length is invalid")
+        if not 1 <= len(invoice.payload.encode()) <= 128:
+            return _error(400, "Bad Request: INVOICE_PAYLOAD_INVALID")
+        if method == "createinvoicelink":
+            invoice.link = f"https://t.me/$standin{next(self._ids):06d}"
+            self.invoices.append(invoice)
+            return _ok(invoice.link)
+        invoice.chat_id = int(params["chat_id"])
+        msg = ChatMessage(invoice.chat_id, next(self._ids), from_bot=True,
+                          reply_markup=params.get("reply_markup"),
+                          invoice={"title": invoice.title, "description": invoice.description,
+                                   "start_parameter": str(params.get("start_parameter") or ""),
+                                   "currency": currency,
+                                   "total_amount": invoice.total_amount})
+        invoice.message_id = msg.message_id
+        self.chats.setdefault(invoice.chat_id, {})[msg.message_id] = msg
+        self.invoices.append(invoice)
+        return _ok(msg.to_api())
+
+    async def _answer_pre_checkout(self, params: dict[str, Any]) -> web.Response:
+        query_id = str(params.get("pre_checkout_query_id", ""))
+        ok = params.get("ok") in ("true", True)
+        if not query_id.startswith("pcq") or query_id in self.pre_checkout_answers:
+            return _error(400, "Bad Request: QUERY_ID_INVALID")
+        if not ok and not params.get("error_message"):
+            return _error(400, "Bad Request: error_message must be non-empty")
+        answer: dict[str, Any] = {"ok": ok}
+        if not ok:
+            answer["error_message"] = params["error_message"]
+        async with self._answered:
+            self.pre_checkout_answers[query_id] = answer
+            self._answered.notify_all()
+        return _ok(True)
+
+    def _refund_star_payment(self, params: dict[str, Any]) -> web.Response:
+        charge_id = str(params.get("telegram_payment_charge_id", ""))
+        charge = self._star_charges.get(charge_id)
+        if charge is None or charge[0]["id"] != _int(params.get("user_id")):
+            return _error(400, "Bad Request: CHARGE_NOT_FOUND")
+        if charge[2]:
+            return _error(400, "Bad Request: CHARGE_ALREADY_REFUNDED")
+        charge[2] = True
+        # a refund is an outgoing transaction with the original's id, the user its receiver
+        self.star_transactions.append({
+            "id": charge_id, "amount": charge[1], "date": int(time.time()),
+            "receiver": {"type": "user", "transaction_type": "invoice_payment",
+                         "user": charge[0]}})
+        return _ok(True)
+
+    def _edit_star_subscription(self, params: dict[str, Any]) -> web.Response:
+        """editUserStarSubscription: cancel (is_canceled) or re-enable a user's Stars
+        subscription, named by its payment's charge id."""
+        charge_id = str(params.get("telegram_payment_charge_id", ""))
+        charge = self._star_charges.get(charge_id)
+        if charge is None or charge[0]["id"] != _int(params.get("user_id")):
+            return _error(400, "Bad Request: CHARGE_ID_INVALID")
+        canceled = str(params.get("is_canceled", "")).lower() in ("true", "1")
+        self.star_subscriptions_canceled[charge_id] = canceled
+        return _ok(True)
+
+    def _get_star_transactions(self, params: dict[str, Any]) -> web.Response:
+        offset = _int(params.get("offset", 0))
+        limit = _int(params.get("limit", 100))
+        if offset < 0 or not 1 <= limit <= 100:
+            return _error(400, "Bad Request: LIMIT_INVALID")
+        return _ok({"transactions": self.star_transactions[offset:offset + limit]})
 
     # --- channels and groups (test controls) -------------------------------------------------
     def add_chat(self, chat_id: int, title: str = "Channel", *, type: str = "channel",

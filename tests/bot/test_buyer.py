@@ -50,7 +50,7 @@ async def test_invoice_card_shows_what_is_paid_for_and_how(person, engine) -> No
     )
     assert "Coffee &lt;beans&gt;" in (card.text or "")  # people's text is escaped
     assert card.button_texts == ["💳 Pay 12.50 Liquid $ from balance", "💎 Pay with TON",
-                                 "📱 Open in Mini App"]
+                                 "⭐ Pay with Stars", "📱 Open in Mini App"]
     assert card.button("Mini App")["web_app"] == {
         "url": f"https://pay.example.com/pay/{invoice.public_id}"}
 
@@ -277,7 +277,7 @@ async def test_without_ton_or_a_public_page(person, engine, cfg) -> None:
     invoice = await _coffee(engine, seller)
     [card] = await buyer.send(f"/start pay_{invoice.public_id}")
     # No TON button, and no Web App button (Telegram refuses non-https ones): a link instead.
-    assert card.button_texts == ["💳 Pay 12.50 Liquid $ from balance"]
+    assert card.button_texts == ["💳 Pay 12.50 Liquid $ from balance", "⭐ Pay with Stars"]
     assert f"Pay page: http://127.0.0.1:8080/pay/{invoice.public_id}" in card.plain
     tap = await buyer.press(card, f"pay:ton:{invoice.public_id}")
     assert tap.alert and tap.answer_text == "TON payments are not available for this invoice."

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime
 
-from bot import demo
+from bot import demo, rails_admin
 from bot.api import admin as api_admin
 from bot.database import database, schema
 from bot.settings import Settings
@@ -35,7 +35,8 @@ SCHEMA_MISMATCH = 3
 
 def reads_only(args: argparse.Namespace) -> bool:
     command = getattr(args, "admin_command", None)
-    return command in READ_ONLY or (command == "token" and bool(args.list))
+    return command in READ_ONLY or (command == "token" and bool(args.list)) or (
+        command == "rails" and rails_admin.reads_only(args))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -63,6 +64,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_document_parsers(admin)  # payment record/reverse, invoice void/uncollectible
     api_admin.add_parsers(admin)  # token, callbacks, redeliver
     ton_admin.add_parsers(admin)  # transfers, resolve
+    rails_admin.add_parsers(admin)  # rails: card and Stars payments, refunds
     return p
 
 
@@ -219,6 +221,13 @@ async def _noop(engine, args: argparse.Namespace) -> int:  # type: ignore[no-unt
     return 0
 
 
+def _bot(settings: Settings):  # type: ignore[no-untyped-def]
+    # aiogram takes seconds to import: only the commands that call Telegram pay for it.
+    from bot.telegram.runtime import create_bot
+
+    return create_bot(settings)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(
@@ -239,10 +248,11 @@ def main(argv: list[str] | None = None) -> int:
         return demo.run_demo(args, settings)
     # What operator commands need of the settings, handed over here (the composition root).
     args.ledger_currency, args.ton_rate = settings.ledger.currency, settings.ledger.ton_rate
+    args.make_bot = lambda: _bot(settings)  # only a command that calls Telegram builds it
     handler = {"migrate": _noop, "credit": _adjust, "debit": _adjust, "balance": _balance,
                "check": _check, "payment": _payment, "invoice": _invoice,
                "subscription": _subscription,
-               **api_admin.COMMANDS, **ton_admin.COMMANDS,
+               **api_admin.COMMANDS, **ton_admin.COMMANDS, **rails_admin.COMMANDS,
                }[getattr(args, "admin_command", None) or args.command]
     with database(settings.database) as url:
         try:

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.telegram.config import BotConfig
 from bot.telegram.i18n import Translator
+from bot.telegram.invoice_actions import with_refund_buttons
 from bot.telegram.render import granted_items, money
 from bot.telegram.subscriptions import show_plan
 from bot.telegram.views import invoice_card
@@ -41,7 +42,7 @@ async def cmd_start(
     if arg.startswith("pay_"):
         await show_invoice(message, arg.removeprefix("pay_"), user, tr, ledger, cfg)
     elif arg.startswith("sub_"):
-        await show_plan(message, arg.removeprefix("sub_"), user, tr, ledger, engine)
+        await show_plan(message, arg.removeprefix("sub_"), user, tr, ledger, engine, cfg)
     elif arg.startswith("claim_"):
         await claim(message, arg.removeprefix("claim_"), user, tr, engine, cfg)
     elif arg.startswith(BIND_PREFIX):
@@ -64,6 +65,8 @@ async def show_invoice(
     # A card is a snapshot anyway, and every button on it reads again: a shown read will do.
     read = await ledger.shown_invoice(public_id)  # InvoiceNotFound also for malformed ids
     text, markup = invoice_card(tr, cfg, read.invoice, read.seller, user)
+    if read.invoice.seller_id == user.id:  # the seller's card: refunds of Stars payments
+        markup = await with_refund_buttons(ledger, tr, read.invoice, markup)
     await message.answer(text, reply_markup=markup)
     if read.invoice.viewed_at is None and read.invoice.seller_id != user.id:
         await _mark_viewed(ledger, read.invoice.public_id, user)

@@ -2,17 +2,29 @@
 subscribing (a trial starts at once; otherwise the first period's invoice, paid like any other —
 from the balance through the pay buttons, or with TON — and the subscription starts when it is
 paid), and `/subscriptions`: each one's status, next charge or end, cancelling it, and changing
-its plan or period (prorated: the ledger charges or credits the difference at once)."""
+its plan or period (prorated: the ledger charges or credits the difference at once).
+
+A plan with a 1-month price also offers a Telegram Stars subscription when Stars are enabled:
+Telegram charges the Stars every 30 days (`subscription_period`, only through an invoice link)
+and each payment, first and recurring, carries the same quote and settles through the ledger."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from html import escape
 from typing import Final
 
 from aiogram import F, Router
 from aiogram.filters import Command
-from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
+from aiogram.filters.callback_data import CallbackData
+from aiogram.types import (
+    CallbackQuery,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    LabeledPrice,
+    Message,
+)
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.telegram.config import BotConfig
@@ -42,18 +54,40 @@ from ledger.errors import (
 )
 from ledger.models import User
 from ledger.plans import Plan
+from ledger.rails import STARS, STARS_MAX, STARS_MIN, convert
 from ledger.subscriptions import LIVE, Subscription
 from ledger.users import get_user
 
 router: Final[Router] = Router(name=__name__)
 
 ENDED_SHOWN = 5  # ended subscriptions listed under the live ones, newest first
+STARS_PERIOD = 2592000  # 30 days: the only subscription_period Telegram takes
+
+
+class StarSubCb(CallbackData, prefix="ssub"):
+    plan: str  # subscribe to this plan's 1-month period, paid in Stars every month
 
 
 # --- the plan card ------------------------------------------------------------------------------
 
+def stars_rate(cfg: BotConfig, currency: str) -> Decimal | None:
+    """Stars per 1 unit of `currency` (the plan's), or None when Stars are not offered."""
+    rate = cfg.rail_rates.get(STARS) if cfg.stars_enabled else None
+    if rate is None:
+        return None
+    return rate * cfg.ton_rate if currency == "TON" else rate
+
+
+def monthly_stars(plan: Plan, rate: Decimal | None) -> int | None:
+    """What the 1-month period costs in Stars, when it can be a Stars subscription."""
+    if rate is None or 1 not in plan.prices:
+        return None
+    stars = convert(plan.prices[1], plan.currency, rate, STARS)
+    return stars if STARS_MIN <= stars <= STARS_MAX else None
+
+
 def plan_card(tr: Translator, plan: Plan, seller: User | None, viewer: User,
-              ) -> tuple[str, InlineKeyboardMarkup | None]:
+              stars: int | None = None) -> tuple[str, InlineKeyboardMarkup | None]:
     text = tr("plan.card", name=escape(plan.name), seller=person(seller),
               details=plan_details(tr, plan))
     if plan.status != "active":
@@ -63,16 +97,56 @@ def plan_card(tr: Translator, plan: Plan, seller: User | None, viewer: User,
     periods = [(months, tr("btn.sub_period", period=period_name(tr, months),
                            amount=money(amount, plan.currency)))
                for months, amount in sorted(plan.prices.items())]
-    return text, plan_card_keyboard(tr, plan.public_id, periods)
+    markup = plan_card_keyboard(tr, plan.public_id, periods)
+    if stars is not None:
+        rows = list(markup.inline_keyboard) if markup is not None else []
+        rows.append([InlineKeyboardButton(text=tr("btn.sub_stars", stars=stars),
+                                          callback_data=StarSubCb(plan=plan.public_id).pack())])
+        markup = InlineKeyboardMarkup(inline_keyboard=rows)
+    return text, markup
 
 
 async def show_plan(message: Message, public_id: str, user: User, tr: Translator,
-                    ledger: Ledger, engine: AsyncEngine) -> None:
+                    ledger: Ledger, engine: AsyncEngine, cfg: BotConfig | None = None) -> None:
     """`/start sub_<plan>`: PlanNotFound (also for malformed ids) is one sentence (errors.py)."""
     plan = await ledger.plan(public_id)
     seller = await get_user(engine, plan.seller_id)
-    text, markup = plan_card(tr, plan, seller, user)
+    stars = monthly_stars(plan, stars_rate(cfg, plan.currency)) if cfg is not None else None
+    text, markup = plan_card(tr, plan, seller, user, stars)
     await message.answer(text, reply_markup=markup)
+
+
+@router.callback_query(StarSubCb.filter())
+async def subscribe_with_stars(cb: CallbackQuery, callback_data: StarSubCb, user: User,
+                               tr: Translator, ledger: Ledger, cfg: BotConfig) -> None:
+    """"⭐ Subscribe with Stars": the 1-month subscription (the one the buyer already has, else
+    a new one), its Stars quote, and Telegram's invoice link with subscription_period. Tapped
+    again, it is the same subscription with a fresh link. OwnPlan, PlanNotFound, a period not
+    offered, Stars off: one sentence each (errors.py)."""
+    plan = await ledger.plan(callback_data.plan)
+    rate = stars_rate(cfg, plan.currency)
+    if rate is None or monthly_stars(plan, rate) is None:
+        raise PeriodNotOffered("stars")
+    sub = next((s for s in await ledger.subscriptions_of_user(user.id)
+                if s.plan_public_id == plan.public_id and s.status in LIVE and s.months == 1),
+               None)
+    if sub is None:
+        sub = (await ledger.subscribe(plan.public_id, user.id, 1,
+                                      ton_rate=cfg.ton_rate)).subscription
+    quote = await ledger.quote_rail(
+        purpose="subscription", rail="stars", channel="telegram", currency=STARS, rate=rate,
+        subscription=sub.public_id, user_id=user.id, ttl_seconds=cfg.quote_seconds)
+    assert cb.bot is not None
+    name = sub.plan_name or plan.name
+    link = await cb.bot.create_invoice_link(
+        title=name[:32], description=tr("sub.stars.invoice", name=name, stars=quote.amount)[:255],
+        payload=quote.token, currency=STARS,
+        prices=[LabeledPrice(label=name[:32], amount=quote.amount)],
+        subscription_period=STARS_PERIOD)
+    await cb.answer()
+    await edit(cb, tr("sub.stars.link", name=escape(name), stars=quote.amount),
+               InlineKeyboardMarkup(inline_keyboard=[[InlineKeyboardButton(
+                   text=tr("btn.sub_stars_pay", stars=quote.amount), url=link)]]))
 
 
 @router.callback_query(SubCb.filter())

@@ -24,7 +24,8 @@ async def test_subscribe_and_pay_the_first_period_from_the_balance(person, ledge
     [card] = await buyer.send(f"/start sub_{plan.public_id}")
     assert card.plain == ("📅 Premium club\nSeller: @club_owner\n\n"
                           "1 month — 5.00 Liquid $\n3 months — 13.50 Liquid $\nGives: 🎁 vip-badge")
-    assert card.button_texts == ["1 month · 5.00 Liquid $", "3 months · 13.50 Liquid $"]
+    assert card.button_texts == ["1 month · 5.00 Liquid $", "3 months · 13.50 Liquid $",
+                                 "⭐ Subscribe with Stars (385 ⭐/month)"]  # Stars are on
 
     tap = await buyer.tap(card, "1 month")
     [invoice_card] = tap.edited
@@ -33,7 +34,7 @@ async def test_subscribe_and_pay_the_first_period_from_the_balance(person, ledge
         "renew from your balance.\n\n🧾 Premium club")
     assert "Amount: 5.00 Liquid $ (≈ 1 TON)\nSeller: @club_owner" in invoice_card.plain
     assert invoice_card.button_texts == ["💳 Pay 5.00 Liquid $ from balance", "💎 Pay with TON",
-                                         "📱 Open in Mini App"]
+                                         "⭐ Pay with Stars", "📱 Open in Mini App"]
     [sub] = await ledger.subscriptions_of_user(buyer.user.id)
     assert (sub.status, sub.months, sub.amount) == ("incomplete", 1, 500)
     assert await balance(engine, buyer.user.id) == 2000  # choosing is not paying
@@ -165,7 +166,8 @@ async def test_russian_texts(person, ledger: Ledger) -> None:
     plan = await _plan(ledger, seller, prices={1: 500, 3: 1350, 12: 4800})
     [card] = await buyer.send(f"/start sub_{plan.public_id}")
     assert card.button_texts == ["1 месяц · 5.00 Liquid $", "3 месяца · 13.50 Liquid $",
-                                 "12 месяцев · 48.00 Liquid $"]
+                                 "12 месяцев · 48.00 Liquid $",
+                                 "⭐ Подписаться за звёзды (385 ⭐/мес.)"]
     await buyer.tap(card, "3 месяца")
     [listed] = await buyer.send("/subscriptions")
     assert "⏳ ждёт оплаты" in listed.plain and "Оплатите первый счёт (13.50 Liquid $)" in (

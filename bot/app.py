@@ -18,11 +18,15 @@ from bot.http_limits import LimitedRunner, max_connections, runner_options
 from bot.links import Links, links_from_settings
 from bot.settings import Settings
 from bot.telegram.runtime import telegram_service
+from bot.telegram.stars_reconcile import schedule_stars_reconcile
 from bot.web import setup_pay_pages
+from bot.web.cards import CARDS
+from bot.web.invoice_links import TELEGRAM_BOT
 from ledger.core import Ledger
 from ledger.migrate import upgrade
 from ledger.postgres import make_engine
-from watchers.jobs import Scheduler, schedule_ledger_jobs
+from watchers.card_sessions import schedule_card_sessions
+from watchers.jobs import JOB_DEFAULTS, Scheduler, schedule_ledger_jobs
 from watchers.reminders import schedule_reminders
 from watchers.subscriptions import schedule_subscriptions
 from watchers.ton_watcher import start_ton_watcher
@@ -88,6 +92,14 @@ async def serve(settings: Settings, database_url: str, stop: asyncio.Event) -> N
     app = build_web_app(settings, ledger, links)
     # Before runner.setup(): the webhook route must be added while the app can still change.
     telegram = telegram_service(settings, ledger, app, scheduler, links)
+    if telegram is not None:  # the Mini App's card and Stars invoice links
+        app[TELEGRAM_BOT] = telegram.bot
+    if telegram is not None and settings.payments.stars_enabled:  # missed Stars, refunds
+        schedule_stars_reconcile(scheduler, ledger, telegram.bot, **JOB_DEFAULTS,
+                                 interval_seconds=settings.jobs.stars_reconcile_seconds)
+    if app[CARDS].providers:  # browser card checkouts whose webhook never came
+        schedule_card_sessions(scheduler, ledger, app[CARDS].verify_quote,
+                               interval_seconds=settings.jobs.card_sessions_seconds)
     runner = LimitedRunner(app, max_connections=max_connections(settings.web.max_connections),
                            **runner_options(settings.web.header_timeout_seconds))
     await runner.setup()

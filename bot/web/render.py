@@ -29,7 +29,9 @@ SECURITY_HEADERS = {
     # The Mini App runs inside Telegram's clients; Telegram Web frames it.
     "Content-Security-Policy": (
         "default-src 'none'; script-src 'self' https://telegram.org; style-src 'self'; "
-        "img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'self'; "
+        "img-src 'self' data:; connect-src 'self'; base-uri 'none'; "
+        # The card form's answer redirects to the provider's checkout page.
+        "form-action 'self' https://checkout.stripe.com https://yoomoney.ru; "
         "frame-ancestors 'self' https://web.telegram.org https://*.telegram.org"
     ),
 }
@@ -239,9 +241,24 @@ def pay_page(view: dict[str, Any], claim: dict[str, Any] | None, lang: str, stat
         "bind_hidden": _hidden(bound),
         "bound_hidden": _hidden(not bound),
         "topup_url": _e(f"https://t.me/{bot_username}"),
+        "card_forms": card_forms(view, lang),
+        "card_hidden": _hidden(not view["pay_card"]),
         "data_json": script_json(data),
     }
     return static.page_template(lang).fill(values)
+
+
+def card_forms(view: dict[str, Any], lang: str) -> str:
+    """"Pay by card" per configured currency: a plain form POST (no script needed), answered
+    with a redirect to the provider's checkout (bot/web/cards/)."""
+    action = _e(view["links"]["card"])
+    forms = []
+    for offer in view["pay_card"]:
+        label = t(lang, "pay_card_amount", amount=offer["amount"]["display"])
+        forms.append(f'<form method="post" action="{action}" class="card-form">'
+                     f'<input type="hidden" name="currency" value="{_e(offer["currency"])}">'
+                     f'<button type="submit" class="btn">{_e(label)}</button></form>')
+    return "".join(forms)
 
 
 def error_page(lang: str, static: Static, *, heading: str, message: str,

@@ -47,9 +47,11 @@ from bot.web.auth import (
     init_data_from_header,
     validate_init_data,
 )
+from bot.web.cards import setup_card_checkout
 from bot.web.claims import guest_claim, payer_info
 from bot.web.guard import PageGuard
 from bot.web.i18n import normalize, request_language, t
+from bot.web.invoice_links import setup_invoice_links
 from bot.web.plan_page import PlanPages
 from bot.web.view import (
     KnownBuyers,
@@ -491,6 +493,8 @@ def setup_pay_pages(
     r.add_get("/pay/{invoice_id}/qr.png", _safe(pages.qr_png, False, guard))
     r.add_get("/pay/{invoice_id}/qr.svg", _safe(pages.qr_svg, False, guard))
     r.add_get("/pay/{invoice_id}/invoice.pdf", _safe(pages.pdf, False, guard))
+    setup_invoice_links(app, pages, guard, settings.payments)  # card and Stars, Mini App
+    setup_card_checkout(app, pages, guard, settings)  # cards in a plain browser (bot/web/cards)
     plans = PlanPages(pages, settings.ledger.ton_rate)
     r.add_get("/sub/{plan_id}", _safe(plans.page, False, guard))
     r.add_post("/sub/{plan_id}/subscribe", _safe(plans.subscribe, True, guard, kind="pay"))

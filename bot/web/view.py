@@ -7,6 +7,7 @@ import hashlib
 import secrets
 from collections import OrderedDict
 from dataclasses import dataclass
+from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
@@ -16,12 +17,95 @@ from bot.documents.figures import invoice_figures
 from bot.links import Links, links_from_settings
 from bot.settings import Settings
 from bot.web.auth import CookieSigner
+from ledger.errors import InvalidAmount
 from ledger.models import Invoice, User, iso
 from ledger.money import display_amount, format_amount
 from ledger.payers import tag_for_user
 from ledger.purchases import Payer
+from ledger.rails import STARS, STARS_MAX, STARS_MIN, convert, format_provider_amount
 from ledger.users import ensure_user
 from watchers.ton_links import friendly_address, ton_transfer_link, tonkeeper_link
+
+
+@dataclass(frozen=True, slots=True)
+class RailOffer:
+    """A way to pay by card or in Stars, as configured: the rail (`stars`, `card:<provider>`),
+    the provider's currency and its rate (provider units per 1 Liquid $)."""
+
+    rail: str
+    currency: str
+    rate: Decimal
+
+    @property
+    def provider(self) -> str:
+        return self.rail.removeprefix("card:")
+
+
+def telegram_rails(settings: Settings) -> tuple[RailOffer, ...]:
+    """Telegram Payments (Mini App): a card per currency with a provider token, and Stars;
+    only where a rate is configured (no rate, no price to lock)."""
+    pay = settings.payments
+    offers = [RailOffer(f"card:{card.provider}", currency, pay.rates[currency])
+              for currency, card in sorted(pay.telegram_card.items()) if currency in pay.rates]
+    if pay.stars_enabled:
+        offers.append(RailOffer("stars", STARS, pay.rates[STARS]))
+    return tuple(offers)
+
+
+def web_cards(settings: Settings) -> tuple[RailOffer, ...]:
+    """Cards in a plain browser (Stripe Checkout, YooKassa), per configured currency: only a
+    provider with its keys set (bot/web/cards/ refuses the others) and a rate."""
+    pay = settings.payments
+    ready = {"stripe": pay.stripe_secret_key is not None,
+             "yookassa": pay.yookassa_shop_id is not None and pay.yookassa_secret_key is not None}
+    return tuple(RailOffer(f"card:{provider}", currency, pay.rates[currency])
+                 for currency, provider in sorted(pay.web_card.items())
+                 if currency in pay.rates and ready.get(provider))
+
+
+def provider_money(minor: int, currency: str) -> dict[str, Any]:
+    """An amount in a provider's currency: 963 Stars read "963 ⭐"; cents "12.50 USD"."""
+    text = format_provider_amount(minor, currency)
+    display = f"{text} ⭐" if currency == STARS else f"{text} {currency}"
+    return {"minor": minor, "currency": currency, "text": text, "display": display}
+
+
+def rail_rate(offer: RailOffer, ledger_currency: str, ton_rate: Decimal) -> Decimal:
+    """Provider units per 1 unit of the invoice's currency: the configured rate is per 1 Liquid
+    $; a TON invoice's unit is worth `ton_rate` Liquid $."""
+    return offer.rate if ledger_currency == "LIQ" else offer.rate * ton_rate
+
+
+@lru_cache(maxsize=4096)
+def offer_amount(due: int, ledger_currency: str, offer: RailOffer,
+                 ton_rate: Decimal) -> int | None:
+    """What the quote will lock for `due` (the same rounding, up); None when it cannot be
+    offered (Stars outside Telegram's bounds, less than one minor unit)."""
+    try:
+        minor = convert(due, ledger_currency, rail_rate(offer, ledger_currency, ton_rate),
+                        offer.currency)
+    except (InvalidAmount, KeyError):  # a currency the ledger does not take: not offered
+        return None
+    if minor < 1 or (offer.currency == STARS and not STARS_MIN <= minor <= STARS_MAX):
+        return None
+    return minor
+
+
+def rail_offers(invoice: Invoice, offers: tuple[RailOffer, ...],
+                ton_rate: Decimal) -> list[dict[str, Any]]:
+    """The configured ways to pay `invoice` by card or Stars, each with the amount its quote
+    will lock at today's rate (shown before paying); none once it cannot be paid."""
+    due = invoice.amount_due
+    if invoice.effective_status() != "pending" or due <= 0:
+        return []
+    found = []
+    for offer in offers:
+        minor = offer_amount(due, invoice.currency, offer, ton_rate)
+        if minor is not None:
+            found.append({"rail": offer.rail, "currency": offer.currency,
+                          "provider": None if offer.rail == "stars" else offer.provider,
+                          "amount": provider_money(minor, offer.currency)})
+    return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +119,9 @@ class PayConfig:
     ton_address: str | None  # friendly form, or None when TON payments are not configured
     signer: CookieSigner
     secure_cookies: bool
+    rails: tuple[RailOffer, ...] = ()  # Telegram Payments: the Mini App's card and Stars
+    web_cards: tuple[RailOffer, ...] = ()  # Stripe / YooKassa in a plain browser
+    ton_rate: Decimal = Decimal(1)  # Liquid $ per TON: a TON invoice's card/Stars price
 
     @property
     def bot_username(self) -> str:
@@ -65,6 +152,9 @@ class PayConfig:
             ton_address=address or None,
             signer=CookieSigner(secret),
             secure_cookies=public_url.startswith("https://"),
+            rails=telegram_rails(settings),
+            web_cards=web_cards(settings),
+            ton_rate=settings.ledger.ton_rate,
         )
 
 
@@ -214,6 +304,10 @@ def invoice_view(invoice: Invoice, seller_username: str | None, cfg: PayConfig,
         "due_at": iso(invoice.due_at),
         "overdue": invoice.overdue(),
         "pay_ton": ton_links(invoice, cfg, tag) if status == "pending" else None,
+        # By card or in Stars, with the amount each will lock (shown before paying): the Mini
+        # App's Telegram Payments, and a plain browser's card checkout.
+        "pay_rails": rail_offers(invoice, cfg.rails, cfg.ton_rate),
+        "pay_card": rail_offers(invoice, cfg.web_cards, cfg.ton_rate),
         "links": {
             "page": page_url(invoice, cfg),
             "login": f"https://t.me/{cfg.bot_username}?start=pay_{invoice.public_id}",
@@ -222,6 +316,8 @@ def invoice_view(invoice: Invoice, seller_username: str | None, cfg: PayConfig,
             "pdf": f"{base}/invoice.pdf",
             "status": f"{base}/status",
             "pay": f"{base}/pay",
+            "invoice_link": f"{base}/invoice-link",
+            "card": f"{base}/card",
         },
     }
 

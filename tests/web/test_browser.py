@@ -4,7 +4,8 @@ Guest view: amount, QR and the browser's own tagged comment are visible, "Log in
 on the first screen, the page fits the phone's width, and the status flips to paid (with the
 guest's Telegram proof link) without a reload. Mini App view: signed
 init data in the URL fragment (as Telegram passes it), a double tap on "Pay from balance"
-pays once. Screenshots go to $PAYBOT_SCREENSHOTS or a temporary directory (printed).
+pays once; the card and Stars buttons show the price they lock and open Telegram's invoice.
+Screenshots go to $PAYBOT_SCREENSHOTS or a temporary directory (printed).
 
 chromium comes from scripts/install-chromium.sh; without it the test is skipped locally and
 fails in CI (CI=true), so a missing browser can never pass silently there."""
@@ -16,6 +17,7 @@ import re
 import socket
 import tempfile
 from collections.abc import AsyncIterator
+from decimal import Decimal
 from pathlib import Path
 from urllib.parse import quote
 
@@ -23,13 +25,17 @@ import pytest
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bot.settings import PaymentSettings
+from bot.telegram import create_bot
 from bot.web import setup_pay_pages
+from bot.web.invoice_links import TELEGRAM_BOT
 from ledger.accounts import balance
 from ledger.core import Ledger
 from ledger.payers import find_tag
+from tests.bot.botapi import BotApiStandIn
 from tests.conftest import run_sql
 from tests.web.cdp import chromium_page, find_chromium
-from tests.web.conftest import make_settings, sign_init_data, tg_user
+from tests.web.conftest import BOT_TOKEN, make_settings, sign_init_data, tg_user
 from tests.web.test_guest_claims import Chain
 
 BLOCK = ("*telegram.org*",)  # unreachable here; the page must work without its script
@@ -246,3 +252,85 @@ async def test_mini_app_keeps_its_key_until_the_server_knows(
                          id=invoice.id)
     assert len({r["idempotency_key"] for r in rows}) == len(rows) == 2  # two taps that counted
     assert await balance(engine, buyer.id) == 5000 - 2 * 1250
+
+
+@pytest.fixture
+async def served_with_cards(engine: AsyncEngine) -> AsyncIterator[tuple[str, BotApiStandIn]]:
+    """The pay pages with a Telegram card provider (USD) and Stars, and the bot (pointed at the
+    Bot API stand-in) that makes the invoice links."""
+    api = BotApiStandIn(token=BOT_TOKEN)
+    await api.start()
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    base = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    settings = make_settings(public_url=base)
+    settings.payments = PaymentSettings(
+        rates={"XTR": Decimal(77), "USD": Decimal("1.08")},
+        telegram_card={"USD": {"provider": "stripe", "token": "284685063:TEST:browser"}})
+    settings.telegram.api_url = api.url
+    bot = create_bot(settings)
+    app = web.Application()
+    setup_pay_pages(app, Ledger(engine), settings, poll_ms=300)
+    app[TELEGRAM_BOT] = bot
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.SockSite(runner, sock).start()
+    try:
+        yield base, api
+    finally:
+        await runner.cleanup()
+        await bot.session.close()
+        await api.close()
+
+
+# Telegram.WebApp as the Mini App sees it, reduced to openInvoice: the sheet stays "open" until
+# the test closes it with the status Telegram would report.
+FAKE_WEBAPP = """(() => {
+  window.Telegram = { WebApp: { openInvoice: (url, cb) => { window.__invoice = { url, cb }; } } };
+  return true;
+})()"""
+
+
+async def test_mini_app_pays_by_stars_at_the_price_on_its_button(
+    chromium, served_with_cards, make_invoice, make_user, engine
+):
+    base, api = served_with_cards
+    invoice = await make_invoice()
+    buyer = await make_user(username="stars_buyer")
+    init = sign_init_data(tg_user(buyer))
+    fragment = f"tgWebAppData={quote(init, safe='')}&tgWebAppVersion=8.0&tgWebAppPlatform=ios"
+    shots = shots_dir()
+    rail = "document.querySelector('#rails [data-rail=\"%s\"]')"
+    async with chromium_page(chromium, block=BLOCK) as page:
+        await page.goto(f"{base}/pay/{invoice.public_id}#{fragment}")
+        await page.wait_for("!document.getElementById('miniapp').hidden")
+        await page.wait_for(f"!!{rail % 'stars'}")
+        labels = await page.evaluate(
+            "Array.from(document.querySelectorAll('#rails button')).map(b => b.textContent)")
+        # The amount each locks, before paying: 12.50 × 1.08 USD, 12.50 × 77 → 963 Stars.
+        assert labels == ["💳 Pay by card 13.50 USD", "⭐ Pay 963 Stars"]
+        seen = await page.evaluate(VISIBLE_JS % ["pay-balance", "rails", "card", "login"])
+        assert seen["rails"]["visible"] and seen["rails"]["inside"], seen["rails"]
+        assert not seen["card"]["visible"] and not seen["login"]["visible"]
+        assert seen["scrollWidth"] <= seen["viewport"][0]
+        await page.screenshot(shots / "miniapp-card-stars.png")
+        print(f"\nscreenshots: {shots}")
+
+        await page.evaluate(FAKE_WEBAPP)
+        await page.evaluate(f"{rail % 'stars'}.click()")
+        await page.wait_for("!!window.__invoice")
+        url = await page.evaluate("window.__invoice.url")
+        sent = api.invoice_of_link(url)
+        assert (sent.currency, sent.total_amount) == ("XTR", 963)
+        # Telegram took the Stars and told the bot (its handler settles through the ledger);
+        # then the sheet closes with "paid" and the page follows the invoice to paid.
+        settled = await Ledger(engine).settle_rail_payment(
+            rail="stars", channel="telegram", reference="stxBrowser1", provider_reference=None,
+            token=sent.payload, currency="XTR", amount=963, payer_id=buyer.id, details={})
+        assert settled.outcome == "paid"
+        await page.evaluate("window.__invoice.cb('paid')")
+        await page.wait_for("document.getElementById('status').textContent === 'Paid'")
+        seen = await page.evaluate(VISIBLE_JS % ["rails", "pay-message"])
+        assert seen["pay-message"]["text"] == "Payment complete. Thank you!"
+        assert not seen["rails"]["visible"] or seen["rails"]["height"] == 0
+        await page.screenshot(shots / "miniapp-stars-paid.png")

@@ -5,7 +5,9 @@
  *  - shows the viewer's own payer comment (QR, wallet links, copy field) and lets a guest
  *    leave a @handle or an e-mail;
  *  - inside Telegram (init data in Telegram.WebApp or in the URL fragment), shows the balance
- *    and "Pay from balance", authenticated by `Authorization: tma <initData>`;
+ *    and "Pay from balance", authenticated by `Authorization: tma <initData>`, and the card and
+ *    Stars buttons (Telegram Payments: an invoice link opened with Telegram.WebApp.openInvoice);
+ *    a plain browser keeps the server's "Pay by card" forms;
  *  - telegram-web-app.js is loaded only inside Telegram, and nothing depends on it loading.
  */
 (function () {
@@ -171,7 +173,10 @@
       // Who paid: told to the invoice's seller only (the server sends it to nobody else).
       show($("paid-by"), !!viewer.paid_by);
       if (viewer.paid_by) $("paid-by").textContent = T("paid_by", { who: viewer.paid_by });
+      renderRails(pending && !own ? inv.pay_rails || [] : []);
     }
+    // Inside Telegram cards go through Telegram Payments; a browser posts the card form.
+    show($("card"), pending && !viewer && !inTelegram() && (inv.pay_card || []).length > 0);
 
     // The comment, QR and wallet links are this viewer's own (their payer tag).
     if (inv.pay_ton) {
@@ -193,6 +198,8 @@
       if (payer.contact) saved.textContent = T("contact_saved", { contact: payer.contact });
     }
 
+    if (railPaid && status === "paid") { railPaid = false; message(T("paid_ok"), "ok"); }
+
     var claimBox = $("claim");
     show(claimBox, !!claim);
     if (claim) {
@@ -201,6 +208,30 @@
       show($("claimed"), !!claim.claimed);
       if (claim.url) link.href = claim.url;
     }
+  }
+
+  // One button per card currency and for Stars, each with the amount its quote will lock.
+  var railsShown = "";
+  function renderRails(offers) {
+    var box = $("rails");
+    var key = JSON.stringify(offers) + lang;
+    if (key === railsShown) return;
+    railsShown = key;
+    while (box.firstChild) box.removeChild(box.firstChild);
+    offers.forEach(function (offer) {
+      var b = document.createElement("button");
+      b.type = "button";
+      b.className = "btn rail";
+      b.setAttribute("data-rail", offer.rail);
+      b.setAttribute("data-currency", offer.currency);
+      b.textContent = railLabel(offer, offer.amount.display, offer.amount.text);
+      b.addEventListener("click", function () { payRail(offer, b); });
+      box.appendChild(b);
+    });
+  }
+  function railLabel(offer, display, text) {
+    return offer.rail === "stars" ? T("pay_stars", { n: text })
+      : T("pay_card_amount", { amount: display });
   }
 
   // The totals as the server formatted them (the PDF's figures): a payment recorded since the
@@ -383,6 +414,63 @@
     haptic("error");
     if (err.code === "insufficient_funds") show($("topup-link"), true);
     if (r.status === 409 || r.status === 410 || r.status === 403) refresh();
+  }
+
+  // --- paying by card or in Stars (Telegram Payments) ---------------------------------------
+
+  // The server locks the price (a quote) and makes an invoice link; Telegram's own sheet takes
+  // the money; the ledger settles on Telegram's successful_payment, and the status polls show it.
+  var railBusy = false;
+  var railPaid = false; // Telegram said "paid": say "complete" once the ledger shows it
+
+  function payRail(offer, button) {
+    if (railBusy || !initData) return;
+    var app = tg();
+    if (!app || !app.openInvoice) { message(T("err_update_telegram"), "error"); return; }
+    railBusy = true;
+    button.disabled = true;
+    message(T("opening_invoice"));
+    var finish = function () { railBusy = false; button.disabled = false; };
+    fetch(inv.links.invoice_link, {
+      method: "POST",
+      headers: Object.assign({ "Content-Type": "application/json" }, authHeaders()),
+      body: JSON.stringify({ rail: offer.rail, currency: offer.currency }),
+      credentials: "same-origin"
+    }).then(function (r) {
+      return r.json().catch(function () { return {}; }).then(function (body) {
+        if (!r.ok) {
+          finish();
+          if (r.status === 401) { sessionExpired(); return; }
+          message((body.error && body.error.message) || T("err_generic"), "error");
+          if (r.status === 409 || r.status === 410) refresh();
+          return;
+        }
+        // The price just locked (it may differ from the button's if the rate moved).
+        button.textContent = railLabel(offer, body.display, body.text);
+        message("");
+        try {
+          app.openInvoice(body.url, function (status) { invoiceClosed(status); finish(); });
+        } catch (e) { finish(); message(T("err_update_telegram"), "error"); }
+      });
+    }).catch(function () { finish(); message(T("err_retry"), "error"); });
+  }
+
+  function invoiceClosed(status) {
+    if (status === "paid") {
+      // Telegram took the money; the ledger settles when its update arrives: poll for it.
+      railPaid = true;
+      message(T("rail_paid"), "ok");
+      haptic("success");
+      refresh().then(schedulePoll);
+    } else if (status === "failed") {
+      message(T("rail_failed"), "error");
+      haptic("error");
+    } else if (status === "pending") {
+      message(T("rail_pending"));
+      refresh().then(schedulePoll);
+    } else {
+      message(""); // cancelled: the buyer closed the sheet
+    }
   }
 
   function startMiniApp(data) {

@@ -405,3 +405,17 @@ async def test_refunding_one_sale_of_a_product_link_gives_its_use_back(
     assert (again.status, again.uses) == ("pending", 1)
     assert await balance(engine, seller.id) == 300
     assert await check_invariants(engine) == []
+
+
+async def test_two_buyers_paying_one_invoice_at_once_one_pays_the_other_is_held(
+        ledger, make_user, engine) -> None:
+    seller, a, b = await make_user(), await make_user(), await make_user()
+    invoice = await _invoice(ledger, seller, 1000)
+    qa, qb = await _stars_quote(ledger, invoice, a), await _stars_quote(ledger, invoice, b)
+    results = await asyncio.gather(ledger.settle_rail_payment(**_paid(qa, a, "race-a")),
+                                   ledger.settle_rail_payment(**_paid(qb, b, "race-b")))
+    assert sorted(r.outcome for r in results) == ["held", "paid"]
+    held = next(r for r in results if r.outcome == "held")
+    assert held.hold_reason == "invoice_paid"
+    assert await balance(engine, seller.id) == 1000  # paid once, the other Stars held
+    assert await check_invariants(engine) == []

@@ -306,6 +306,11 @@ async def test_a_missed_webhook_is_caught_by_the_return_page(
     assert resp.status == 303 and resp.headers["Location"] == f"/pay/{invoice.public_id}"
     assert await invoice_status(engine, invoice) == "paid"
     assert (await guest.status(invoice))["claim"]["url"]
+    # Reloading the return page (or anyone holding its link) asks Stripe nothing more.
+    asked = len(providers.calls)
+    for _ in range(3):
+        await client.get(f"{back.path}?{back.query}", allow_redirects=False)
+    assert len(providers.calls) == asked
     # The webhook arriving after all: nothing more.
     assert (await send_stripe(client, "checkout.session.completed", session))["replayed"]
     assert await payments_of(engine, invoice) == 1

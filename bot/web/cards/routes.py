@@ -303,8 +303,10 @@ class CardRoutes:
             quote = await self.ledger.rail_quote(token)
         except QuoteNotFound:
             return
-        if quote.invoice_public_id != public_id:
+        if quote.invoice_public_id != public_id or not quote.provider_ref:
             return
+        if await self.ledger.rail_payment_by_reference(quote.rail, quote.provider_ref):
+            return  # recorded already: a reload (or a stranger with the link) asks no provider
         try:
             settled = await self.cards.verify_quote(quote)
         except (ProviderDown, UnknownCheckout) as exc:

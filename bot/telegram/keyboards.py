@@ -13,8 +13,10 @@ from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, WebAppInfo
 from bot.telegram.config import BotConfig
 from bot.telegram.i18n import Translator
 from bot.telegram.links import pay_url, share_url, usable_in_button
+from ledger.errors import InvalidAmount
 from ledger.models import Invoice
 from ledger.money import display_amount as money
+from ledger.rails import STARS, STARS_MAX, STARS_MIN, convert
 
 
 class PayCb(CallbackData, prefix="pay"):
@@ -96,21 +98,32 @@ def invoice_card_keyboard(
     if cfg.ton_destination and invoice.ton_amount:
         buttons.append(_callback(tr("btn.pay_ton"),
                                  PayCb(action="ton", invoice=invoice.public_id)))
-    buttons += rail_buttons(tr, cfg, invoice.public_id)
+    buttons += rail_buttons(tr, cfg, invoice)
     url = pay_url(cfg, invoice.public_id)
     if usable_in_button(url):  # Web App buttons need a public https URL
         buttons.append(InlineKeyboardButton(text=tr("btn.mini_app"), web_app=WebAppInfo(url=url)))
     return _column(buttons)
 
 
-def rail_buttons(tr: Translator, cfg: BotConfig, public_id: str) -> list[InlineKeyboardButton]:
-    """Card per currency with a Telegram Payments provider, and Stars when they have a rate."""
+def rail_buttons(tr: Translator, cfg: BotConfig, invoice: Invoice) -> list[InlineKeyboardButton]:
+    """Card per currency with a Telegram Payments provider, and Stars when they have a rate
+    and the amount due fits one Stars invoice (Telegram takes 1 to 10,000)."""
+    public_id = invoice.public_id
     buttons = [_callback(tr("btn.pay_card", currency=currency),
                          RailCb(invoice=public_id, currency=currency))
                for currency in cfg.card_providers]
-    if cfg.stars_enabled:
+    if cfg.stars_enabled and _stars_fit(cfg, invoice):
         buttons.append(_callback(tr("btn.pay_stars"), RailCb(invoice=public_id, currency="XTR")))
     return buttons
+
+
+def _stars_fit(cfg: BotConfig, invoice: Invoice) -> bool:
+    rate = cfg.rail_rates[STARS] * (cfg.ton_rate if invoice.currency == "TON" else 1)
+    try:
+        stars = convert(invoice.amount_due, invoice.currency, rate, STARS)
+    except InvalidAmount:
+        return False
+    return STARS_MIN <= stars <= STARS_MAX
 
 
 def top_up_buttons(tr: Translator, cfg: BotConfig) -> list[InlineKeyboardButton]:

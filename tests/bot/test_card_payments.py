@@ -471,3 +471,15 @@ async def test_the_webhook_answers_a_payment_only_once_it_is_recorded(
     assert (await get_invoice(engine, invoice.public_id)).status == "paid"
     assert len(await _rail_payments(engine, client)) == 1
     assert await balance(engine, seller.user.id) == 1250
+
+
+async def test_stars_are_not_offered_beyond_one_stars_invoice(person, engine) -> None:
+    """Telegram takes 1 to 10,000 Stars per invoice: at 77 ⭐ per Liquid $ an invoice of 200 $
+    (15,400 ⭐) gets no Stars button — rather than a tap that can only fail."""
+    seller, buyer = await person(), await person()
+    big = await _coffee(engine, seller, amount=20000)
+    [card] = await buyer.send(f"/start pay_{big.public_id}")
+    assert not [t for t in card.button_texts if "Stars" in t]
+    small = await _coffee(engine, seller)
+    [card] = await buyer.send(f"/start pay_{small.public_id}")
+    assert [t for t in card.button_texts if "Stars" in t] == ["⭐ Pay with Stars"]

@@ -119,6 +119,26 @@ class TonSettings(BaseSettings):
     start_lt: int = Field(default=0, ge=0)
     # pytoniq trust level: 0-1 check liteservers' proofs, 2 trusts them blindly.
     liteserver_trust_level: int = Field(default=1, ge=0, le=2)
+    # Jettons taken, symbol -> master address (USDT's mainnet master by default; set the
+    # testnet one on testnet). A notification counts only from OUR jetton wallet of a master
+    # (its get_wallet_address(destination), computed once and stored).
+    jettons: dict[str, str] = {"USDT": "EQCxE6mUtQJKFnGfaROTKOt1lZbDiiX1kCixRv7Nw2Id_sDs"}
+
+
+class PayoutSettings(BaseSettings):
+    """Money out: refunds of held transfers and withdrawals, sent by one hot wallet."""
+    model_config = _config("PAYOUTS_")
+    # The hot wallet's 24 words. Unset: no payouts are sent (orders wait; the operator is told).
+    hot_wallet_mnemonic: SecretStr | None = None
+    hot_wallet_version: Literal["v4r2", "v5r1"] = "v4r2"
+    # Per user and UTC day, in the asset's minor units: withdrawals beyond it are refused.
+    daily_limit: dict[str, int] = {"TON": 100 * 10**9, "USDT": 500 * 10**6}
+    # A withdrawal above this waits for the operator's approval (paybot admin payouts approve).
+    approval_above: dict[str, int] = {"TON": 20 * 10**9, "USDT": 100 * 10**6}
+    # How long a signed message may land (valid_until = now + this); a message not landed by
+    # then can never land, and only then is the order signed again.
+    valid_seconds: int = Field(default=120, ge=30, le=3600)
+    poll_seconds: float = Field(default=5.0, gt=0, le=600)
 
 
 class JobSettings(BaseSettings):
@@ -231,4 +251,5 @@ class Settings:
         self.jobs = JobSettings()
         self.api = ApiSettings()
         self.payments = PaymentSettings()
+        self.payouts = PayoutSettings()
         self.operator = OperatorSettings()

@@ -23,7 +23,15 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ledger import lifecycle, manual_payments, plans, rails, seller_settings, subscriptions
+from ledger import (
+    lifecycle,
+    manual_payments,
+    plans,
+    rails,
+    seller_settings,
+    subscriptions,
+    transfers,
+)
 from ledger.batcher import PaymentBatcher
 from ledger.errors import InvalidAmount, InvoiceNotFound
 from ledger.invoice_batches import InvoiceCreator
@@ -178,6 +186,15 @@ class Ledger:
     async def payments_of_invoice(self, public_id: str,
                                   seller_id: int | None) -> list[InvoicePayment]:
         return await manual_payments.payments_of_invoice(self.engine, public_id, seller_id)
+
+    # --- jettons (ledger/transfers.py) --------------------------------------------------------
+
+    async def jetton_wallet(self, master: str, owner: str) -> str | None:
+        return await transfers.jetton_wallet(self.engine, master, owner)
+
+    async def remember_jetton_wallet(self, symbol: str, master: str, owner: str,
+                                     wallet: str) -> str:
+        return await transfers.remember_jetton_wallet(self.engine, symbol, master, owner, wallet)
 
     # --- cards and Telegram Stars (ledger/rails.py) ------------------------------------------
 

@@ -95,17 +95,18 @@ CHECKS: dict[str, str] = {
           FROM payments p JOIN invoices i ON i.id = p.invoice_id
           LEFT JOIN grants g ON g.payment_id = p.id
          WHERE g.id IS NULL AND (i.kind = 'multi_use' OR p.method <> 'manual')""",
-    # Cards and Stars (ledger/rails.py): a settled one is an ordinary payment of its rail; the
-    # provider money held in suspense is exactly the held payments no refund took out yet.
+    # Cards and Stars (ledger/rails.py): a settled one is an ordinary payment of its rail.
     "rail_payment_is_a_payment_of_its_rail": """
         SELECT 'rail payment ' || r.id || ' -> payment ' || coalesce(p.method, 'none')
                AS detail
           FROM rail_payments r LEFT JOIN payments p ON p.id = r.payment_id
          WHERE r.outcome = 'paid' AND (p.id IS NULL OR p.method <> r.rail
                                        OR p.amount <> r.ledger_amount)""",
-    "held_rail_money_is_in_suspense": """
+    # Money in suspense, per currency, is exactly what is held: the chain's open holdings (TON
+    # and jettons, ton_holds) and the card/Stars payments held that no refund took out yet.
+    "suspense_is_what_is_held": """
         SELECT c.code || ' suspense ' || coalesce(a.total, 0) || ' but held '
-               || coalesce(h.total, 0) AS detail
+               || coalesce(h.total, 0) + coalesce(t.total, 0) AS detail
           FROM currencies c
           LEFT JOIN (SELECT x.currency, sum(e.amount) AS total FROM accounts x
                        JOIN entries e ON e.account_id = x.id
@@ -116,8 +117,9 @@ CHECKS: dict[str, str] = {
                           SELECT 1 FROM rail_refunds f WHERE f.rail_payment_id = r.id
                              AND f.status IN ('pending', 'done'))
                       GROUP BY r.currency) h ON h.currency = c.code
-         WHERE c.code NOT IN ('TON', 'LIQ')  -- TON suspense is the watcher's (ton_holds)
-           AND coalesce(a.total, 0) <> coalesce(h.total, 0)""",
+          LEFT JOIN (SELECT x.asset, sum(x.amount_nano) AS total FROM ton_holds x
+                      WHERE x.released_at IS NULL GROUP BY x.asset) t ON t.asset = c.code
+         WHERE coalesce(a.total, 0) <> coalesce(h.total, 0) + coalesce(t.total, 0)""",
     "payment_matches_its_invoice": """
         SELECT 'payment ' || p.id || ' of ' || p.amount || ' ' || p.currency
                || ' for invoice ' || i.public_id AS detail

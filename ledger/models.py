@@ -87,6 +87,14 @@ class Invoice:
             return self.ton_amount
         return -(-self.ton_amount * (self.amount - self.amount_paid) // self.amount)
 
+    @property
+    def usdt_due(self) -> int | None:
+        """Micro-USDT still to pay: Liquid $ is a dollar, so USDT pays it 1:1 (SQL
+        `paybot_asset_due`, ledger/sql/ton_transfers.sql); None for an invoice in TON."""
+        if self.currency == "LIQ":
+            return self.amount_due * 10_000
+        return self.amount_due if self.currency == "USDT" else None
+
     def overdue(self, now: datetime | None = None) -> bool:
         """Issued, still payable, and past its due date."""
         return (self.due_at is not None and self.effective_status(now) == "pending"

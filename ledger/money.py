@@ -7,8 +7,8 @@ from decimal import ROUND_CEILING, Decimal, InvalidOperation
 from ledger.errors import InvalidAmount
 
 # Minor-unit exponent per currency; mirrors the `currencies` table.
-DECIMALS: dict[str, int] = {"LIQ": 2, "TON": 9}
-SYMBOLS: dict[str, str] = {"LIQ": "Liquid $", "TON": "TON"}
+DECIMALS: dict[str, int] = {"LIQ": 2, "TON": 9, "USDT": 6}
+SYMBOLS: dict[str, str] = {"LIQ": "Liquid $", "TON": "TON", "USDT": "USDT"}
 MAX_AMOUNT = 10**15  # far above any real invoice, far below bigint overflow
 
 
@@ -49,7 +49,7 @@ def format_amount(minor: int, currency: str) -> str:
     """1250 -> '12.50' (LIQ); 1500000000 -> '1.5' (TON, trailing zeros dropped)."""
     places = decimals(currency)
     text = f"{Decimal(minor).scaleb(-places):.{places}f}"
-    if currency == "TON":
+    if currency in ("TON", "USDT"):
         text = text.rstrip("0").rstrip(".")
     return text
 

@@ -58,6 +58,13 @@ class ChainTransfer:
     invoice_id: str | None = None  # canonical public id found in the comment
     deposit_code: str | None = None  # canonical deposit code found in the comment
     payer_tag: str | None = None  # canonical payer tag of `INV-<id>-<tag>` (ledger/payers.py)
+    # A jetton (issue 15): its symbol (a ledger currency, e.g. USDT) and amount in its minor
+    # units, which is what counts; value_nano is then the TON its message carried, and
+    # `source` the jetton's original sender. no_notification: read from our jetton wallet's own
+    # transaction (sent without a forward amount, so no notification said what it pays): held.
+    asset: str = "TON"
+    asset_amount: int | None = None
+    no_notification: bool = False
 
 @dataclass(frozen=True, slots=True)
 class TransferResult:
@@ -99,13 +106,16 @@ async def record_transfer(
         raise ValueError("transaction hashes must be 64 lowercase hex characters")
     if t.value_nano < 0:
         raise ValueError("a transfer value cannot be negative")
+    if t.asset not in DECIMALS or (t.asset == "TON") != (t.asset_amount is None) \
+            or (t.asset_amount is not None and t.asset_amount < 0):
+        raise ValueError("a jetton transfer names a known asset and a non-negative amount")
     with typed_errors():
         row = await fetch_one(
             db,
             """
             SELECT * FROM paybot_ton_receive(:address, :hash, :lt, :utime, :prev_lt, :prev_hash,
                 :incoming, :source, :value, :body_kind, :comment, :ignore, :invoice, :deposit,
-                :currency, :rate, :claim, :tag)
+                :currency, :rate, :claim, :tag, :asset, :asset_amount, :no_notification)
             """,
             address=t.address, hash=t.tx_hash, lt=t.lt, utime=t.utime, prev_lt=t.prev_lt,
             prev_hash=t.prev_hash, incoming=t.incoming, source=t.source, value=t.value_nano,
@@ -113,6 +123,7 @@ async def record_transfer(
             invoice=t.invoice_id, deposit=t.deposit_code, currency=currency, rate=ton_rate,
             claim=secrets.token_urlsafe(24),
             tag=normalize_code(t.payer_tag)[:16] if t.invoice_id and t.payer_tag else None,
+            asset=t.asset, asset_amount=t.asset_amount, no_notification=t.no_notification,
         )
     assert row is not None
     return TransferResult(
@@ -138,3 +149,32 @@ async def start_cursor(db: Executor, address: str, lt: int, tx_hash: str) -> Non
         "ON CONFLICT (address) DO NOTHING RETURNING address",
         a=address, lt=lt, h=tx_hash,
     )
+
+# --- our jetton wallets ------------------------------------------------------------------------
+
+_RAW = re.compile(r"-?[0-9]+:[0-9a-f]{64}")
+
+
+async def jetton_wallet(db: Executor, master: str, owner: str) -> str | None:
+    """Our jetton wallet of `master` for `owner` (raw addresses), if it was ever asked."""
+    row = await fetch_one(db, "SELECT wallet FROM jetton_wallets WHERE master = :m AND owner = :o",
+                          m=master, o=owner)
+    return None if row is None else str(row["wallet"])
+
+
+async def remember_jetton_wallet(db: Executor, symbol: str, master: str, owner: str,
+                                 wallet: str) -> str:
+    """Store the master's get_wallet_address(owner) answer once; the stored one is returned
+    (a later, different answer never replaces it: a notification counts only from it)."""
+    for value in (master, owner, wallet):
+        if not _RAW.fullmatch(value):
+            raise ValueError(f"not a raw address: {value!r}")
+    if symbol not in DECIMALS or symbol == "TON":
+        raise ValueError(f"unknown jetton {symbol!r}")
+    await fetch_one(
+        db, "INSERT INTO jetton_wallets (symbol, master, owner, wallet) VALUES (:s, :m, :o, :w)"
+            " ON CONFLICT (master, owner) DO NOTHING RETURNING wallet",
+        s=symbol, m=master, o=owner, w=wallet)
+    stored = await jetton_wallet(db, master, owner)
+    assert stored is not None
+    return stored

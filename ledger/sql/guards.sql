@@ -64,3 +64,5 @@ CREATE TRIGGER rail_refunds_no_delete BEFORE DELETE OR TRUNCATE ON rail_refunds
     FOR EACH STATEMENT EXECUTE FUNCTION paybot_forbid_change();
 CREATE TRIGGER rail_alerts_immutable BEFORE UPDATE OR DELETE OR TRUNCATE ON rail_alerts
     FOR EACH STATEMENT EXECUTE FUNCTION paybot_forbid_change();
+CREATE TRIGGER jetton_wallets_immutable BEFORE UPDATE OR DELETE OR TRUNCATE ON jetton_wallets
+    FOR EACH STATEMENT EXECUTE FUNCTION paybot_forbid_change();

@@ -49,19 +49,19 @@ BEGIN
             PERFORM paybot_raise('hold_of_invoice', v.public_id);
         END IF;
         SELECT * INTO v FROM invoices WHERE id = v.id FOR UPDATE;
-        IF v.ton_amount IS NULL THEN
+        IF paybot_asset_due(v, h.asset) IS NULL THEN  -- not payable in the holding's asset
             PERFORM paybot_raise('invoice_not_ton', v.public_id);
         ELSIF v.status <> 'pending' OR v.expires_at <= now()
               OR (v.max_uses IS NOT NULL AND v.uses >= v.max_uses) THEN
             PERFORM paybot_raise_not_payable(v.id);
         END IF;
         r := paybot_ton_pay_invoice(v, h.amount_nano, h.id, 'ton:' || t.tx_hash || ':' || h.id,
-                                    p_claim, p_currency, p_rate, t.tx_hash);
+                                    p_claim, p_currency, p_rate, t.tx_hash, p_asset => h.asset);
         IF r.o_outcome = 'partial' THEN
             PERFORM paybot_raise('not_enough_for_invoice',
-                json_build_object('needed', paybot_ton_due(v),
+                json_build_object('needed', paybot_asset_due(v, h.asset),
                                   'available', h.amount_nano + r.o_partials,
-                                  'currency', 'TON')::text);
+                                  'currency', h.asset)::text);
         END IF;
         v_outcome := r.o_outcome; v_status := r.o_status; v_payment := r.o_payment;
         v_claim := r.o_claim; v_partials := r.o_partials; v_held := r.o_excess_held;
@@ -71,7 +71,7 @@ BEGIN
     ELSIF p_action = 'credit' THEN
         c := paybot_ton_credit_user('adjustment', p_user, h.amount_nano, p_currency, p_rate,
                                     coalesce(p_note, 'ton transfer credited'),
-                                    'ton-credit:' || h.id, t.tx_hash);
+                                    'ton-credit:' || h.id, t.tx_hash, h.asset);
         IF c.o_credited <= 0 THEN
             PERFORM paybot_raise('invalid_amount',
                                  'too small to credit: ' || h.amount_nano || ' nanoton');
@@ -87,7 +87,8 @@ BEGIN
         RAISE EXCEPTION 'unknown release action %', p_action;
     END IF;
 
-    v_tx := paybot_ton_legs('release', 'ton ' || p_action, v_ref, v_chain, v_susp, v_fx);
+    v_tx := paybot_ton_legs('release', 'ton ' || p_action, v_ref, v_chain, v_susp, v_fx,
+                            h.asset);
     UPDATE ton_holds SET released_at = now(),
                          release = CASE p_action WHEN 'apply' THEN 'applied'
                                                  WHEN 'credit' THEN 'credited'
@@ -100,11 +101,12 @@ BEGIN
         UPDATE ton_holds x SET released_at = now(), release = 'completed', completed_by_hold = h.id,
                                release_invoice_id = v.id, release_payment_id = v_payment,
                                release_ledger_tx_id = v_tx
-         WHERE x.invoice_id = v.id AND x.reason = 'partial' AND x.released_at IS NULL;
+         WHERE x.invoice_id = v.id AND x.reason = 'partial' AND x.released_at IS NULL
+           AND x.asset = h.asset;
     END IF;
     IF v_held > 0 THEN
-        INSERT INTO ton_holds (transfer_id, reason, amount_nano, invoice_id, claim_token)
-        VALUES (t.id, 'excess', v_held, v.id, v_claim);
+        INSERT INTO ton_holds (transfer_id, reason, amount_nano, invoice_id, claim_token, asset)
+        VALUES (t.id, 'excess', v_held, v.id, v_claim, h.asset);
     END IF;
     RETURN QUERY SELECT h.id, p_action, h.amount_nano, v_outcome, v_status, v_payment, v_claim,
                         v_credited, v_held;

@@ -10,6 +10,32 @@ LANGUAGE sql STABLE AS $$
       FROM currencies c WHERE c.code = p_currency
 $$;
 
+-- Minor units of a currency for an amount of a chain asset, rounded down: TON at p_rate; USDT,
+-- a dollar, pays Liquid $ (and itself) 1:1 and converts to nothing else (0: held instead).
+CREATE OR REPLACE FUNCTION paybot_asset_to(p_amount bigint, p_asset text, p_currency text,
+                                           p_rate numeric) RETURNS bigint
+LANGUAGE sql STABLE AS $$
+    SELECT CASE WHEN p_asset = 'TON' THEN paybot_ton_to(p_amount, p_currency, p_rate)
+                WHEN p_asset = p_currency THEN p_amount
+                WHEN p_asset = 'USDT' AND p_currency = 'LIQ'
+                    THEN floor(p_amount::numeric / 10000)::bigint
+                ELSE 0 END
+$$;
+
+-- What an invoice still asks in a chain asset: its locked TON quote (paybot_ton_due); in USDT
+-- the amount due 1:1 for an invoice in Liquid $ (a dollar for a dollar); NULL: not payable in it.
+CREATE OR REPLACE FUNCTION paybot_asset_due(p_inv invoices, p_asset text) RETURNS bigint
+LANGUAGE sql STABLE AS $$
+    SELECT CASE WHEN p_asset = 'TON' THEN paybot_ton_due(p_inv)
+                WHEN p_asset = 'USDT' AND p_inv.currency = 'LIQ'
+                    THEN (CASE WHEN p_inv.kind = 'one_time' THEN p_inv.amount - p_inv.amount_paid
+                               ELSE p_inv.amount END) * 10000
+                WHEN p_asset = p_inv.currency
+                    THEN CASE WHEN p_inv.kind = 'one_time' THEN p_inv.amount - p_inv.amount_paid
+                              ELSE p_inv.amount END
+           END
+$$;
+
 -- The payer of an invoice, when exactly one logged-in buyer (not the seller) said they pay it.
 CREATE OR REPLACE FUNCTION paybot_invoice_payer(p_inv invoices) RETURNS bigint
 LANGUAGE sql STABLE AS $$
@@ -18,10 +44,12 @@ LANGUAGE sql STABLE AS $$
      WHERE invoice_id = p_inv.id AND user_id IS NOT NULL AND user_id <> p_inv.seller_id
 $$;
 
--- Writes the TON side of one receipt or release as one balanced ledger transaction.
+-- Writes the chain side (TON, or the jetton p_asset) of one receipt or release as one balanced
+-- ledger transaction.
 -- Zero legs are left out; nothing at all is written when every leg is zero.
 CREATE OR REPLACE FUNCTION paybot_ton_legs(p_kind text, p_reason text, p_reference text,
-                                p_chain bigint, p_suspense bigint, p_fx bigint)
+                                p_chain bigint, p_suspense bigint, p_fx bigint,
+                                p_asset text DEFAULT 'TON')
 RETURNS bigint LANGUAGE plpgsql AS $$
 DECLARE v_tx bigint;
 BEGIN
@@ -34,7 +62,7 @@ BEGIN
     INSERT INTO ledger_transactions (kind, reason, reference) VALUES (p_kind, p_reason, p_reference)
         RETURNING id INTO v_tx;
     INSERT INTO entries (tx_id, account_id, currency, amount)
-    SELECT v_tx, paybot_system_account(l.name, 'TON'), 'TON', l.amount
+    SELECT v_tx, paybot_system_account(l.name, p_asset), p_asset, l.amount
       FROM (VALUES ('chain_inflow', p_chain), ('suspense', p_suspense), ('fx', p_fx))
            AS l (name, amount)
      WHERE l.amount <> 0;
@@ -47,10 +75,10 @@ CREATE OR REPLACE FUNCTION paybot_ton_credit_user(p_kind text, p_user bigint, p_
                                        p_rate numeric, p_reason text, p_reference text,
                                        p_tx_hash text,
                                        OUT o_credited bigint, OUT o_ton_debit bigint,
-                                       OUT o_converted bigint)
+                                       OUT o_converted bigint, p_asset text DEFAULT 'TON')
 LANGUAGE plpgsql AS $$
 BEGIN
-    o_credited := paybot_ton_to(p_nano, p_currency, p_rate);
+    o_credited := paybot_asset_to(p_nano, p_asset, p_currency, p_rate);
     o_ton_debit := 0;
     o_converted := 0;
     IF o_credited <= 0 THEN
@@ -58,7 +86,7 @@ BEGIN
         RETURN;
     END IF;
     PERFORM paybot_move(p_kind, p_user, 'chain_inflow', p_currency, o_credited, p_reason, p_reference);
-    IF p_currency = 'TON' THEN
+    IF p_currency = p_asset THEN
         o_ton_debit := p_nano;
     ELSE
         o_converted := p_nano;
@@ -66,7 +94,8 @@ BEGIN
     INSERT INTO outbox (topic, event_type, payload)
     VALUES ('telegram', 'balance.credited',
             jsonb_build_object('recipient', p_user, 'kind', p_kind, 'amount', o_credited,
-                               'currency', p_currency, 'ton_nano', p_nano, 'tx_hash', p_tx_hash));
+                               'currency', p_currency, 'ton_nano', p_nano, 'tx_hash', p_tx_hash,
+                               'asset', p_asset));
 END $$;
 
 -- Puts p_amount nanotons, plus the invoice's open partial holdings, toward a payable invoice
@@ -76,18 +105,20 @@ END $$;
 CREATE OR REPLACE FUNCTION paybot_ton_pay_invoice(
     p_inv invoices, p_amount bigint, p_exclude_hold bigint, p_reference text, p_claim text,
     p_currency text, p_rate numeric, p_tx_hash text, p_sent_at timestamptz DEFAULT NULL,
-    p_payer bigint DEFAULT NULL,
+    p_payer bigint DEFAULT NULL, p_asset text DEFAULT 'TON',
     OUT o_outcome text, OUT o_payer bigint, OUT o_payment bigint, OUT o_claim text,
     OUT o_status text, OUT o_partials bigint, OUT o_excess bigint, OUT o_excess_held bigint,
     OUT o_credited bigint, OUT o_ton_debit bigint, OUT o_converted bigint)
 LANGUAGE plpgsql AS $$
-DECLARE v_quote bigint := paybot_ton_due(p_inv); c record; v_rate numeric;
+DECLARE v_quote bigint := paybot_asset_due(p_inv, p_asset); c record; v_rate numeric;
 BEGIN
     SELECT coalesce(sum(amount_nano), 0) INTO o_partials FROM ton_holds
      WHERE invoice_id = p_inv.id AND reason = 'partial' AND released_at IS NULL
-       AND id IS DISTINCT FROM p_exclude_hold;
+       AND asset = p_asset AND id IS DISTINCT FROM p_exclude_hold;
     o_excess := 0; o_excess_held := 0; o_credited := NULL; o_ton_debit := 0; o_converted := 0;
-    UPDATE invoices SET ton_received = ton_received + p_amount WHERE id = p_inv.id;
+    IF p_asset = 'TON' THEN
+        UPDATE invoices SET ton_received = ton_received + p_amount WHERE id = p_inv.id;
+    END IF;
     IF p_amount + o_partials < v_quote THEN
         o_outcome := 'partial';  -- the open partials stay open
         o_status := p_inv.status;
@@ -95,9 +126,9 @@ BEGIN
     END IF;
     o_payer := p_payer;
     SELECT s.payment_id, s.claim_token, s.invoice_status INTO o_payment, o_claim, o_status
-      FROM settle_external_payment(p_inv.public_id, 'ton', p_reference, o_payer, p_claim,
+      FROM settle_external_payment(p_inv.public_id, lower(p_asset), p_reference, o_payer, p_claim,
                                    p_sent_at) s;
-    IF p_inv.currency = 'TON' THEN
+    IF p_inv.currency = p_asset THEN
         o_ton_debit := v_quote;
     ELSE
         o_converted := v_quote;
@@ -110,7 +141,7 @@ BEGIN
                        THEN p_inv.ton_rate ELSE p_rate END;
         c := paybot_ton_credit_user('excess', o_payer, o_excess, p_currency, v_rate,
                                     'ton excess of ' || p_inv.public_id, 'ton-excess:' || p_reference,
-                                    p_tx_hash);
+                                    p_tx_hash, p_asset);
         o_credited := c.o_credited;
         o_ton_debit := o_ton_debit + c.o_ton_debit;
         o_converted := o_converted + c.o_converted;
@@ -152,7 +183,8 @@ CREATE OR REPLACE FUNCTION paybot_ton_receive(
     p_address text, p_hash text, p_lt bigint, p_utime bigint, p_prev_lt bigint, p_prev_hash text,
     p_incoming boolean, p_source text, p_value bigint, p_body_kind text, p_comment text,
     p_ignore text, p_invoice text, p_deposit text, p_currency text, p_rate numeric, p_claim text,
-    p_tag text DEFAULT NULL)
+    p_tag text DEFAULT NULL, p_asset text DEFAULT 'TON', p_asset_amount bigint DEFAULT NULL,
+    p_no_notification boolean DEFAULT false)
 RETURNS TABLE (transfer_id bigint, outcome text, replayed boolean, invoice_status text,
                payment_id bigint, claim_token text, held_nano bigint, credited bigint)
 LANGUAGE plpgsql AS $$
@@ -163,6 +195,9 @@ DECLARE
     v_credited bigint; v_ccy text; v_partials bigint := 0; v_ton_debit bigint := 0;
     v_converted bigint := 0; v_counted bigint := 0; v_tx bigint; v_id bigint; v_base bigint;
     v_tag_note text;
+    -- What counts: the TON value, or for a jetton the jetton amount (the TON its notification
+    -- carried pays the network, like an ignored transfer's: not booked).
+    v_amt bigint := CASE WHEN p_asset = 'TON' THEN p_value ELSE coalesce(p_asset_amount, 0) END;
 BEGIN
     -- The watcher settles several transfers at once and wakes its own process's delivery
     -- after each commit: no NOTIFY, whose lock would serialize these commits (outbox.sql).
@@ -187,8 +222,15 @@ BEGIN
     IF p_ignore IS NOT NULL THEN
         v_outcome := 'ignored';
         v_note := p_ignore;
+    ELSIF p_no_notification THEN
+        -- A jetton transfer sent without a forward amount: no notification came, so nobody
+        -- said what it pays. Recorded from our jetton wallet's own transaction and held.
+        v_counted := v_amt;
+        v_outcome := 'unmatched';
+        v_note := 'jetton transfer without a forward amount: no notification';
+        v_held := v_amt; v_hold_reason := 'unmatched';
     ELSE
-        v_counted := p_value;
+        v_counted := v_amt;
         IF p_invoice IS NOT NULL THEN
             SELECT * INTO v FROM invoices WHERE public_id = p_invoice FOR UPDATE;
             v_invoice := v.id;
@@ -206,8 +248,9 @@ BEGIN
             END IF;
             IF v.id IS NULL THEN
                 v_outcome := 'unmatched'; v_note := 'unknown invoice';
-            ELSIF v.ton_amount IS NULL THEN
-                v_outcome := 'unmatched'; v_note := 'invoice has no TON price';
+            ELSIF paybot_asset_due(v, p_asset) IS NULL THEN
+                v_outcome := 'unmatched';
+                v_note := 'invoice has no ' || p_asset || ' price';
             -- Late is judged by when the transfer was made (its block time), not when the
             -- watcher saw it: a buyer who paid on time is not penalised for our delay. Sent
             -- before the expiry and seen after, it is "paid late" (the invoice stays closed).
@@ -223,9 +266,9 @@ BEGIN
                                     THEN 'invoice already paid'
                                ELSE 'invoice expired' END;
             ELSE
-                r := paybot_ton_pay_invoice(v, p_value, NULL, 'ton:' || p_hash, p_claim,
+                r := paybot_ton_pay_invoice(v, v_amt, NULL, 'ton:' || p_hash, p_claim,
                                             p_currency, p_rate, p_hash, to_timestamp(p_utime),
-                                            pt.user_id);
+                                            pt.user_id, p_asset);
                 v_outcome := r.o_outcome; v_payment := r.o_payment; v_claim := r.o_claim;
                 v_status := r.o_status; v_excess := r.o_excess;
                 v_partials := CASE WHEN r.o_outcome = 'partial' THEN 0 ELSE r.o_partials END;
@@ -234,7 +277,7 @@ BEGIN
                     v_user := r.o_payer; v_credited := r.o_credited; v_ccy := p_currency;
                 END IF;
                 IF v_outcome = 'partial' THEN
-                    v_held := p_value; v_hold_reason := 'partial';
+                    v_held := v_amt; v_hold_reason := 'partial';
                 ELSIF r.o_excess_held > 0 THEN
                     v_held := r.o_excess_held; v_hold_reason := 'excess';
                 END IF;
@@ -244,7 +287,7 @@ BEGIN
                 END IF;
             END IF;
             IF v_outcome IN ('unmatched', 'late_or_duplicate') THEN
-                v_held := p_value; v_hold_reason := v_outcome; v_status := v.status;
+                v_held := v_amt; v_hold_reason := v_outcome; v_status := v.status;
             END IF;
             IF v_tag_note IS NOT NULL THEN
                 v_note := coalesce(v_note || '; ', '') || v_tag_note;
@@ -254,8 +297,8 @@ BEGIN
             IF v_user IS NULL THEN
                 v_outcome := 'unmatched'; v_note := 'unknown deposit code';
             ELSE
-                c := paybot_ton_credit_user('deposit', v_user, p_value, p_currency, p_rate,
-                                            'deposit', 'ton:' || p_hash, p_hash);
+                c := paybot_ton_credit_user('deposit', v_user, v_amt, p_currency, p_rate,
+                                            'deposit', 'ton:' || p_hash, p_hash, p_asset);
                 IF c.o_credited > 0 THEN
                     v_outcome := 'deposit'; v_credited := c.o_credited; v_ccy := p_currency;
                     v_ton_debit := c.o_ton_debit; v_converted := c.o_converted;
@@ -264,7 +307,7 @@ BEGIN
                 END IF;
             END IF;
             IF v_outcome = 'unmatched' THEN
-                v_held := p_value; v_hold_reason := 'unmatched';
+                v_held := v_amt; v_hold_reason := 'unmatched';
             END IF;
         ELSE
             v_outcome := 'unmatched';
@@ -272,7 +315,7 @@ BEGIN
                                        WHEN 'binary' THEN 'binary body'
                                        WHEN 'invalid_utf8' THEN 'comment is not valid UTF-8'
                                        ELSE 'no invoice or deposit reference' END;
-            v_held := p_value; v_hold_reason := 'unmatched';
+            v_held := v_amt; v_hold_reason := 'unmatched';
         END IF;
     END IF;
 
@@ -280,27 +323,29 @@ BEGIN
         CASE v_outcome WHEN 'paid' THEN 'external_payment' WHEN 'excess' THEN 'excess'
                        WHEN 'deposit' THEN 'deposit' ELSE 'suspense' END,
         'ton ' || v_outcome, 'ton-receipt:' || p_hash,
-        v_ton_debit - v_counted, v_held - v_partials, v_converted);
+        v_ton_debit - v_counted, v_held - v_partials, v_converted, p_asset);
 
     INSERT INTO ton_transfers (address, tx_hash, lt, prev_lt, prev_hash, utime, incoming, source,
                                value_nano, body_kind, comment, outcome, note, invoice_id, user_id,
                                payment_id, claim_token, excess_nano, held_nano, credited,
-                               credited_currency, ledger_tx_id, payer_tag_id)
+                               credited_currency, ledger_tx_id, payer_tag_id, asset, asset_amount)
     VALUES (p_address, p_hash, p_lt, p_prev_lt, p_prev_hash, to_timestamp(p_utime), p_incoming,
             p_source, p_value,
             p_body_kind, p_comment, v_outcome, v_note, v_invoice, v_user, v_payment, v_claim,
-            v_excess, v_held, v_credited, v_ccy, v_tx, pt.id)
+            v_excess, v_held, v_credited, v_ccy, v_tx, pt.id, p_asset,
+            CASE WHEN p_asset <> 'TON' THEN coalesce(p_asset_amount, 0) END)
     RETURNING id INTO v_id;
 
     IF v_partials > 0 THEN
         UPDATE ton_holds h SET released_at = now(), release = 'completed', completed_by = v_id,
                                release_invoice_id = v_invoice, release_payment_id = v_payment,
                                release_ledger_tx_id = v_tx
-         WHERE h.invoice_id = v_invoice AND h.reason = 'partial' AND h.released_at IS NULL;
+         WHERE h.invoice_id = v_invoice AND h.reason = 'partial' AND h.released_at IS NULL
+           AND h.asset = p_asset;
     END IF;
     IF v_held > 0 THEN
-        INSERT INTO ton_holds (transfer_id, reason, amount_nano, invoice_id, claim_token)
-        VALUES (v_id, v_hold_reason, v_held, v_invoice, v_claim);
+        INSERT INTO ton_holds (transfer_id, reason, amount_nano, invoice_id, claim_token, asset)
+        VALUES (v_id, v_hold_reason, v_held, v_invoice, v_claim, p_asset);
     END IF;
     RETURN QUERY SELECT v_id, v_outcome, false, v_status, v_payment, v_claim, v_held, v_credited;
 END $$;

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from pytoniq_core import Cell, Slice
@@ -64,6 +64,8 @@ class DecodedTransaction:
     prev_lt: int  # previous transaction of the account (for paging back)
     prev_hash_hex: str
     account_hex: str = ""  # the account's address hash (64 hex); the workchain is not in a tx
+    # The incoming internal message's body, for the jetton decoder (watchers/jetton_decode).
+    body: Cell | None = field(default=None, compare=False, repr=False)
 
     @property
     def is_payment(self) -> bool:
@@ -178,6 +180,7 @@ def decode_transaction_cell(cell: Cell | Transaction) -> DecodedTransaction:
         prev_lt=int(tx.prev_trans_lt),
         prev_hash_hex=bytes(tx.prev_trans_hash).hex(),
         account_hex=bytes(tx.account_addr).hex(),
+        body=in_msg.body if incoming and in_msg is not None else None,
     )
 
 

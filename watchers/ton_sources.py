@@ -4,6 +4,8 @@ TON HTTP API. Both sit behind one small interface and hand back decoded transact
     get_transactions(address, limit, from_lt, from_hash, to_lt) -> newest first
         from (from_lt, from_hash) inclusive, or from the account's last transaction when both are
         None; stops after `limit` transactions or before the first one with lt <= to_lt.
+    get_wallet_address(master, owner) -> the owner's jetton wallet of that master, raw "wc:hex"
+        (the master's get-method: toncenter `runGetMethod`, liteserver `run_get_method`).
 
 Whatever goes wrong on the network side (connection refused, timeouts, liteserver errors such as
 651 "block not in db", HTTP 429/5xx, garbage in a response) becomes a `SourceError`; the watcher
@@ -25,6 +27,7 @@ from pathlib import Path
 from typing import Any, Final, Protocol
 
 import aiohttp
+from pytoniq_core import Address, Cell, Slice, begin_cell
 
 from watchers.ton_decode import (
     DecodedTransaction,
@@ -73,6 +76,8 @@ class TransactionSource(Protocol):
         self, address: str, limit: int, from_lt: int | None, from_hash: str | None, to_lt: int
     ) -> list[DecodedTransaction]: ...
 
+    async def get_wallet_address(self, master: str, owner: str) -> str: ...
+
     async def close(self) -> None: ...
 
 
@@ -111,11 +116,33 @@ class HttpApiSource:
             raise SourceError("TON API: `result` is not a list")
         return [self._decode(item) for item in result]
 
-    async def _get(self, method: str, params: dict[str, str]) -> dict[str, Any]:
+    async def get_wallet_address(self, master: str, owner: str) -> str:
+        """`POST {base}/runGetMethod` get_wallet_address(owner) on the master."""
+        arg = base64.b64encode(owner_slice_cell(owner).to_boc()).decode()
+        body = await self._get("runGetMethod", json_body={
+            "address": master, "method": "get_wallet_address", "stack": [["tvm.Slice", arg]]})
+        result = body.get("result")
+        if not isinstance(result, dict) or result.get("exit_code") not in (0, 1):
+            raise SourceError(f"TON API: get_wallet_address failed: {str(result)[:200]}")
+        stack = result.get("stack")
+        try:
+            kind, value = stack[0]  # type: ignore[index]
+            if isinstance(value, dict):
+                value = value["bytes"]  # toncenter: ["cell", {"bytes": <BOC>, "object": ...}]
+            if kind not in ("cell", "slice", "tvm.Cell", "tvm.Slice"):
+                raise ValueError(kind)
+            return address_from_stack_item(Cell.one_from_boc(base64.b64decode(value)))
+        except Exception as e:
+            raise SourceError(f"TON API: get_wallet_address answered {str(stack)[:200]}") from e
+
+    async def _get(self, method: str, params: dict[str, str] | None = None, *,
+                   json_body: dict[str, Any] | None = None) -> dict[str, Any]:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(timeout=self._timeout, headers=self._headers)
+        url = f"{self._base}/{method}"
         try:
-            async with self._session.get(f"{self._base}/{method}", params=params) as resp:
+            async with (self._session.get(url, params=params) if json_body is None
+                        else self._session.post(url, json=json_body)) as resp:
                 raw = await resp.content.read(_MAX_RESPONSE + 1)
                 status, retry_after = resp.status, resp.headers.get("Retry-After")
         except (aiohttp.ClientError, TimeoutError, OSError) as e:
@@ -155,6 +182,22 @@ class HttpApiSource:
             self._session = None
 
 
+def owner_slice_cell(owner: str) -> Cell:
+    """The get_wallet_address argument: a cell holding the owner's MsgAddress."""
+    return begin_cell().store_address(Address(owner)).end_cell()
+
+
+def address_from_stack_item(item: object) -> str:
+    """The address a get-method returned as a slice (or a cell), raw "wc:hex"."""
+    cs = item.begin_parse() if isinstance(item, Cell) else item
+    if not isinstance(cs, Slice):
+        raise SourceError(f"get-method result is not a slice: {type(item).__name__}")
+    addr = cs.load_address()
+    if not isinstance(addr, Address):
+        raise SourceError("get-method result is not an internal address")
+    return addr.to_str(is_user_friendly=False)
+
+
 def _hash_hex(value: object) -> str | None:
     if not isinstance(value, str):
         return None
@@ -185,6 +228,9 @@ class LiteClientLike(Protocol):
     async def get_transactions(self, address: Any, count: int, from_lt: int | None = None,
                                from_hash: bytes | None = None, to_lt: int = 0,
                                **kwargs: Any) -> list[Any]: ...
+
+    async def run_get_method(self, address: Any, method: int | str, stack: list[Any],
+                             block: Any = None, **kwargs: Any) -> list[Any]: ...
 
 
 class LiteserverSource:
@@ -231,6 +277,20 @@ class LiteserverSource:
             return [decode_transaction_cell(t) for t in txs]
         except UndecodableTransaction as e:
             raise SourceError(f"liteserver: undecodable transaction: {e}") from e
+
+    async def get_wallet_address(self, master: str, owner: str) -> str:
+        """`run_get_method(master, "get_wallet_address", [owner as a slice])`."""
+        client = await self._get_client()
+        try:
+            stack = await self._call(client.run_get_method, master, "get_wallet_address",
+                                     [owner_slice_cell(owner).begin_parse()])
+            return address_from_stack_item(stack[0])
+        except SourceError:
+            raise
+        except Exception as e:  # exit code != 0, an odd stack, the network
+            if "alive peers" in str(e):
+                await self._drop_client()
+            raise SourceError(f"liteserver: get_wallet_address: {e!r}") from e
 
     async def _call(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
         try:

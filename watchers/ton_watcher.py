@@ -16,6 +16,12 @@ Each poll (APScheduler, every few seconds):
    transaction that is not recorded: killed at any point, the watcher resumes where the
    database says, nothing lost or counted twice.
 
+Jettons (watchers/jettons.py): a transfer notification counts only from our jetton wallet of a
+configured master (asked of the chain once, remembered in the ledger); while that address is
+not known, the shop's transactions are settled up to the first notification and no further.
+Our jetton wallet is followed too, with its own cursor, for transfers sent without a forward
+amount (no notification comes).
+
 Network trouble (refused, timeouts, liteserver 651, HTTP 429/5xx) is retried with backoff and
 logged; after a failed poll the next ones back off further. Nothing here raises into the
 scheduler, so `paybot run` keeps serving whatever the chain does.
@@ -27,9 +33,10 @@ import asyncio
 import hashlib
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
@@ -43,7 +50,24 @@ from ledger.transfers import (
     record_transfer,
     start_cursor,
 )
-from watchers.ton_decode import DecodedTransaction
+from watchers.jetton_decode import (
+    OP_BOUNCE,
+    OP_EXCESSES,
+    OP_TRANSFER,
+    OP_TRANSFER_NOTIFICATION,
+    body_op,
+    decode_jetton,
+)
+from watchers.jettons import (
+    JettonWallet,
+    LedgerWalletStore,
+    OurJettonWallets,
+    Unjudged,
+    WalletStore,
+    jetton_wallet_transfer,
+    shop_jetton_transfer,
+)
+from watchers.ton_decode import BODY_BINARY, DecodedTransaction
 from watchers.ton_links import friendly_address, normalize_address
 from watchers.ton_match import match_comment
 from watchers.ton_sources import (
@@ -77,14 +101,25 @@ class _Stopped(Exception):
     """Not started because the watcher is closing."""
 
 
-def to_chain_transfer(tx: DecodedTransaction, address: str) -> ChainTransfer:
-    """What the ledger needs of one decoded transaction: the facts, why it is not a customer
-    payment (if so), and which invoice or deposit its comment names."""
+def to_chain_transfer(tx: DecodedTransaction, address: str,
+                      jettons: OurJettonWallets | None = None) -> ChainTransfer:
+    """What the ledger needs of one decoded transaction of the shop: the facts, why it is not
+    a customer payment (if so), and which invoice or deposit its comment names. A jetton
+    notification is judged by `jettons` (watchers/jettons.py); raises Unjudged for one that
+    may come from our wallet not known yet."""
+    # Only a binary body can be a jetton message: one 32-bit peek for the rest.
+    op = body_op(tx.body) if tx.body_kind == BODY_BINARY else None
+    if op in (OP_TRANSFER_NOTIFICATION, OP_EXCESSES) and tx.incoming and not tx.bounced:
+        msg = decode_jetton(tx.body)
+        if msg is not None:
+            return shop_jetton_transfer(tx, address, msg, jettons)
     ignore = None
     if not tx.incoming:
         ignore = "no incoming transfer (outgoing or external message)"
     elif tx.bounced:
-        ignore = "bounced: our own transfer came back"
+        ignore = "bounced jetton transfer: our jetton wallet refused it" \
+            if op == OP_BOUNCE and _bounced_op(tx) == OP_TRANSFER \
+            else "bounced: our own transfer came back"
     elif tx.aborted:
         ignore = "aborted transaction"
     elif tx.value_nano <= 0:
@@ -101,6 +136,19 @@ def to_chain_transfer(tx: DecodedTransaction, address: str) -> ChainTransfer:
         deposit_code=match.code if match and match.kind == "deposit" else None,
         payer_tag=match.tag if match else None,
     )
+
+
+def _wallet_transfers(txs: list[DecodedTransaction],
+                      wallet: JettonWallet) -> list[ChainTransfer]:
+    return [jetton_wallet_transfer(tx, wallet) for tx in txs]
+
+
+def _bounced_op(tx: DecodedTransaction) -> int | None:
+    """The op of the message that bounced (after the 0xffffffff prefix)."""
+    body = tx.body
+    if body is None or len(body.bits) < 64:
+        return None
+    return body.begin_parse().skip_bits(32).preload_uint(32)
 
 
 def _lock_key(address: str) -> int:
@@ -125,6 +173,8 @@ class TonWatcher:
         concurrency: int = 8,
         on_settled: OnSettled | None = None,
         after_commit: Callable[[], None] | None = None,
+        jettons: Mapping[str, str] | None = None,
+        wallet_store: WalletStore | None = None,
     ) -> None:
         self.address = normalize_address(address)  # ValueError for a bad address
         self.source = source
@@ -134,7 +184,6 @@ class TonWatcher:
         self.page_size = page_size or source.page_size
         self._engine = engine
         self._key = _lock_key(self.address)
-        self._account_hex = self.address.split(":")[1]
         # Attempts per page request, and the backoff between them (and between failed polls).
         self.retry_attempts = retry_attempts
         self.retry_base = retry_base
@@ -153,6 +202,14 @@ class TonWatcher:
         self._resume_at = 0.0
         self._standby_logged = False
         self.settled = 0  # transactions settled by this watcher (not replays)
+        # Jettons taken (symbol -> master): our wallet of each is learned at the first polls
+        # (watchers/jettons.py) and then followed as a second account with its own cursor.
+        self.jettons: OurJettonWallets | None = None
+        if jettons:
+            self.jettons = OurJettonWallets(jettons, self.address,
+                                            wallet_store or LedgerWalletStore(engine), source,
+                                            retry_base=retry_base, retry_max=retry_max)
+        self._waiting_logged: str | None = None
 
     @property
     def active(self) -> bool:
@@ -193,13 +250,40 @@ class TonWatcher:
             conn = await self._acquire()
             if conn is None:
                 return 0
-            cursor = await get_cursor(conn, self.address)
-            txs = await self._collect(cursor)
-            if not txs:
-                return 0
-            if cursor is None:  # the first run on this address: settle from here on
-                await start_cursor(conn, self.address, txs[0].prev_lt, txs[0].prev_hash_hex)
-            return await self._settle([to_chain_transfer(tx, self.address) for tx in txs])
+            jettons = self.jettons
+            if jettons is not None and not jettons.complete:
+                await jettons.resolve()
+            settled = await self._follow(conn, self.address, self._shop_transfers)
+            for wallet in jettons.known if jettons is not None else ():
+                settled += await self._follow(conn, wallet.address,
+                                              partial(_wallet_transfers, wallet=wallet))
+            return settled
+
+    async def _follow(self, conn: AsyncConnection, address: str,
+                      judge: Callable[[list[DecodedTransaction]], list[ChainTransfer]]) -> int:
+        """Settle the new transactions of one followed account (its own cursor)."""
+        cursor = await get_cursor(conn, address)
+        txs = await self._collect(address, cursor)
+        if not txs:
+            return 0
+        if cursor is None:  # the first run on this address: settle from here on
+            await start_cursor(conn, address, txs[0].prev_lt, txs[0].prev_hash_hex)
+        return await self._settle(judge(txs))
+
+    def _shop_transfers(self, txs: list[DecodedTransaction]) -> list[ChainTransfer]:
+        """The shop's transactions up to the first notification that cannot be judged yet
+        (our jetton wallet not known): the cursor never passes it, the next polls take it."""
+        out = []
+        for tx in txs:
+            try:
+                out.append(to_chain_transfer(tx, self.address, self.jettons))
+            except Unjudged:
+                if self._waiting_logged != tx.hash_hex:
+                    log.warning("TON %s lt=%d: a jetton notification waits until our jetton "
+                                "wallet is known", tx.hash_hex[:16], tx.lt)
+                    self._waiting_logged = tx.hash_hex
+                break
+        return out
 
     async def _settle(self, transfers: list[ChainTransfer]) -> int:
         """Settle oldest first; transfers naming the same invoice or depositor strictly in
@@ -223,8 +307,10 @@ class TonWatcher:
                     self.settled += 1
                     if self._after_commit is not None and result.outcome != "ignored":
                         self._after_commit()
-                log.info("TON %s lt=%d %d nanoton -> %s%s", t.tx_hash[:16], t.lt,
-                         t.value_nano, result.outcome, f" ({t.invoice_id or t.deposit_code})"
+                log.info("TON %s lt=%d %s -> %s%s", t.tx_hash[:16], t.lt,
+                         f"{t.value_nano} nanoton" if t.asset_amount is None
+                         else f"{t.asset_amount} {t.asset} minor units", result.outcome,
+                         f" ({t.invoice_id or t.deposit_code})"
                          if t.invoice_id or t.deposit_code else "")
                 if self._on_settled is not None:
                     await self._on_settled(t, result)
@@ -244,8 +330,11 @@ class TonWatcher:
                 raise r
         return sum(1 for r in results if isinstance(r, TransferResult) and not r.replayed)
 
-    async def _collect(self, cursor: tuple[int, str] | None) -> list[DecodedTransaction]:
-        """New transactions since the cursor, oldest first, verified to chain up to it."""
+    async def _collect(self, address: str,
+                       cursor: tuple[int, str] | None) -> list[DecodedTransaction]:
+        """New transactions of `address` since the cursor, oldest first, verified to chain up
+        to it."""
+        account_hex = address.split(":")[1]
         stop_lt = cursor[0] if cursor else self.start_lt
         newest_first: list[DecodedTransaction] = []
         from_lt: int | None = None
@@ -253,10 +342,10 @@ class TonWatcher:
         while True:
             if self._stop.is_set():
                 return []  # closing: settle nothing of a half-read history
-            page = await self._fetch(from_lt, from_hash, stop_lt)
+            page = await self._fetch(address, from_lt, from_hash, stop_lt)
             reached = False
             for tx in page:
-                if tx.account_hex != self._account_hex:
+                if tx.account_hex != account_hex:
                     raise ChainGap(f"transaction {tx.lt} belongs to another account")
                 if tx.lt <= stop_lt:
                     reached = True
@@ -284,13 +373,13 @@ class TonWatcher:
                                f"stopped at lt {first.lt}, which follows {first.prev_lt})")
         return oldest_first
 
-    async def _fetch(self, from_lt: int | None, from_hash: str | None,
+    async def _fetch(self, address: str, from_lt: int | None, from_hash: str | None,
                      to_lt: int) -> list[DecodedTransaction]:
         """One page from the source, retried with backoff on network errors."""
         attempt = 0
         while True:
             try:
-                return await self.source.get_transactions(self.address, self.page_size, from_lt,
+                return await self.source.get_transactions(address, self.page_size, from_lt,
                                                           from_hash, to_lt)
             except SourceError as e:
                 attempt += 1
@@ -397,7 +486,7 @@ def start_ton_watcher(
         watcher = TonWatcher(
             engine, make_source(ton, settings.database.data_dir), ton.destination_address,
             currency=settings.ledger.currency, ton_rate=settings.ledger.ton_rate,
-            start_lt=ton.start_lt, after_commit=after_commit,
+            start_lt=ton.start_lt, after_commit=after_commit, jettons=ton.jettons,
         )
     except Exception as e:
         log.error("TON watcher not started: %s", e)

@@ -9,7 +9,10 @@
   parsed from the same BOCs, with pytoniq's paging semantics.
 
 Both can hide the newest transactions (`visible`) to emulate transfers arriving over time,
-and inject failures (`fail_next`).
+and inject failures (`fail_next`). Both serve more than one account (the shop and its jetton
+wallet: `Chain(txs, address=...)` each) and the jetton master's `get_wallet_address`
+(`runGetMethod` / `run_get_method`, from `Chain.wallets`; `Chain.get_method_down` makes it
+unreachable).
 """
 
 from __future__ import annotations
@@ -23,8 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from pytoniq.liteclient.client import LiteServerError
-from pytoniq_core import Cell
+from pytoniq.liteclient.client import LiteServerError, RunGetMethodError
+from pytoniq_core import Address, Cell, Slice, begin_cell
 from pytoniq_core.tlb.account import ShardAccount
 from pytoniq_core.tlb.transaction import Transaction
 
@@ -38,10 +41,16 @@ DESTINATION: str = DATA["destination"]["raw"]
 
 @dataclass
 class Chain:
-    """The shop account's history; only the first `visible` transactions exist "now"."""
+    """An account's history (the shop's by default); only the first `visible` transactions
+    exist "now"."""
 
     txs: list[dict[str, Any]] = field(default_factory=lambda: list(TXS))
-    visible: int = len(TXS)
+    visible: int = -1  # -1: all of them
+    address: str = DESTINATION
+    # (master raw, owner raw) -> jetton wallet raw: what get_wallet_address answers
+    wallets: dict[tuple[str, str], str] = field(default_factory=dict)
+    get_method_down: bool = False
+    get_method_calls: int = 0
     failures: deque[Any] = field(default_factory=deque)  # what the next requests do instead
     requests: list[dict[str, str]] = field(default_factory=list)
     headers: list[dict[str, str]] = field(default_factory=list)
@@ -49,6 +58,10 @@ class Chain:
 
     def fail_next(self, *failures: Any) -> None:
         self.failures.extend(failures)
+
+    def __post_init__(self) -> None:
+        if self.visible < 0:
+            self.visible = len(self.txs)
 
     def page(self, limit: int, lt: int | None, hash_hex: str | None,
              to_lt: int) -> list[dict[str, Any]]:
@@ -74,7 +87,10 @@ def _hash_param(value: str) -> str:
     return base64.b64decode(value.replace("-", "+").replace("_", "/")).hex()
 
 
-def toncenter_app(chain: Chain) -> web.Application:
+def toncenter_app(chain: Chain, *more: Chain) -> web.Application:
+    """`chain` is the shop's (failures, requests, get-method answers); `more` other accounts."""
+    by_address = {c.address: c for c in (chain, *more)}
+
     async def get_transactions(request: web.Request) -> web.Response:
         q = request.query
         chain.requests.append(dict(q))
@@ -98,15 +114,37 @@ def toncenter_app(chain: Chain) -> web.Application:
         except (KeyError, ValueError):
             return web.json_response({"ok": False, "error": "bad address", "code": 416},
                                      status=416)
-        if address != DESTINATION:
+        account = by_address.get(address)
+        if account is None:
             return web.json_response({"ok": True, "result": []})
         lt = int(q["lt"]) if "lt" in q else None
         hash_hex = _hash_param(q["hash"]) if "hash" in q else None
-        page = chain.page(min(limit, 100), lt, hash_hex, int(q.get("to_lt", "0")))
+        page = account.page(min(limit, 100), lt, hash_hex, int(q.get("to_lt", "0")))
         return web.json_response({"ok": True, "result": [_item(t) for t in page]})
+
+    async def run_get_method(request: web.Request) -> web.Response:
+        """toncenter's `runGetMethod` for `get_wallet_address(owner slice)` on a master."""
+        chain.get_method_calls += 1
+        if chain.get_method_down:
+            return web.json_response({"ok": False, "code": 504,
+                                      "error": "LITE_SERVER_NETWORK timeout"}, status=504)
+        q = await request.json()
+        [[kind, arg]] = q["stack"]
+        assert q["method"] == "get_wallet_address" and kind == "tvm.Slice"
+        owner = Cell.one_from_boc(base64.b64decode(arg)).begin_parse().load_address()
+        wallet = chain.wallets.get((normalize_address(q["address"]),
+                                    owner.to_str(is_user_friendly=False)))
+        if wallet is None:  # not a jetton master: the get-method does not exist
+            return web.json_response({"ok": False, "code": 500, "error": "Exit code 11 != 0"},
+                                     status=500)
+        boc = begin_cell().store_address(Address(wallet)).end_cell().to_boc()
+        return web.json_response({"ok": True, "result": {
+            "@type": "smc.runResult", "gas_used": 2961, "exit_code": 0,
+            "stack": [["cell", {"bytes": base64.b64encode(boc).decode(), "object": {}}]]}})
 
     app = web.Application()
     app.router.add_get("/api/v2/getTransactions", get_transactions)
+    app.router.add_post("/api/v2/runGetMethod", run_get_method)
     return app
 
 
@@ -129,11 +167,11 @@ def _item(t: dict[str, Any]) -> dict[str, Any]:
 class FixtureLiteBalancer:
     """Same call signatures as pytoniq.LiteBalancer for what the watcher uses."""
 
-    def __init__(self, chain: Chain) -> None:
+    def __init__(self, chain: Chain, *more: Chain) -> None:
         self.chain = chain
+        self.by_address = {c.address: c for c in (chain, *more)}
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.closed = False
-        self._parsed = {t["hash_hex"]: t for t in chain.txs}
 
     def _maybe_fail(self) -> None:
         if self.chain.failures:
@@ -151,8 +189,9 @@ class FixtureLiteBalancer:
                                     **kwargs: Any) -> tuple[Any, ShardAccount | None]:
         self.calls.append(("raw_get_account_state", {"address": address, **kwargs}))
         self._maybe_fail()
-        shown = self.chain.txs[: self.chain.visible]
-        if not shown or normalize_address(str(address)) != DESTINATION:
+        account = self.by_address.get(normalize_address(str(address)))
+        shown = account.txs[: account.visible] if account is not None else []
+        if not shown:
             return None, None
         last = shown[-1]
         return None, ShardAccount(None, bytes.fromhex(last["hash_hex"]), int(last["lt"]))
@@ -164,8 +203,23 @@ class FixtureLiteBalancer:
                                                 "to_lt": to_lt, **kwargs}))
         self._maybe_fail()
         assert isinstance(from_hash, bytes) and len(from_hash) == 32  # what pytoniq takes
-        page = self.chain.page(count, from_lt, from_hash.hex(), to_lt)
+        page = self.by_address[normalize_address(str(address))].page(count, from_lt,
+                                                                     from_hash.hex(), to_lt)
         return [_parse(t) for t in page]
+
+    async def run_get_method(self, address: Any, method: int | str, stack: list[Any],
+                             block: Any = None, **kwargs: Any) -> list[Any]:
+        """pytoniq's answer: the stack as pytoniq_core objects (a Slice holding the address)."""
+        self.calls.append(("run_get_method", {"address": address, "method": method}))
+        self.chain.get_method_calls += 1
+        if self.chain.get_method_down:
+            raise TimeoutError()
+        assert method == "get_wallet_address" and isinstance(stack[0], Slice)
+        owner = stack[0].copy().load_address().to_str(is_user_friendly=False)
+        wallet = self.chain.wallets.get((normalize_address(str(address)), owner))
+        if wallet is None:
+            raise RunGetMethodError(address=address, method=method, exit_code=11)
+        return [begin_cell().store_address(Address(wallet)).end_cell().begin_parse()]
 
     async def close_all(self) -> None:
         self.closed = True

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime
 
-from bot import demo, rails_admin
+from bot import demo, payouts_admin, rails_admin
 from bot.api import admin as api_admin
 from bot.database import database, schema
 from bot.settings import Settings
@@ -36,7 +36,8 @@ SCHEMA_MISMATCH = 3
 def reads_only(args: argparse.Namespace) -> bool:
     command = getattr(args, "admin_command", None)
     return command in READ_ONLY or (command == "token" and bool(args.list)) or (
-        command == "rails" and rails_admin.reads_only(args))
+        command == "rails" and rails_admin.reads_only(args)) or (
+        command == "payouts" and payouts_admin.reads_only(args))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -65,6 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     api_admin.add_parsers(admin)  # token, callbacks, redeliver
     ton_admin.add_parsers(admin)  # transfers, resolve
     rails_admin.add_parsers(admin)  # rails: card and Stars payments, refunds
+    payouts_admin.add_parsers(admin)  # payouts: refunds and withdrawals, approve, reject
     return p
 
 
@@ -253,6 +255,7 @@ def main(argv: list[str] | None = None) -> int:
                "check": _check, "payment": _payment, "invoice": _invoice,
                "subscription": _subscription,
                **api_admin.COMMANDS, **ton_admin.COMMANDS, **rails_admin.COMMANDS,
+               **payouts_admin.COMMANDS,
                }[getattr(args, "admin_command", None) or args.command]
     with database(settings.database) as url:
         try:

@@ -32,6 +32,7 @@ from ledger import (
     subscriptions,
     transfers,
 )
+from ledger import payouts as payout_orders
 from ledger.batcher import PaymentBatcher
 from ledger.errors import InvalidAmount, InvoiceNotFound
 from ledger.invoice_batches import InvoiceCreator
@@ -373,3 +374,33 @@ class Ledger:
     async def mark_delivered(self, event_id: int) -> None:
         """An outbox event was delivered; deliveries finishing together share one statement."""
         await self._delivered.submit(event_id)
+
+    # --- payouts: money out through the hot wallet (ledger/payouts.py) ---------------------
+
+    async def request_withdrawal(self, user_id: int, asset: str, amount: int, address: str,
+                                 policy: payout_orders.PayoutPolicy, *,
+                                 key: str | None = None) -> payout_orders.Payout:
+        """The balance debited and the payout ordered together (or refused, nothing changed)."""
+        return await payout_orders.request_withdrawal(self.engine, user_id, asset, amount,
+                                                      address, policy, key=key)
+
+    async def refund_held_transfer(self, tx_hash: str, *,
+                                   note: str | None = None) -> payout_orders.Payout:
+        """A held transfer released as 'refunded' and ordered back to its sender, once."""
+        return await payout_orders.refund_held_transfer(self.engine, tx_hash, note=note)
+
+    async def approve_payout(self, payout_id: int, *,
+                             note: str | None = None) -> payout_orders.Payout:
+        return await payout_orders.approve(self.engine, payout_id, note=note)
+
+    async def reject_payout(self, payout_id: int, *,
+                            note: str | None = None) -> payout_orders.Payout:
+        return await payout_orders.reject(self.engine, payout_id, note=note)
+
+    async def payout(self, payout_id: int) -> payout_orders.Payout:
+        return await payout_orders.get_payout(self.engine, payout_id)
+
+    async def payouts(self, *, statuses: list[str] | None = None, user_id: int | None = None,
+                      limit: int = 50) -> list[payout_orders.Payout]:
+        return await payout_orders.list_payouts(self.engine, statuses=statuses,
+                                                user_id=user_id, limit=limit)

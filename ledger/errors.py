@@ -362,6 +362,54 @@ class InvalidCursor(LedgerError):
     message = "The cursor is not a next_cursor of one of your earlier pages."
 
 
+# --- payouts: refunds and withdrawals sent by the hot wallet (PB05x) -------------------------
+
+
+class PayoutNotFound(LedgerError):
+    code, kind, sqlstate = "payout_not_found", Kind.NOT_FOUND, "PB050"
+    message = "No such payout."
+
+
+class PayoutNotPending(LedgerError):
+    code, kind, sqlstate = "payout_not_pending", Kind.CONFLICT, "PB051"
+    message = "This payout is no longer waiting for approval."
+
+
+class WithdrawalLimit(AmountShortfall):
+    code, kind, sqlstate = "withdrawal_limit", Kind.CONFLICT, "PB052"
+    message = "This is more than you may withdraw today."
+
+
+class InvalidAddress(LedgerError):
+    code, kind, sqlstate = "invalid_address", Kind.INVALID, "PB053"
+    message = "This is not a valid TON address."
+
+
+class WrongNetwork(LedgerError):
+    code, kind, sqlstate = "wrong_network", Kind.INVALID, "PB054"
+    message = "This address is for the other TON network (testnet vs mainnet)."
+
+
+class OwnAddress(LedgerError):
+    code, kind, sqlstate = "own_address", Kind.INVALID, "PB055"
+    message = "This address belongs to paybot itself: give your own wallet's address."
+
+
+class UnsupportedAsset(LedgerError):
+    code, kind, sqlstate = "unsupported_asset", Kind.INVALID, "PB056"
+    message = "Payouts are sent in TON or USDT only."
+
+
+class PayoutStateChanged(LedgerError):
+    code, kind, sqlstate = "payout_state_changed", Kind.CONFLICT, "PB057"
+    message = "This payout has moved on since it was read."
+
+
+class NoRefundSource(LedgerError):
+    code, kind, sqlstate = "no_refund_source", Kind.CONFLICT, "PB058"
+    message = "This transfer has no sender to send the money back to."
+
+
 # --- the table ------------------------------------------------------------------------------
 
 

@@ -2,6 +2,7 @@
 
     paybot admin transfers [--unmatched] [--limit N] [--invoice ID]
     paybot admin resolve <tx-hash> --apply <invoice> | --credit <telegram_id> | --refund-note "..."
+    paybot admin resolve <tx-hash> --refund     # a payout order: the hot wallet sends it back
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import sys
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ledger.money import format_amount
+from ledger.payouts import refund_held_transfer
 from ledger.transfer_admin import (
     TransferRecord,
     list_transfers,
@@ -38,6 +40,9 @@ def add_parsers(admin: argparse._SubParsersAction) -> None:  # type: ignore[type
                      help="credit the held TON to this user's balance at the configured rate")
     how.add_argument("--refund-note", metavar="TEXT",
                      help="record that the TON was sent back (e.g. the refund's tx hash)")
+    how.add_argument("--refund", action="store_true",
+                     help="send the held money back to its sender through the hot wallet "
+                          "(a payout order; paybot admin payouts shows it)")
     r.add_argument("--note", help="why (kept with the release)")
 
 
@@ -95,6 +100,11 @@ async def _resolve(engine: AsyncEngine, args: argparse.Namespace) -> int:
     # The ledger's currency and TON rate come from the settings, read by the CLI (the
     # composition root) and handed over on `args`: this module reads no environment.
     currency, ton_rate = args.ledger_currency, args.ton_rate
+    if args.refund:
+        p = await refund_held_transfer(engine, args.tx_hash, note=args.note)
+        print(f"payout {p.id}: {format_amount(p.amount, p.asset)} {p.asset} back to "
+              f"{p.destination}, {p.status}")
+        return 0
     user_id = None
     if args.credit is not None:
         user = await find_user_by_telegram(engine, args.credit)

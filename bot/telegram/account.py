@@ -23,9 +23,11 @@ from bot.telegram.render import (
     person,
     top_up_text,
 )
+from bot.telegram.withdraw import HISTORY_LIMIT, history_lines
 from ledger.accounts import balance, statement
 from ledger.models import StatementLine, User
 from ledger.money import DECIMALS, SYMBOLS, format_amount
+from ledger.payouts import list_payouts
 from ledger.purchases import Purchase, purchases_of_user
 
 router: Final[Router] = Router(name=__name__)
@@ -116,4 +118,6 @@ async def cmd_history(
         pending = tr("history.pending") if line.balance_after is None else ""
         out.append(f"{line.at.strftime('%Y-%m-%d %H:%M')}  <b>{sign}{amount}</b> "
                    f"{_movement(tr, line)}{pending}")
+    # withdrawals with where they stand (sent, waiting, given back): bot/telegram/withdraw.py
+    out += history_lines(tr, await list_payouts(engine, user_id=user.id, limit=HISTORY_LIMIT))
     await message.answer(fit("\n".join(out)))

@@ -5,23 +5,28 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run demo test lint bench messages clean-venv
+.PHONY: run demo test lint bench messages vendor clean-venv
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-run: $(STAMP)
+run: $(STAMP) vendor
 	$(BIN)/paybot run
 
 # No Telegram token needed: a seller, a buyer and two invoices in ./.data-demo, then the pay pages.
-demo: $(STAMP)
+demo: $(STAMP) vendor
 	$(BIN)/paybot demo
 
-test: $(STAMP)
+test: $(STAMP) vendor
 	$(BIN)/ruff check .
 	$(BIN)/pytest
+
+# The pay page's browser libraries (TON Connect's UI) from npm, served by paybot itself (no CDN):
+# installed from web/package-lock.json into bot/web/static/vendor/; skipped when up to date.
+vendor:
+	bash scripts/vendor.sh
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.ledger

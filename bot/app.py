@@ -22,11 +22,13 @@ from bot.telegram.stars_reconcile import schedule_stars_reconcile
 from bot.web import setup_pay_pages
 from bot.web.cards import CARDS
 from bot.web.invoice_links import TELEGRAM_BOT
+from bot.web.tonconnect import JettonWalletOf
 from ledger.core import Ledger
 from ledger.migrate import upgrade
 from ledger.postgres import make_engine
 from watchers.card_sessions import schedule_card_sessions
 from watchers.jobs import JOB_DEFAULTS, Scheduler, schedule_ledger_jobs
+from watchers.payout_sender import start_payout_sender
 from watchers.reminders import schedule_reminders
 from watchers.subscriptions import schedule_subscriptions
 from watchers.ton_watcher import start_ton_watcher
@@ -41,8 +43,8 @@ LEDGER = web.AppKey("ledger", Ledger)
 HEALTH = web.AppKey("health", HealthProbe)
 
 
-def build_web_app(settings: Settings, ledger: Ledger,
-                  links: Links | None = None) -> web.Application:
+def build_web_app(settings: Settings, ledger: Ledger, links: Links | None = None,
+                  jetton_wallet_of: JettonWalletOf | None = None) -> web.Application:
     """One aiohttp app for everything HTTP: pay pages, Mini App API, seller API, webhook.
     Bodies are capped app-wide (413 past WEB_MAX_BODY_BYTES, never buffered further)."""
     app = web.Application(client_max_size=settings.web.max_body_bytes)
@@ -53,7 +55,7 @@ def build_web_app(settings: Settings, ledger: Ledger,
     app.router.add_get("/healthz", health.healthz)  # readiness: the database answers too
     app.router.add_get("/livez", livez)  # liveness: the process answers
     links = links or links_from_settings(settings)  # one per process, shared by every edge
-    setup_pay_pages(app, ledger, settings, links=links)
+    setup_pay_pages(app, ledger, settings, links=links, jetton_wallet_of=jetton_wallet_of)
     setup_api(app, ledger, settings, links)  # /api/v1
     # The Telegram webhook route, when configured, is added by telegram_service() in serve().
     return app
@@ -89,7 +91,13 @@ async def serve(settings: Settings, database_url: str, stop: asyncio.Event) -> N
     wakers.append(callback_waker)
     # TON watcher (when TON_DESTINATION_ADDRESS is set): never blocks start-up, never raises.
     ton_watcher = start_ton_watcher(scheduler, engine, settings, after_commit=listener.wake)
-    app = build_web_app(settings, ledger, links)
+    # TON Connect pays USDT from the buyer's own jetton wallet: the watcher's source asks the
+    # master (get_wallet_address) for it.
+    app = build_web_app(settings, ledger, links, jetton_wallet_of=(
+        ton_watcher.source.get_wallet_address if ton_watcher is not None else None))
+    # Payouts (when PAYOUTS_HOT_WALLET_MNEMONIC is set): one sender, never raises.
+    payout_sender = start_payout_sender(
+        scheduler, engine, settings, ton_watcher.source if ton_watcher is not None else None)
     # Before runner.setup(): the webhook route must be added while the app can still change.
     telegram = telegram_service(settings, ledger, app, scheduler, links)
     if telegram is not None:  # the Mini App's card and Stars invoice links
@@ -126,6 +134,8 @@ async def serve(settings: Settings, database_url: str, stop: asyncio.Event) -> N
             await telegram.stop()
         if ton_watcher is not None:
             await ton_watcher.close(SHUTDOWN_GRACE_SECONDS)
+        if payout_sender is not None:
+            await payout_sender.close(SHUTDOWN_GRACE_SECONDS)
         await scheduler.stop(SHUTDOWN_GRACE_SECONDS)
         await callbacks.close()
         await runner.cleanup()

@@ -24,7 +24,7 @@ from ledger.errors import (
 )
 from ledger.ids import new_invoice_id, parse_invoice_id
 from ledger.models import INVOICE_FIELDS, Invoice
-from ledger.money import DECIMALS, check_amount, quote_ton
+from ledger.money import PRICE_CURRENCIES, check_amount, quote_ton
 from ledger.text import clean_block, clean_line
 from ledger.totals import Discount, Line, TaxRate
 
@@ -138,7 +138,7 @@ def new_invoice(
     description = clean_block(description or "") or None
     if description and len(description) > DESCRIPTION_MAX:
         raise InvalidInvoice(f"the description is longer than {DESCRIPTION_MAX} characters")
-    if currency not in DECIMALS:
+    if currency not in PRICE_CURRENCIES:
         raise InvalidInvoice(f"unknown currency {currency!r}")
     check_amount(amount)
     if kind not in ("one_time", "multi_use"):

@@ -9,6 +9,8 @@ from ledger.errors import InvalidAmount
 # Minor-unit exponent per currency; mirrors the `currencies` table.
 DECIMALS: dict[str, int] = {"LIQ": 2, "TON": 9, "USDT": 6}
 SYMBOLS: dict[str, str] = {"LIQ": "Liquid $", "TON": "TON", "USDT": "USDT"}
+# What an invoice or a plan may be priced in (USDT pays Liquid $ 1:1 instead: ledger/models.py).
+PRICE_CURRENCIES: tuple[str, ...] = ("LIQ", "TON")
 MAX_AMOUNT = 10**15  # far above any real invoice, far below bigint overflow
 
 

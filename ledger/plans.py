@@ -12,7 +12,7 @@ from typing import Any, Final
 from ledger.db import Executor, fetch_all, fetch_one
 from ledger.errors import InvalidPlan, PlanNotFound
 from ledger.ids import new_invoice_id, parse_invoice_id
-from ledger.money import DECIMALS, check_amount
+from ledger.money import PRICE_CURRENCIES, check_amount
 from ledger.text import clean_line
 
 PERIODS: Final = (1, 3, 6, 12)
@@ -53,7 +53,7 @@ def check_plan(name: str, prices: Mapping[int, int], currency: str, trial_days: 
         raise InvalidPlan("the plan needs a name")
     if len(clean) > NAME_MAX:
         raise InvalidPlan(f"the name is longer than {NAME_MAX} characters")
-    if currency not in DECIMALS:
+    if currency not in PRICE_CURRENCIES:
         raise InvalidPlan(f"unknown currency {currency!r}")
     if not prices:
         raise InvalidPlan("offer at least one period (1, 3, 6 or 12 months) with its price")

@@ -19,6 +19,7 @@ class BotConfig:
     ton_rate: Decimal  # units of `currency` per 1 TON, locked into each invoice's TON quote
     invoice_expiry: timedelta  # default lifetime of a one-line /invoice
     ton_destination: str | None  # receiving wallet (friendly, non-bounceable) or None
+    usdt_master: str | None = None  # the USDT jetton master (TON_JETTONS), with a destination
     # Telegram Payments: currency -> (provider, BotFather's provider token), only currencies
     # that also have a rate; Stars ("XTR") are offered when `rail_rates` has them.
     card_providers: dict[str, tuple[str, str]] = field(default_factory=dict, repr=False)
@@ -46,6 +47,7 @@ class BotConfig:
             ton_rate=settings.ledger.ton_rate,
             invoice_expiry=timedelta(hours=settings.ledger.invoice_expiry_hours),
             ton_destination=friendly_address(dest) if dest else None,
+            usdt_master=settings.ton.jettons.get("USDT") if dest else None,
             card_providers={currency: (card.provider, card.token.get_secret_value())
                             for currency, card in sorted(payments.telegram_card.items())
                             if currency in payments.rates and currency != "XTR"},

@@ -20,7 +20,7 @@ from ledger.rails import STARS, STARS_MAX, STARS_MIN, convert
 
 
 class PayCb(CallbackData, prefix="pay"):
-    action: Literal["ask", "confirm", "back", "ton", "topup"]
+    action: Literal["ask", "confirm", "back", "ton", "topup", "usdt"]
     invoice: str
 
 
@@ -98,6 +98,9 @@ def invoice_card_keyboard(
     if cfg.ton_destination and invoice.ton_amount:
         buttons.append(_callback(tr("btn.pay_ton"),
                                  PayCb(action="ton", invoice=invoice.public_id)))
+    if cfg.ton_destination and cfg.usdt_master and invoice.usdt_due:  # Liquid $ 1:1
+        buttons.append(_callback(tr("btn.pay_usdt"),
+                                 PayCb(action="usdt", invoice=invoice.public_id)))
     buttons += rail_buttons(tr, cfg, invoice)
     url = pay_url(cfg, invoice.public_id)
     if usable_in_button(url):  # Web App buttons need a public https URL

@@ -7,7 +7,12 @@ from urllib.parse import quote, urlencode, urlsplit
 
 from bot.telegram.config import BotConfig
 from ledger.models import Invoice
-from watchers.ton_links import ton_transfer_link, tonkeeper_link
+from watchers.ton_links import (
+    jetton_transfer_link,
+    ton_transfer_link,
+    tonkeeper_jetton_link,
+    tonkeeper_link,
+)
 
 
 def pay_url(cfg: BotConfig, public_id: str) -> str:
@@ -55,6 +60,22 @@ def invoice_ton_links(cfg: BotConfig, invoice: Invoice,
     return (
         ton_transfer_link(cfg.ton_destination, nano, text),
         tonkeeper_link(cfg.ton_destination, nano, text),
+    )
+
+
+def invoice_usdt_links(cfg: BotConfig, invoice: Invoice,
+                       comment: str | None = None) -> tuple[str, str] | None:
+    """(ton://transfer link, Tonkeeper https link) for paying `invoice` in USDT: the jetton
+    transfer of what is still due (Liquid $ 1:1, `Invoice.usdt_due`) with the payer's comment
+    as its forward payload; None without a USDT master or TON destination, or for an invoice
+    USDT does not pay (one in TON)."""
+    micro = invoice.usdt_due
+    if cfg.ton_destination is None or cfg.usdt_master is None or not micro or micro < 0:
+        return None
+    text = comment or invoice.comment
+    return (
+        jetton_transfer_link(cfg.ton_destination, cfg.usdt_master, micro, text),
+        tonkeeper_jetton_link(cfg.ton_destination, cfg.usdt_master, micro, text),
     )
 
 

@@ -47,6 +47,7 @@ from bot.telegram.keyboards import reminder_keyboard
 from bot.telegram.links import pay_deep_link
 from bot.telegram.render import day, fit, granted_line, money
 from bot.telegram.views import invoice_card, payer_label, with_lines
+from bot.telegram.withdraw import PAYOUT_EVENTS, operator_payout_text, payout_notice
 from ledger.accounts import balance
 from ledger.channel_access import entitled_to_channel
 from ledger.core import Ledger
@@ -69,7 +70,8 @@ SUBSCRIPTION_EVENTS = frozenset({
     "subscription.reminder", "subscription.ended",
 })
 SHORT_LIMIT = 1000  # the plain-text fallback when Telegram says a message is too long
-OPERATOR_EVENTS = frozenset({"operator.rail_held", "operator.reconcile"})
+OPERATOR_EVENTS = frozenset({"operator.rail_held", "operator.reconcile",
+                             "operator.payout"})
 
 
 def N_(key: str) -> str:  # gettext's name: "extract this key, translate later"
@@ -78,7 +80,8 @@ def N_(key: str) -> str:  # gettext's name: "extract this key, translate later"
 
 # How a payment was made (payments.method), in the paid notices; `card:<provider>` names it.
 METHOD_TEXT = {"internal": N_("method.internal"), "ton": N_("method.ton"),
-               "manual": N_("method.manual"), "stars": N_("method.stars")}
+               "usdt": N_("method.usdt"), "manual": N_("method.manual"),
+               "stars": N_("method.stars")}
 # Why a card or Stars payment was held instead of paying the invoice (rail_payments.hold_reason).
 HOLD_TEXT = {
     "invoice_paid": N_("rail.why.invoice_paid"), "invoice_closed": N_("rail.why.invoice_closed"),
@@ -223,6 +226,9 @@ class Notifier:
         if event.event_type in OPERATOR_EVENTS:
             await self._deliver_to_operators(event)
             return
+        if event.event_type in PAYOUT_EVENTS:
+            await self._deliver_payout(event)
+            return
         if event.event_type == "stars.subscription_stop":
             await self._stop_stars_subscription(event)
             return
@@ -264,7 +270,7 @@ class Notifier:
     def _credit_why(tr: Translator, p: dict[str, Any]) -> str:
         kind = p.get("kind")
         if kind == "deposit":
-            return tr("credit.deposit")
+            return tr("credit.deposit.usdt") if p.get("asset") == "USDT" else tr("credit.deposit")
         if kind == "excess":
             return tr("credit.excess")
         if kind == "topup":  # a card or Stars top-up (the payload names the rail when it can)
@@ -352,7 +358,19 @@ class Notifier:
         if not reached:
             raise Undeliverable("no operator could be reached")
 
+    async def _deliver_payout(self, event: OutboxEvent) -> None:
+        """A withdrawal was sent, rejected or failed (bot/telegram/withdraw.py has the text)."""
+        try:
+            recipient = await get_user(self.engine, int(event.payload["recipient"]))
+            text = payout_notice(translator(recipient.language), event.event_type,
+                                 event.payload)
+        except (KeyError, TypeError, ValueError, UserNotFound) as exc:
+            raise Undeliverable(f"bad payload: {exc}") from exc
+        await self._send(recipient.telegram_id, text)
+
     def _operator_text(self, tr: Translator, kind: str, p: dict[str, Any], invoice: str) -> str:
+        if kind == "operator.payout":
+            return operator_payout_text(tr, p)
         if kind == "operator.reconcile":
             return tr("notify.operator.reconcile", kind=html.escape(str(p["kind"])),
                       tx=html.escape(str(p["tx_id"])), detail=html.escape(str(p.get("detail"))))

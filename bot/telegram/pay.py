@@ -19,7 +19,7 @@ from bot.telegram.account import send_balance
 from bot.telegram.config import BotConfig
 from bot.telegram.i18n import Translator
 from bot.telegram.keyboards import PayCb, confirm_keyboard, short_keyboard, wallet_keyboard
-from bot.telegram.links import invoice_ton_links
+from bot.telegram.links import invoice_ton_links, invoice_usdt_links
 from bot.telegram.render import CAPTION_LIMIT, fit, granted_line, money, top_up_text
 from bot.telegram.views import edit, invoice_card, refuse_unless_pending
 from ledger.accounts import balance
@@ -129,6 +129,30 @@ async def pay_with_ton(
     await cb.answer()
     await bot.send_photo(
         chat_of(cb, user), BufferedInputFile(qr_png(ton_link), f"{comment}.png"),
+        caption=fit(caption, CAPTION_LIMIT), reply_markup=wallet_keyboard(tr, wallet_link),
+    )
+
+
+@router.callback_query(PayCb.filter(F.action == "usdt"))
+async def pay_with_usdt(
+    cb: CallbackQuery, callback_data: PayCb, bot: Bot, user: User, tr: Translator,
+    engine: AsyncEngine, cfg: BotConfig,
+) -> None:
+    invoice = await _payable(engine, callback_data.invoice, user)
+    if invoice_usdt_links(cfg, invoice) is None:
+        await cb.answer(tr("pay.usdt.unavailable"), show_alert=True)
+        return
+    # The same payer tag as for TON: the jetton transfer's forward payload carries it.
+    comment = (await tag_for_user(engine, invoice.public_id, user.id)).comment
+    links = invoice_usdt_links(cfg, invoice, comment)
+    assert links is not None
+    usdt_link, wallet_link = links
+    caption = tr("pay.usdt", usdt=money(invoice.usdt_due or 0, "USDT"),
+                 title=escape(invoice.title), address=cfg.ton_destination, comment=comment,
+                 link=escape(usdt_link))
+    await cb.answer()
+    await bot.send_photo(
+        chat_of(cb, user), BufferedInputFile(qr_png(usdt_link), f"{comment}.png"),
         caption=fit(caption, CAPTION_LIMIT), reply_markup=wallet_keyboard(tr, wallet_link),
     )
 

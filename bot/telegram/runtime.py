@@ -43,6 +43,7 @@ from bot.telegram import (
     seller_settings,
     start,
     subscriptions,
+    withdraw,
 )
 from bot.telegram.config import BotConfig
 from bot.telegram.fsm_storage import PostgresEventIsolation, PostgresStorage
@@ -55,8 +56,8 @@ from ledger.core import Ledger
 
 log = logging.getLogger(__name__)
 
-COMMANDS = ("start", "invoice", "invoices", "balance", "inventory", "history", "settings", "api",
-            "plans", "subscriptions", "cancel")
+COMMANDS = ("start", "invoice", "invoices", "balance", "inventory", "history", "withdraw",
+            "settings", "api", "plans", "subscriptions", "cancel")
 DEFAULT_WEBHOOK_PATH = "/telegram/webhook"
 POLL_RESTART_MAX = 60.0
 HANDLER_CONCURRENCY = 64  # polled updates in flight at once (the DB pool is the real limit)
@@ -100,6 +101,7 @@ def create_dispatcher(
     dp["cfg"] = BotConfig.from_settings(settings, links)
     # rendered invoice PDFs, by version (TON address and comment printed when TON is set)
     dp["pdfs"] = InvoicePdfs(ledger, dp["cfg"].ton_destination)
+    dp["payout_policy"] = withdraw.payout_policy(settings)  # limits, network, own addresses
     dp.update.outer_middleware(
         UserMiddleware(people, Rate.parse(settings.telegram.rate_per_user)))
     routers = (
@@ -115,6 +117,7 @@ def create_dispatcher(
         pay.router,
         documents.router,
         account.router,
+        withdraw.router,
         api_tokens.router,
         channels.router,  # join requests to paid channels
         fallback.router,  # last: whatever nobody else took

@@ -28,8 +28,12 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     # The Mini App runs inside Telegram's clients; Telegram Web frames it.
     "Content-Security-Policy": (
-        "default-src 'none'; script-src 'self' https://telegram.org; style-src 'self'; "
-        "img-src 'self' data:; connect-src 'self'; base-uri 'none'; "
+        # TON Connect's UI injects its own <style>, shows wallets' icons and talks to the
+        # wallets' bridges (any https origin, listed by the wallets): styles, images and
+        # connections beyond 'self'; scripts stay 'self' and Telegram's.
+        "default-src 'none'; script-src 'self' https://telegram.org; "
+        "style-src 'self' 'unsafe-inline'; img-src 'self' data: https:; "
+        "connect-src 'self' https:; base-uri 'none'; "
         # The card form's answer redirects to the provider's checkout page.
         "form-action 'self' https://checkout.stripe.com https://yoomoney.ru; "
         "frame-ancestors 'self' https://web.telegram.org https://*.telegram.org"
@@ -83,7 +87,9 @@ class Static:
 
     def __init__(self) -> None:
         self.files: dict[str, tuple[bytes, str, str]] = {}
-        sources = {p.name: p.read_bytes() for p in sorted((HERE / "static").iterdir())}
+        # static/vendor/: libraries installed by scripts/vendor.sh (absent until it ran).
+        files = [*(HERE / "static").iterdir(), *(HERE / "static" / "vendor").glob("*.js")]
+        sources = {p.name: p.read_bytes() for p in sorted(files) if p.is_file()}
         # Both languages' texts (and plural rules) for the script, so it can follow the
         # Telegram user's language; a static file rather than part of every page.
         sources["texts.js"] = (

@@ -19,6 +19,8 @@ GET  /pay/<id>/invoice.pdf the invoice as a PDF (the page's language; a PAID, VO
                           UNCOLLECTIBLE stamp; DRAFT for a draft)
 GET  /sub/<plan>          a plan's page; POST /sub/<plan>/subscribe from the Mini App
                           (bot/web/plan_page.py)
+POST /pay/<id>/tonconnect TON Connect's sendTransaction request for this payer (TON, or USDT's
+                          jetton transfer); GET /tonconnect-manifest.json (bot/web/tonconnect.py)
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ from bot.web.guard import PageGuard
 from bot.web.i18n import normalize, request_language, t
 from bot.web.invoice_links import setup_invoice_links
 from bot.web.plan_page import PlanPages
+from bot.web.tonconnect import JettonWalletOf, setup_tonconnect
 from bot.web.view import (
     KnownBuyers,
     PayConfig,
@@ -480,10 +483,12 @@ def _safe(handler: Handler, json_api: bool, guard: PageGuard, kind: str = "read"
 
 def setup_pay_pages(
     app: web.Application, ledger: Ledger, settings: Settings, *, poll_ms: int = POLL_MS,
-    links: Links | None = None,
+    links: Links | None = None, jetton_wallet_of: JettonWalletOf | None = None,
 ) -> PayPages:
-    """Mount the pay page, its JSON API, QR images and static files on `app`."""
-    pages = PayPages(ledger, PayConfig.from_settings(settings, links), poll_ms)
+    """Mount the pay page, its JSON API, QR images and static files on `app`;
+    `jetton_wallet_of` (the chain's answer) lets TON Connect pay USDT."""
+    pages = PayPages(ledger, PayConfig.from_settings(
+        settings, links, usdt_connect=jetton_wallet_of is not None), poll_ms)
     guard = PageGuard.from_settings(settings.web, pages.cfg.bot_token)
     r = app.router
     r.add_get("/pay/{invoice_id}", _safe(pages.page, False, guard))
@@ -495,6 +500,7 @@ def setup_pay_pages(
     r.add_get("/pay/{invoice_id}/invoice.pdf", _safe(pages.pdf, False, guard))
     setup_invoice_links(app, pages, guard, settings.payments)  # card and Stars, Mini App
     setup_card_checkout(app, pages, guard, settings)  # cards in a plain browser (bot/web/cards)
+    setup_tonconnect(app, pages, guard, jetton_wallet_of)  # a wallet pays TON or USDT
     plans = PlanPages(pages, settings.ledger.ton_rate)
     r.add_get("/sub/{plan_id}", _safe(plans.page, False, guard))
     r.add_post("/sub/{plan_id}/subscribe", _safe(plans.subscribe, True, guard, kind="pay"))

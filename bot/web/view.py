@@ -24,7 +24,15 @@ from ledger.payers import tag_for_user
 from ledger.purchases import Payer
 from ledger.rails import STARS, STARS_MAX, STARS_MIN, convert, format_provider_amount
 from ledger.users import ensure_user
-from watchers.ton_links import friendly_address, ton_transfer_link, tonkeeper_link
+from watchers.ton_links import (
+    comment_payload,
+    friendly_address,
+    is_testnet_address,
+    jetton_transfer_link,
+    ton_transfer_link,
+    tonkeeper_jetton_link,
+    tonkeeper_link,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,13 +130,23 @@ class PayConfig:
     rails: tuple[RailOffer, ...] = ()  # Telegram Payments: the Mini App's card and Stars
     web_cards: tuple[RailOffer, ...] = ()  # Stripe / YooKassa in a plain browser
     ton_rate: Decimal = Decimal(1)  # Liquid $ per TON: a TON invoice's card/Stars price
+    usdt_master: str | None = None  # USDT's jetton master (bounceable), with a TON address
+    # TON Connect can pay USDT: the composition root gave a way to find a buyer's jetton wallet
+    usdt_connect: bool = False
 
     @property
     def bot_username(self) -> str:
         return self.links.bot_username
 
+    @property
+    def ton_network(self) -> str:
+        """TON Connect's network id of the destination: testnet (-3) by its friendly form's
+        test-only flag, else mainnet (-239); a wallet on the other network refuses to sign."""
+        return "-3" if self.ton_address and is_testnet_address(self.ton_address) else "-239"
+
     @classmethod
-    def from_settings(cls, settings: Settings, links: Links | None = None) -> PayConfig:
+    def from_settings(cls, settings: Settings, links: Links | None = None, *,
+                      usdt_connect: bool = False) -> PayConfig:
         token = settings.telegram.bot_token
         token_text = token.get_secret_value() if token is not None else None
         address = settings.ton.destination_address
@@ -155,6 +173,9 @@ class PayConfig:
             rails=telegram_rails(settings),
             web_cards=web_cards(settings),
             ton_rate=settings.ledger.ton_rate,
+            usdt_master=(friendly_address(usdt, bounceable=True)
+                         if address and (usdt := settings.ton.jettons.get("USDT")) else None),
+            usdt_connect=usdt_connect,
         )
 
 
@@ -236,6 +257,32 @@ def _wallet_links(address: str, nano: int, comment: str) -> tuple[tuple[str, str
             ("tonkeeper", tonkeeper_link(address, nano, comment)))
 
 
+@lru_cache(maxsize=4096)
+def ton_connect_message(address: str, nano: int, comment: str) -> dict[str, str]:
+    """TON Connect's `sendTransaction` message paying `nano` to the shop with the comment as
+    its payload (the cell the watcher reads): the wallet asks only for a confirmation."""
+    return {"address": address, "amount": str(nano), "payload": comment_payload(comment)}
+
+
+def usdt_offer(invoice: Invoice, cfg: PayConfig, tag: str | None = None) -> dict[str, Any] | None:
+    """Paying `invoice` in USDT (Liquid $ 1:1: `Invoice.usdt_due`): the amount, the wallet
+    links (jetton transfer with this payer's comment) and whether TON Connect can send it;
+    None when USDT does not pay it (a TON invoice, no USDT master or TON address)."""
+    micro = invoice.usdt_due
+    if cfg.ton_address is None or cfg.usdt_master is None or not micro or micro < 0:
+        return None
+    comment = payer_comment(invoice, tag)
+    return {"amount": money(micro, "USDT"), "connect": cfg.usdt_connect,
+            **dict(_usdt_links(cfg.ton_address, cfg.usdt_master, micro, comment))}
+
+
+@lru_cache(maxsize=4096)
+def _usdt_links(address: str, master: str, micro: int,
+                comment: str) -> tuple[tuple[str, str], ...]:
+    return (("master", master), ("ton", jetton_transfer_link(address, master, micro, comment)),
+            ("tonkeeper", tonkeeper_jetton_link(address, master, micro, comment)))
+
+
 def page_url(invoice: Invoice, cfg: PayConfig) -> str:
     return f"{cfg.public_url}/pay/{invoice.public_id}"
 
@@ -303,7 +350,13 @@ def invoice_view(invoice: Invoice, seller_username: str | None, cfg: PayConfig,
         "issued_at": iso(invoice.issued_at),
         "due_at": iso(invoice.due_at),
         "overdue": invoice.overdue(),
-        "pay_ton": ton_links(invoice, cfg, tag) if status == "pending" else None,
+        "pay_ton": (pay_ton := ton_links(invoice, cfg, tag) if status == "pending" else None),
+        # TON Connect: the message a connected wallet is asked to sign (TON), and USDT's
+        # jetton transfer, built for the buyer's own jetton wallet by POST links.tonconnect.
+        "tonconnect": ({"network": cfg.ton_network, "message": ton_connect_message(
+            pay_ton["address"], invoice.ton_due or 0, payer_comment(invoice, tag))}
+            if pay_ton else None),
+        "pay_usdt": usdt_offer(invoice, cfg, tag) if status == "pending" else None,
         # By card or in Stars, with the amount each will lock (shown before paying): the Mini
         # App's Telegram Payments, and a plain browser's card checkout.
         "pay_rails": rail_offers(invoice, cfg.rails, cfg.ton_rate),
@@ -318,6 +371,8 @@ def invoice_view(invoice: Invoice, seller_username: str | None, cfg: PayConfig,
             "pay": f"{base}/pay",
             "invoice_link": f"{base}/invoice-link",
             "card": f"{base}/card",
+            "tonconnect": f"{base}/tonconnect",
+            "tonconnect_manifest": f"{cfg.public_url}/tonconnect-manifest.json",
         },
     }
 

@@ -50,7 +50,7 @@ async def test_invoice_card_shows_what_is_paid_for_and_how(person, engine) -> No
     )
     assert "Coffee &lt;beans&gt;" in (card.text or "")  # people's text is escaped
     assert card.button_texts == ["💳 Pay 12.50 Liquid $ from balance", "💎 Pay with TON",
-                                 "⭐ Pay with Stars", "📱 Open in Mini App"]
+                                 "💵 Pay with USDT", "⭐ Pay with Stars", "📱 Open in Mini App"]
     assert card.button("Mini App")["web_app"] == {
         "url": f"https://pay.example.com/pay/{invoice.public_id}"}
 

@@ -104,7 +104,8 @@ async def test_card_payment_end_to_end(person, engine, bot_api: BotApiStandIn) -
     invoice = await _coffee(engine, seller)
     [card] = await buyer.send(f"/start pay_{invoice.public_id}")
     assert card.button_texts == [
-        "💳 Pay 12.50 Liquid $ from balance", "💎 Pay with TON", "💳 Pay by card (USD)",
+        "💳 Pay 12.50 Liquid $ from balance", "💎 Pay with TON", "💵 Pay with USDT",
+        "💳 Pay by card (USD)",
         "💳 Pay by card (JPY)", "⭐ Pay with Stars", "📱 Open in Mini App"]
 
     sent = await _offered(buyer, bot_api, invoice, "Pay by card (USD)")

@@ -218,3 +218,20 @@ async def test_a_stars_subscription_cancelled_here_stops_renewing_at_telegram(
                                      at_period_end=True)
     await notifier_for().deliver_due()
     assert bot_api.star_subscriptions_canceled == {"stxSubFirst": True}
+
+
+async def test_usdt_payments_and_deposits_say_usdt(person, engine, notifier_for,
+                                                   bot_api) -> None:
+    from tests.test_jettons_ledger import Shop
+
+    seller, buyer = await person(), await person()
+    invoice = await _invoice(engine, seller)
+    shop = Shop(engine)
+    await shop.receive(12_500_000, f"INV-{invoice.public_id}", invoice=invoice.public_id)
+    await shop.receive(2_000_000, f"DEP-{buyer.user.deposit_code}",
+                       deposit=buyer.user.deposit_code)
+    await notifier_for().deliver_due()
+    [paid] = bot_api.messages(seller.id)
+    assert paid.plain.endswith("by USDT transfer.")
+    [credited] = bot_api.messages(buyer.id)
+    assert "2.00 Liquid $" in credited.plain and "USDT deposit" in credited.plain

@@ -34,7 +34,8 @@ async def test_subscribe_and_pay_the_first_period_from_the_balance(person, ledge
         "renew from your balance.\n\n🧾 Premium club")
     assert "Amount: 5.00 Liquid $ (≈ 1 TON)\nSeller: @club_owner" in invoice_card.plain
     assert invoice_card.button_texts == ["💳 Pay 5.00 Liquid $ from balance", "💎 Pay with TON",
-                                         "⭐ Pay with Stars", "📱 Open in Mini App"]
+                                         "💵 Pay with USDT", "⭐ Pay with Stars",
+                                         "📱 Open in Mini App"]
     [sub] = await ledger.subscriptions_of_user(buyer.user.id)
     assert (sub.status, sub.months, sub.amount) == ("incomplete", 1, 500)
     assert await balance(engine, buyer.user.id) == 2000  # choosing is not paying

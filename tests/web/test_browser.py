@@ -334,3 +334,71 @@ async def test_mini_app_pays_by_stars_at_the_price_on_its_button(
         assert seen["pay-message"]["text"] == "Payment complete. Thank you!"
         assert not seen["rails"]["visible"] or seen["rails"]["height"] == 0
         await page.screenshot(shots / "miniapp-stars-paid.png")
+
+
+VENDOR_BUNDLE = Path(__file__).parents[2] / "bot/web/static/vendor/tonconnect-ui.min.js"
+
+
+async def test_guest_is_offered_ton_connect_for_ton_and_usdt(
+    chromium, engine, make_invoice
+):
+    """The TON Connect buttons (the vendored @tonconnect/ui bundle, served by paybot: no CDN)
+    beside the QR, and USDT's wallet links; a tap opens TON Connect's wallet list."""
+    if not VENDOR_BUNDLE.exists():
+        if os.environ.get("CI") == "true":
+            pytest.fail("the TON Connect bundle is missing: run scripts/vendor.sh",
+                        pytrace=False)
+        pytest.skip("TON Connect bundle not installed (scripts/vendor.sh)")
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    base = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    requested: list[str] = []
+
+    @web.middleware
+    async def record(request: web.Request, handler):  # type: ignore[no-untyped-def]
+        response = await handler(request)
+        requested.append(f"{response.status} {request.path}")
+        return response
+
+    async def jetton_wallet_of(master: str, owner: str) -> str:  # the chain, not asked here
+        return "0:" + "cd" * 32
+
+    app = web.Application(middlewares=[record])
+    setup_pay_pages(app, Ledger(engine), make_settings(public_url=base), poll_ms=300,
+                    jetton_wallet_of=jetton_wallet_of)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.SockSite(runner, sock).start()
+    invoice = await make_invoice()
+    shots = shots_dir()
+    try:
+        # Nothing leaves the machine: wallets' lists, bridges and icons are blocked.
+        async with chromium_page(chromium, block=(*BLOCK, "https://*")) as page:
+            await page.goto(f"{base}/pay/{invoice.public_id}")
+            await page.wait_for("!document.getElementById('tonconnect').hidden")
+            ids = ["tonconnect", "tc-pay-ton", "tc-pay-usdt", "usdt", "usdt-value",
+                   "usdt-link", "usdt-tonkeeper-link", "qr", "comment"]
+            seen = await page.evaluate(VISIBLE_JS % ids)
+            await page.screenshot(shots / "tonconnect.png")
+            await page.screenshot(shots / "tonconnect-full.png", full_page=True)
+            print(f"\nscreenshots: {shots}")
+            for element in ids:
+                assert seen[element]["visible"] and seen[element]["inside"], (element,
+                                                                              seen[element])
+            assert seen["tc-pay-ton"]["text"] == "Pay 2.5 TON with a TON wallet"
+            assert seen["tc-pay-usdt"]["text"] == "Pay 12.5 USDT with a TON wallet"
+            assert seen["usdt-value"]["text"] == "12.5"
+            assert seen["scrollWidth"] <= seen["viewport"][0]
+            comment = seen["comment"]["text"]
+            usdt_href = await page.evaluate("document.getElementById('usdt-link').href")
+            assert usdt_href.startswith("ton://transfer/") and "jetton=" in usdt_href
+            assert usdt_href.endswith(f"&amount=12500000&text={comment}")
+            assert "200 /static/pay/tonconnect-ui.min.js" in requested
+            # A tap with no wallet connected yet opens TON Connect's wallet list.
+            await page.evaluate("document.getElementById('tc-pay-ton').click()")
+            await page.wait_for("(() => { const m = document.querySelector('[data-tc-modal]');"
+                                " return !!m && m.getBoundingClientRect().height > 0"
+                                " && getComputedStyle(m).opacity === '1'; })()")  # faded in
+            await page.screenshot(shots / "tonconnect-modal.png")
+    finally:
+        await runner.cleanup()

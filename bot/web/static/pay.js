@@ -8,11 +8,18 @@
  *    and "Pay from balance", authenticated by `Authorization: tma <initData>`, and the card and
  *    Stars buttons (Telegram Payments: an invoice link opened with Telegram.WebApp.openInvoice);
  *    a plain browser keeps the server's "Pay by card" forms;
- *  - telegram-web-app.js is loaded only inside Telegram, and nothing depends on it loading.
+ *  - telegram-web-app.js is loaded only inside Telegram, and nothing depends on it loading;
+ *  - TON Connect (the @tonconnect/ui bundle served from /static/pay/, installed by
+ *    scripts/vendor.sh): a connected wallet is asked to send the exact amount with this
+ *    payer's comment (TON), or the jetton transfer the server builds for the buyer's own USDT
+ *    wallet; without the bundle the QR and the wallet links stay as they are.
  */
 (function () {
   "use strict";
 
+  // The TON Connect bundle sits next to this script (no version: it changes with the lockfile).
+  var SELF = document.currentScript && document.currentScript.src;
+  var TC_BUNDLE = SELF ? SELF.replace(/pay\.js(\?.*)?$/, "tonconnect-ui.min.js") : null;
   var dataEl = document.getElementById("pay-data");
   if (!dataEl) return;
   var DATA = JSON.parse(dataEl.textContent);
@@ -187,6 +194,14 @@
       $("ton-link").href = inv.pay_ton.ton;
       $("tonkeeper-link").href = inv.pay_ton.tonkeeper;
     }
+    var usdt = pending ? inv.pay_usdt : null;
+    show($("usdt"), !!usdt);
+    if (usdt) {
+      $("usdt-value").textContent = usdt.amount.text;
+      $("usdt-link").href = usdt.ton;
+      $("usdt-tonkeeper-link").href = usdt.tonkeeper;
+    }
+    renderTonConnect(canTon && !$("ton").hidden);
 
     show($("contact"), pending && !!payer && !viewer);
     if (payer) {
@@ -473,6 +488,121 @@
     }
   }
 
+  // --- TON Connect --------------------------------------------------------------------------
+
+  // The bundle loads once the TON block is on screen; the wallet is asked only on a tap.
+  var tcui = null;
+  var tcState = "idle"; // idle | loading | ready | failed
+  var tcPending = null; // the asset a tap asked for while the wallet was being connected
+  var tcBusy = false;
+
+  function tcMessage(text, kind) {
+    var el = $("tc-message");
+    el.textContent = text || "";
+    el.className = "message" + (kind ? " " + kind : "");
+  }
+
+  function renderTonConnect(wanted) {
+    if (wanted && tcState === "idle") loadTonConnect();
+    var on = wanted && tcState === "ready";
+    show($("tonconnect"), on);
+    if (!on) return;
+    var ton = $("tc-pay-ton");
+    ton.textContent = T("tonconnect_pay_ton", { amount: inv.ton.display });
+    show(ton, !!inv.tonconnect);
+    var usdt = inv.pay_usdt;
+    var usdtButton = $("tc-pay-usdt");
+    show(usdtButton, !!(usdt && usdt.connect));
+    if (usdt) usdtButton.textContent = T("tonconnect_pay_usdt", { amount: usdt.amount.display });
+    var account = tcui.connected && tcui.account;
+    show($("tc-wallet"), !!account);
+    if (account) $("tc-account").textContent = shortAddress(account.address);
+  }
+
+  function shortAddress(raw) {
+    return raw.length > 16 ? raw.slice(0, 8) + "…" + raw.slice(-6) : raw;
+  }
+
+  function loadTonConnect() {
+    if (!TC_BUNDLE) { tcState = "failed"; return; }
+    tcState = "loading";
+    var s = document.createElement("script");
+    s.src = TC_BUNDLE;
+    s.async = true;
+    s.onload = function () {
+      try {
+        var options = { manifestUrl: inv.links.tonconnect_manifest,
+                        language: lang === "ru" ? "ru" : "en", analytics: { mode: "off" } };
+        // Inside Telegram the wallet sends the buyer back to the bot's chat.
+        if (inTelegram() && DATA.bot) options.actionsConfiguration = { twaReturnUrl: "https://t.me/" + DATA.bot };
+        tcui = new window.TON_CONNECT_UI.TonConnectUI(options);
+        tcui.onStatusChange(function (wallet) {
+          render();
+          if (wallet && tcPending) { var asset = tcPending; tcPending = null; tcSend(asset); }
+        });
+        if (tcui.onModalStateChange) {
+          tcui.onModalStateChange(function (state) {
+            if (state && state.status === "closed" && !tcui.connected) tcPending = null;
+          });
+        }
+        tcState = "ready";
+      } catch (e) { tcState = "failed"; }
+      render();
+    };
+    s.onerror = function () { tcState = "failed"; };
+    document.head.appendChild(s);
+  }
+
+  function tcPay(asset) {
+    if (!tcui || tcBusy) return;
+    tcMessage("");
+    if (!tcui.connected) { tcPending = asset; tcui.openModal(); return; }
+    tcSend(asset);
+  }
+
+  // TON: the page has the message (no request before the wallet opens, so no popup blocker
+  // steps in). USDT: the server builds the jetton transfer for this wallet's own jetton wallet.
+  function tcSend(asset) {
+    var owner = tcui.account && tcui.account.address;
+    if (asset === "TON") {
+      if (!inv.tonconnect) return;
+      var tx = { validUntil: Math.floor(Date.now() / 1000) + 300,
+                 network: inv.tonconnect.network, messages: [inv.tonconnect.message] };
+      if (owner) tx.from = owner;
+      tcSign(tx);
+      return;
+    }
+    tcBusy = true;
+    tcMessage(T("paying"));
+    fetch(inv.links.tonconnect, {
+      method: "POST",
+      headers: Object.assign({ "Content-Type": "application/json" }, authHeaders()),
+      body: JSON.stringify({ asset: asset, owner: owner }),
+      credentials: "same-origin"
+    }).then(function (r) {
+      return r.json().catch(function () { return {}; }).then(function (body) {
+        tcBusy = false;
+        if (r.ok) { tcMessage(""); tcSign(body); return; }
+        if (r.status === 401) { sessionExpired(); return; }
+        tcMessage((body.error && body.error.message) || T("tonconnect_unavailable"), "error");
+        if (r.status === 409 || r.status === 410) refresh();
+      });
+    }).catch(function () { tcBusy = false; tcMessage(T("tonconnect_unavailable"), "error"); });
+  }
+
+  function tcSign(tx) {
+    tcBusy = true;
+    tcui.sendTransaction(tx).then(function () {
+      tcBusy = false;
+      tcMessage(T("tonconnect_sent"), "ok");
+      haptic("success");
+      refresh().then(schedulePoll);
+    }, function () {
+      tcBusy = false;
+      tcMessage(T("tonconnect_rejected"), "error");
+    });
+  }
+
   function startMiniApp(data) {
     initData = data;
     var tgLang = telegramLanguage(data);
@@ -531,8 +661,19 @@
     }).catch(function () { box.textContent = T("err_generic"); box.className = "message error"; });
   });
   $("pay-balance").addEventListener("click", pay);
+  $("tc-pay-ton").addEventListener("click", function () { tcPay("TON"); });
+  $("tc-pay-usdt").addEventListener("click", function () { tcPay("USDT"); });
+  $("tc-disconnect").addEventListener("click", function () {
+    if (tcui) tcui.disconnect().catch(function () { /* already gone */ });
+  });
+  // These have no server-rendered text: the page's texts fill them.
+  ["tonconnect", "usdt"].forEach(function (id) {
+    var nodes = $(id).querySelectorAll("[data-t]");
+    for (var j = 0; j < nodes.length; j++) nodes[j].textContent = T(nodes[j].getAttribute("data-t"));
+  });
   $("pay-ton-toggle").addEventListener("click", function () { tonOpen = true; render(); });
-  ["login-link", "claim-link", "bind-link", "tonkeeper-link", "topup-link"].forEach(function (id) {
+  ["login-link", "claim-link", "bind-link", "tonkeeper-link", "topup-link",
+   "usdt-tonkeeper-link"].forEach(function (id) {
     var el = $(id);
     if (el) el.addEventListener("click", function (ev) { openLink(el.href, ev); });
   });

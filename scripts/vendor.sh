@@ -26,7 +26,9 @@ if ! command -v npm >/dev/null; then
 fi
 
 # --ignore-scripts: nothing from the registry runs here; we only copy a prebuilt bundle.
-npm ci --prefix web --ignore-scripts --no-audit --no-fund --loglevel=error
+# Run inside web/ rather than with --prefix: --prefix also moves npm's global config (to
+# web/etc/npmrc), losing the machine's (its CA file, say).
+(cd web && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
 mkdir -p "$OUT"
 cp web/node_modules/@tonconnect/ui/dist/tonconnect-ui.min.js "$OUT/tonconnect-ui.min.js.tmp"
 mv "$OUT/tonconnect-ui.min.js.tmp" "$OUT/tonconnect-ui.min.js"

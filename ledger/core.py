@@ -389,6 +389,15 @@ class Ledger:
         """A held transfer released as 'refunded' and ordered back to its sender, once."""
         return await payout_orders.refund_held_transfer(self.engine, tx_hash, note=note)
 
+    async def excess_held(self, public_id: str) -> dict[str, int]:
+        return await payout_orders.excess_held(self.engine, public_id)
+
+    async def refund_excess(self, public_id: str, *, seller_id: int,
+                            note: str | None = None) -> list[payout_orders.Payout]:
+        """The seller's "refund the difference": every overpayment still held, sent back."""
+        return await payout_orders.refund_excess(self.engine, public_id, seller_id=seller_id,
+                                                 note=note)
+
     async def approve_payout(self, payout_id: int, *,
                              note: str | None = None) -> payout_orders.Payout:
         return await payout_orders.approve(self.engine, payout_id, note=note)

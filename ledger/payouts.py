@@ -141,6 +141,25 @@ async def refund_held_transfer(db: Executor, tx_hash: str, *, note: str | None =
                       hash=normalize_tx_hash(tx_hash), note=(note or "").strip()[:500] or None)
 
 
+async def excess_held(db: Executor, public_id: str) -> dict[str, int]:
+    """What an invoice's payers sent too much, still held, per asset (minor units)."""
+    rows = await fetch_all(
+        db, """SELECT x.asset, sum(x.amount_nano) AS amount FROM ton_holds x
+                 JOIN invoices i ON i.id = x.invoice_id
+                WHERE i.public_id = upper(:p) AND x.reason = 'excess' AND x.released_at IS NULL
+                GROUP BY x.asset ORDER BY x.asset""", p=public_id[:40])
+    return {str(r["asset"]): int(r["amount"]) for r in rows}
+
+
+async def refund_excess(db: Executor, public_id: str, *, seller_id: int,
+                        note: str | None = None) -> list[Payout]:
+    """The seller sends every overpayment of their invoice back to its sender, in one
+    transaction (NothingHeld when there is none; another seller's invoice: InvoiceNotFound)."""
+    rows = await fetch_all(db, f"SELECT {_COLUMNS} FROM paybot_payout_refund_excess(:p, :s, :n)",
+                           p=public_id[:40], s=seller_id, n=(note or "").strip()[:500] or None)
+    return [Payout.from_row(r) for r in rows]
+
+
 async def approve(db: Executor, payout_id: int, *, note: str | None = None) -> Payout:
     return await _one(db, "paybot_payout_decide(:id, true, :note)", id=payout_id, note=note)
 

@@ -178,3 +178,27 @@ async def test_our_jetton_wallet_is_remembered_once(ledger) -> None:
     assert await ledger.jetton_wallet(master, owner) == ours
     with pytest.raises(ValueError):
         await ledger.remember_jetton_wallet("USDT", master, owner, "EQ-not-raw")
+
+
+async def test_the_seller_refunds_the_difference_to_the_wallet_that_sent_it(
+        engine, ledger, make_user, shop) -> None:
+    from ledger.errors import InvoiceNotFound, NothingHeld
+
+    seller, stranger = await make_user(), await make_user()
+    invoice = await _invoice(engine, seller)
+    usdt0 = await _suspense(engine, "USDT")
+    await shop.receive(13_000_000, f"INV-{invoice.public_id}", invoice=invoice.public_id)
+    assert await ledger.excess_held(invoice.public_id) == {"USDT": 500_000}
+    with pytest.raises(InvoiceNotFound):  # another seller's invoice looks like none
+        await ledger.refund_excess(invoice.public_id, seller_id=stranger.id)
+    [payout] = await ledger.refund_excess(invoice.public_id, seller_id=seller.id,
+                                          note="overpaid")
+    assert (payout.kind, payout.asset, payout.amount) == ("refund", "USDT", 500_000)
+    assert payout.destination == "0:" + "cd" * 32  # the jetton's original sender
+    assert payout.status == "queued"
+    assert await ledger.excess_held(invoice.public_id) == {}
+    assert await _suspense(engine, "USDT") == usdt0
+    with pytest.raises(NothingHeld):  # twice: nothing is sent twice
+        await ledger.refund_excess(invoice.public_id, seller_id=seller.id)
+    assert await balance(engine, seller.id) == 1250  # the seller keeps what the invoice asked
+    assert await check_invariants(engine) == []

@@ -20,6 +20,7 @@ from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMar
 
 from bot.telegram import parse
 from bot.telegram.config import BotConfig
+from bot.telegram.excess_refunds import excess_button
 from bot.telegram.i18n import Translator
 from bot.telegram.keyboards import (
     ActCb,
@@ -262,8 +263,12 @@ async def refund_buttons(ledger: Ledger, tr: Translator,
 async def with_refund_buttons(ledger: Ledger, tr: Translator, invoice: Invoice,
                               markup: InlineKeyboardMarkup | None,
                               ) -> InlineKeyboardMarkup | None:
-    """The seller's invoice card with its refund buttons below the others."""
+    """The seller's invoice card with its refund buttons below the others (Stars payments,
+    and an overpayment still held: bot/telegram/excess_refunds.py)."""
     buttons = await refund_buttons(ledger, tr, invoice)
+    excess = await excess_button(ledger, tr, invoice)
+    if excess is not None:
+        buttons.append(excess)
     if not buttons:
         return markup
     rows = list(markup.inline_keyboard) if markup is not None else []

@@ -323,3 +323,26 @@ BEGIN
      WHERE id = p.id RETURNING * INTO p;
     RETURN NEXT p;
 END $$;
+
+-- The seller's "refund the difference": every overpayment of their invoice still held (excess
+-- holdings, in their asset) sent back to the wallets that sent it, in one transaction.
+-- Another seller's invoice looks like none; nothing held: nothing_held.
+CREATE OR REPLACE FUNCTION paybot_payout_refund_excess(p_invoice text, p_seller bigint,
+                                                       p_note text)
+RETURNS SETOF payouts LANGUAGE plpgsql AS $$
+DECLARE v invoices%ROWTYPE; h record; n int := 0;
+BEGIN
+    SELECT * INTO v FROM invoices WHERE public_id = upper(p_invoice);
+    IF v.id IS NULL OR v.seller_id <> p_seller THEN
+        PERFORM paybot_raise('invoice_not_found', left(p_invoice, 40));
+    END IF;
+    FOR h IN SELECT t.tx_hash FROM ton_holds x JOIN ton_transfers t ON t.id = x.transfer_id
+              WHERE x.invoice_id = v.id AND x.reason = 'excess' AND x.released_at IS NULL
+              ORDER BY x.id LOOP
+        RETURN QUERY SELECT * FROM paybot_payout_refund(h.tx_hash, p_note);
+        n := n + 1;
+    END LOOP;
+    IF n = 0 THEN
+        PERFORM paybot_raise('nothing_held', v.public_id);
+    END IF;
+END $$;

@@ -17,7 +17,7 @@ branch_labels = None
 depends_on = None
 
 # ledger.sql.checksum() of the files this revision applies (frozen by the lead on release)
-SQL_FILES_SHA256 = "74dd166ff1b498ca309cf7c75e6ad24443e8f2071634ccb4fb22ca2ef72ea398"
+SQL_FILES_SHA256 = "d476aa57b33457eebd42cc0e34613544f6a4cf402a055c5f222632e77a20371b"
 
 ACCOUNTS = "accounts_system_name_check"
 KINDS = "ledger_transactions_kind_check"

@@ -18,6 +18,7 @@ from aiohttp import web
 from bot.api.auth import CREATE_ROUTE, PRINCIPAL, ApiLimits, TokenCache, api_middleware
 from bot.api.errors import ApiError, invalid
 from bot.api.invoice_requests import new_invoice_of
+from bot.api.reports import add_report_routes
 from bot.api.schemas import (
     InvoiceCreate,
     ManualPaymentIn,
@@ -455,5 +456,6 @@ def mount_api(app: web.Application, ledger: Ledger, cfg: ApiConfig) -> SellerApi
     r.add_get("/callbacks", api.list_callbacks)
     r.add_post("/callbacks/{event_id}/redeliver", api.redeliver)
     add_subscription_routes(r, ledger, cfg)
+    add_report_routes(r, ledger)
     app.add_subapp(PREFIX, sub)
     return api

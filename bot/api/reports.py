@@ -1,0 +1,196 @@
+"""Reports over the seller API, /api/v1 (mounted by bot/api/routes.py): the dashboard of a
+period and the exports of its payments and invoices as CSV or XLSX, streamed.
+
+Periods are `from` and `to`, UTC dates (YYYY-MM-DD), both included; by default the last 12
+months (from the first day of the month 11 months before `to`, today by default). A period
+upside down, over five years, or a parameter not documented is answered 422 with one sentence
+before anything is read. An empty period is a file with its header row only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import logging
+import tempfile
+from collections.abc import AsyncIterator
+from datetime import UTC, date, datetime
+from typing import Any, Final
+
+import orjson
+from aiohttp import web
+from openpyxl import Workbook
+
+from bot.api.auth import PRINCIPAL
+from bot.api.errors import invalid
+from ledger.core import Ledger
+from ledger.money import format_amount
+from ledger.reports import COLUMNS, Dashboard, ExportKind, dashboard, export_rows, period_error
+
+log = logging.getLogger(__name__)
+
+PERIOD_PARAMS: Final = frozenset({"from", "to"})
+CSV_TYPE: Final = "text/csv; charset=utf-8"
+XLSX_TYPE: Final = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+CHUNK: Final = 64 * 1024
+
+
+def parse_period(request: web.Request) -> tuple[date, date]:
+    unknown = sorted(set(request.query) - PERIOD_PARAMS)
+    if unknown:
+        raise invalid(f"unknown parameter {unknown[0][:40]!r}: only from and to are accepted")
+    end = _query_date(request, "to") or datetime.now(UTC).date()
+    start = _query_date(request, "from")
+    if start is None:
+        months = end.year * 12 + end.month - 1 - 11
+        start = date(months // 12, months % 12 + 1, 1) if months >= 12 else date.min
+    problem = period_error(start, end)
+    if problem:
+        raise invalid(problem)
+    return start, end
+
+
+def _query_date(request: web.Request, name: str) -> date | None:
+    values = request.query.getall(name, [])
+    if not values:
+        return None
+    if len(values) > 1:
+        raise invalid(f"{name} is given more than once")
+    raw = values[0]
+    try:
+        if len(raw) != 10:
+            raise ValueError
+        return date.fromisoformat(raw)
+    except ValueError:
+        raise invalid(f"{name} must be a date as YYYY-MM-DD, not {raw[:40]!r}") from None
+
+
+def _money(amount: int, currency: str) -> dict[str, Any]:
+    return {"currency": currency, "amount": format_amount(amount, currency),
+            "amount_minor": amount}
+
+
+def dashboard_view(d: Dashboard) -> dict[str, Any]:
+    return {
+        "from": d.start.isoformat(), "to": d.end.isoformat(),
+        "revenue_by_month": [{"month": m.month, **_money(m.amount, m.currency),
+                              "payments": m.payments} for m in d.by_month],
+        "revenue_by_method": [{"method": m.method, **_money(m.amount, m.currency),
+                               "payments": m.payments} for m in d.by_method],
+        "outstanding": {
+            "open": [{**_money(s.amount, s.currency), "invoices": s.count} for s in d.open],
+            "overdue": [{**_money(s.amount, s.currency), "invoices": s.count}
+                        for s in d.overdue],
+        },
+        "conversion": {"issued": d.issued, "paid": d.paid, "rate": d.conversion},
+    }
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return "" if value is None else value
+
+
+class Reports:
+    def __init__(self, ledger: Ledger) -> None:
+        self.engine = ledger.engine
+
+    async def dashboard(self, request: web.Request) -> web.Response:
+        start, end = parse_period(request)
+        d = await dashboard(self.engine, request[PRINCIPAL].user_id, start, end)
+        return web.Response(body=orjson.dumps(dashboard_view(d)),
+                            headers={"Content-Type": "application/json",
+                                     "Cache-Control": "no-store"})
+
+    def export(self, kind: ExportKind, fmt: str):  # type: ignore[no-untyped-def]
+        async def handler(request: web.Request) -> web.StreamResponse:
+            start, end = parse_period(request)
+            rows = export_rows(self.engine, kind, request[PRINCIPAL].user_id, start, end)
+            name = f"{kind}-{start.isoformat()}-{end.isoformat()}.{fmt}"
+            if fmt == "csv":
+                return await self._csv(request, kind, rows, name)
+            return await self._xlsx(request, kind, rows, name)
+        return handler
+
+    @staticmethod
+    def _response(content_type: str, name: str) -> web.StreamResponse:
+        return web.StreamResponse(headers={
+            "Content-Type": content_type, "Cache-Control": "no-store",
+            "Content-Disposition": f'attachment; filename="{name}"'})
+
+    async def _csv(self, request: web.Request, kind: ExportKind,
+                   rows: AsyncIterator[tuple[Any, ...]], name: str) -> web.StreamResponse:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        buffer.write("\ufeff")  # so that spreadsheet programs read the file as UTF-8
+        writer.writerow(COLUMNS[kind])
+        # The first row is read before answering: a database failure is still a clean 503.
+        first = await anext(rows, None)
+        response = self._response(CSV_TYPE, name)
+        await response.prepare(request)
+        try:
+            if first is not None:
+                writer.writerow([_cell(v) for v in first])
+                async for row in rows:
+                    writer.writerow([_cell(v) for v in row])
+                    if buffer.tell() >= CHUNK:
+                        await response.write(buffer.getvalue().encode())
+                        buffer.seek(0)
+                        buffer.truncate()
+            await response.write(buffer.getvalue().encode())
+            await response.write_eof()
+        except Exception:
+            return _abort(request, response, name)
+        finally:
+            await rows.aclose()
+        return response
+
+    async def _xlsx(self, request: web.Request, kind: ExportKind,
+                    rows: AsyncIterator[tuple[Any, ...]], name: str) -> web.StreamResponse:
+        # write_only keeps rows on disk as they come; the zip is then sent from a file.
+        book = Workbook(write_only=True)
+        sheet = book.create_sheet(kind)
+        sheet.append(list(COLUMNS[kind]))
+        try:
+            async for row in rows:
+                sheet.append([_xlsx_cell(v) for v in row])
+        finally:
+            await rows.aclose()
+        with tempfile.TemporaryFile() as out:
+            await asyncio.to_thread(book.save, out)
+            out.seek(0)
+            response = self._response(XLSX_TYPE, name)
+            await response.prepare(request)
+            try:
+                while chunk := out.read(CHUNK):
+                    await response.write(chunk)
+                await response.write_eof()
+            except Exception:
+                return _abort(request, response, name)
+        return response
+
+
+def _xlsx_cell(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).replace(tzinfo=None)  # Excel has no time zones: UTC
+    return value
+
+
+def _abort(request: web.Request, response: web.StreamResponse,
+           name: str) -> web.StreamResponse:
+    """A failure after the header was sent: the client must not take a cut file for a whole
+    one, so the connection is dropped before the end of the chunked body."""
+    log.warning("export %s stopped part way", name, exc_info=True)
+    if request.transport is not None:
+        request.transport.abort()
+    return response
+
+
+def add_report_routes(router: web.UrlDispatcher, ledger: Ledger) -> None:
+    reports = Reports(ledger)
+    router.add_get("/reports/dashboard", reports.dashboard)
+    for kind in ("payments", "invoices"):
+        for fmt in ("csv", "xlsx"):
+            router.add_get(f"/exports/{kind}.{fmt}", reports.export(kind, fmt))  # type: ignore[arg-type]

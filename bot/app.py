@@ -16,6 +16,7 @@ from bot.health import HealthProbe, livez
 from bot.http_errors import install_security_headers
 from bot.http_limits import LimitedRunner, max_connections, runner_options
 from bot.links import Links, links_from_settings
+from bot.metrics import WatcherView, setup_metrics
 from bot.settings import Settings
 from bot.telegram.runtime import telegram_service
 from bot.telegram.stars_reconcile import schedule_stars_reconcile
@@ -26,6 +27,7 @@ from bot.web.tonconnect import JettonWalletOf
 from ledger.core import Ledger
 from ledger.migrate import upgrade
 from ledger.postgres import make_engine
+from watchers.alerts import schedule_alerts
 from watchers.card_sessions import schedule_card_sessions
 from watchers.jobs import JOB_DEFAULTS, Scheduler, schedule_ledger_jobs
 from watchers.payout_sender import start_payout_sender
@@ -44,7 +46,8 @@ HEALTH = web.AppKey("health", HealthProbe)
 
 
 def build_web_app(settings: Settings, ledger: Ledger, links: Links | None = None,
-                  jetton_wallet_of: JettonWalletOf | None = None) -> web.Application:
+                  jetton_wallet_of: JettonWalletOf | None = None,
+                  watcher: WatcherView | None = None) -> web.Application:
     """One aiohttp app for everything HTTP: pay pages, Mini App API, seller API, webhook.
     Bodies are capped app-wide (413 past WEB_MAX_BODY_BYTES, never buffered further)."""
     app = web.Application(client_max_size=settings.web.max_body_bytes)
@@ -54,6 +57,9 @@ def build_web_app(settings: Settings, ledger: Ledger, links: Links | None = None
     install_security_headers(app)
     app.router.add_get("/healthz", health.healthz)  # readiness: the database answers too
     app.router.add_get("/livez", livez)  # liveness: the process answers
+    token = settings.metrics.token
+    setup_metrics(app, ledger.engine, token=token.get_secret_value() if token else None,
+                  address_header=settings.web.client_address_header, watcher=watcher)
     links = links or links_from_settings(settings)  # one per process, shared by every edge
     setup_pay_pages(app, ledger, settings, links=links, jetton_wallet_of=jetton_wallet_of)
     setup_api(app, ledger, settings, links)  # /api/v1
@@ -94,7 +100,12 @@ async def serve(settings: Settings, database_url: str, stop: asyncio.Event) -> N
     # TON Connect pays USDT from the buyer's own jetton wallet: the watcher's source asks the
     # master (get_wallet_address) for it.
     app = build_web_app(settings, ledger, links, jetton_wallet_of=(
-        ton_watcher.source.get_wallet_address if ton_watcher is not None else None))
+        ton_watcher.source.get_wallet_address if ton_watcher is not None else None),
+        watcher=ton_watcher)
+    # Operators told once per incident (watcher lag, failing callbacks, broken invariants).
+    schedule_alerts(scheduler, engine, watcher=ton_watcher,
+                    interval_seconds=settings.metrics.alert_seconds,
+                    lag_threshold=settings.metrics.lag_alert_seconds)
     # Payouts (when PAYOUTS_HOT_WALLET_MNEMONIC is set): one sender, never raises.
     payout_sender = start_payout_sender(
         scheduler, engine, settings, ton_watcher.source if ton_watcher is not None else None)

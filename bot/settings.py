@@ -253,3 +253,14 @@ class Settings:
         self.payments = PaymentSettings()
         self.payouts = PayoutSettings()
         self.operator = OperatorSettings()
+        self.metrics = MetricsSettings()
+
+
+class MetricsSettings(BaseSettings):
+    """GET /metrics (bot/metrics.py) and the operators' alerts (watchers/alerts.py)."""
+    model_config = _config("METRICS_")
+    # Bearer token a Prometheus scrape must send. Unset: /metrics answers loopback only.
+    token: SecretStr | None = None
+    # The alerts job runs this often; the watcher lags "too much" past lag_alert_seconds.
+    alert_seconds: float = Field(default=60.0, ge=5, le=3600)
+    lag_alert_seconds: float = Field(default=300.0, ge=10, le=86400)

@@ -33,6 +33,7 @@ import asyncio
 import hashlib
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -202,6 +203,14 @@ class TonWatcher:
         self._resume_at = 0.0
         self._standby_logged = False
         self.settled = 0  # transactions settled by this watcher (not replays)
+        # What the last poll of the shop's account saw, for /metrics and the lag alert
+        # (bot/metrics.py, watchers/alerts.py): the newest chain transaction (lt, utime), the
+        # cursor's lt after the poll, the transactions seen but not settled, and the wall
+        # time up to which everything is known settled (lag = now - caught_up_at).
+        self.head: tuple[int, int] | None = None
+        self.cursor_lt: int | None = None
+        self.behind = 0
+        self.caught_up_at: float | None = None
         # Jettons taken (symbol -> master): our wallet of each is learned at the first polls
         # (watchers/jettons.py) and then followed as a second account with its own cursor.
         self.jettons: OurJettonWallets | None = None
@@ -215,6 +224,13 @@ class TonWatcher:
     def active(self) -> bool:
         """True while this watcher holds the address's advisory lock."""
         return self._conn is not None
+
+    def lag_seconds(self, now: float | None = None) -> float | None:
+        """Seconds since this watcher last had settled every transaction it saw; None while
+        it does not follow the chain here (standing by, or no poll finished yet)."""
+        if not self.active or self.caught_up_at is None:
+            return None
+        return max(0.0, (time.time() if now is None else now) - self.caught_up_at)
 
     # --- the scheduled entry point -----------------------------------------------------
 
@@ -262,13 +278,35 @@ class TonWatcher:
     async def _follow(self, conn: AsyncConnection, address: str,
                       judge: Callable[[list[DecodedTransaction]], list[ChainTransfer]]) -> int:
         """Settle the new transactions of one followed account (its own cursor)."""
+        polled_at = time.time()  # everything before this is on the chain we read below
         cursor = await get_cursor(conn, address)
         txs = await self._collect(address, cursor)
+        shop = address == self.address
         if not txs:
+            if shop:
+                self._observed(polled_at, cursor[0] if cursor else None, [], 0)
             return 0
         if cursor is None:  # the first run on this address: settle from here on
             await start_cursor(conn, address, txs[0].prev_lt, txs[0].prev_hash_hex)
-        return await self._settle(judge(txs))
+        transfers = judge(txs)
+        if shop:  # until the settlements below end, all of them are behind
+            self._observed(None, cursor[0] if cursor else txs[0].prev_lt, txs, len(txs))
+        settled = await self._settle(transfers)
+        if shop:
+            self._observed(polled_at, transfers[-1].lt if transfers else self.cursor_lt, txs,
+                           len(txs) - len(transfers))
+        return settled
+
+    def _observed(self, polled_at: float | None, cursor_lt: int | None,
+                  txs: list[DecodedTransaction], behind: int) -> None:
+        """Record what a poll of the shop's account saw (attributes only; see __init__)."""
+        if txs:
+            self.head = (txs[-1].lt, txs[-1].utime)
+        self.cursor_lt, self.behind = cursor_lt, behind
+        if polled_at is not None:
+            # Waiting on a transaction: caught up only to just before it was made.
+            self.caught_up_at = polled_at if behind == 0 else min(
+                polled_at, float(txs[len(txs) - behind].utime))
 
     def _shop_transfers(self, txs: list[DecodedTransaction]) -> list[ChainTransfer]:
         """The shop's transactions up to the first notification that cannot be judged yet

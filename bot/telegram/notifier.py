@@ -9,7 +9,8 @@ a member whose access ended, unless they are entitled again by then. Cards and S
 hears that their payment is held for a refund (`rail.held`: the invoice was paid or closed
 meanwhile, the amount differed) and when it is refunded (`rail.refunded`); the operators
 (OPERATOR_TELEGRAM_IDS, from the composition root) hear of every held payment
-(`operator.rail_held`) and of what Stars reconciliation could not match (`operator.reconcile`);
+(`operator.rail_held`), of what Stars reconciliation could not match (`operator.reconcile`)
+and of incidents opened and cleared (`operator.alert`, watchers/alerts.py);
 a Stars subscription cancelled or ended here is cancelled at Telegram (`stars.subscription_stop`).
 
 At least once, never lost silently. Each event ends delivered, or failed with the reason kept
@@ -71,7 +72,7 @@ SUBSCRIPTION_EVENTS = frozenset({
 })
 SHORT_LIMIT = 1000  # the plain-text fallback when Telegram says a message is too long
 OPERATOR_EVENTS = frozenset({"operator.rail_held", "operator.reconcile",
-                             "operator.payout"})
+                             "operator.payout", "operator.alert"})
 
 
 def N_(key: str) -> str:  # gettext's name: "extract this key, translate later"
@@ -82,6 +83,10 @@ def N_(key: str) -> str:  # gettext's name: "extract this key, translate later"
 METHOD_TEXT = {"internal": N_("method.internal"), "ton": N_("method.ton"),
                "usdt": N_("method.usdt"), "manual": N_("method.manual"),
                "stars": N_("method.stars")}
+# What an operator alert is about (watchers/alerts.py: the incident's kind).
+ALERT_TEXT = {"watcher_lag": N_("notify.operator.alert.watcher_lag"),
+              "callbacks_failing": N_("notify.operator.alert.callbacks_failing"),
+              "invariants": N_("notify.operator.alert.invariants")}
 # Why a card or Stars payment was held instead of paying the invoice (rail_payments.hold_reason).
 HOLD_TEXT = {
     "invoice_paid": N_("rail.why.invoice_paid"), "invoice_closed": N_("rail.why.invoice_closed"),
@@ -371,6 +376,12 @@ class Notifier:
     def _operator_text(self, tr: Translator, kind: str, p: dict[str, Any], invoice: str) -> str:
         if kind == "operator.payout":
             return operator_payout_text(tr, p)
+        if kind == "operator.alert":  # watchers/alerts.py: an incident opened or cleared
+            what = ALERT_TEXT.get(str(p["kind"]))
+            return tr(N_("notify.operator.alert") if p["state"] == "open"
+                      else N_("notify.operator.alert_cleared"),
+                      what=tr(what) if what else html.escape(str(p["kind"])),
+                      detail=html.escape(str(p.get("detail") or "")))
         if kind == "operator.reconcile":
             return tr("notify.operator.reconcile", kind=html.escape(str(p["kind"])),
                       tx=html.escape(str(p["tx_id"])), detail=html.escape(str(p.get("detail"))))

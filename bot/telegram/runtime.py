@@ -41,6 +41,7 @@ from bot.telegram import (
     invoices,
     pay,
     plans,
+    report,
     seller_settings,
     start,
     subscriptions,
@@ -57,8 +58,8 @@ from ledger.core import Ledger
 
 log = logging.getLogger(__name__)
 
-COMMANDS = ("start", "invoice", "invoices", "balance", "inventory", "history", "withdraw",
-            "settings", "api", "plans", "subscriptions", "cancel")
+COMMANDS = ("start", "invoice", "invoices", "report", "balance", "inventory", "history",
+            "withdraw", "settings", "api", "plans", "subscriptions", "cancel")
 DEFAULT_WEBHOOK_PATH = "/telegram/webhook"
 POLL_RESTART_MAX = 60.0
 HANDLER_CONCURRENCY = 64  # polled updates in flight at once (the DB pool is the real limit)
@@ -119,6 +120,7 @@ def create_dispatcher(
         pay.router,
         documents.router,
         account.router,
+        report.router,
         withdraw.router,
         api_tokens.router,
         channels.router,  # join requests to paid channels

@@ -24,7 +24,6 @@ a seqno that may still take the first message.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -45,13 +44,13 @@ from pytoniq_core.crypto.signature import sign_message
 from pytoniq_core.tlb.account import StateInit
 from pytoniq_core.tlb.custom.wallet import WalletMessage, WalletV4Data, WalletV5R1Data
 from pytoniq_core.tlb.transaction import ExternalMsgInfo, MessageAny, Transaction
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ledger import payouts
 from ledger.errors import PayoutStateChanged
 from ledger.payouts import Payout
 from watchers.jettons import LedgerWalletStore, OurJettonWallets, WalletAddressSource
+from watchers.session_lock import SessionLock
 from watchers.ton_links import friendly_address
 
 if TYPE_CHECKING:
@@ -245,11 +244,6 @@ def ton_needed(p: Payout) -> int:
 # --- the sender ---------------------------------------------------------------------------------
 
 
-def _lock_key(address: str) -> int:
-    digest = hashlib.sha256(b"paybot.payout-sender:" + address.encode()).digest()
-    return int.from_bytes(digest[:8], "big", signed=True)
-
-
 JettonWalletOf = Callable[[str], Awaitable[str | None]]
 
 
@@ -267,15 +261,14 @@ class PayoutSender:
         self._jetton_wallet_of = jetton_wallet_of
         self._clock = clock
         self.expiry_margin = expiry_margin
-        self._key = _lock_key(wallet.raw)
-        self._conn: AsyncConnection | None = None
+        self._session = SessionLock(engine, "paybot.payout-sender:" + wallet.raw,
+                                    "payout sender")
         self._lock = asyncio.Lock()
         self._stopped = False
-        self._standby_logged = False
 
     @property
     def active(self) -> bool:
-        return self._conn is not None
+        return self._session.held
 
     async def tick(self) -> None:
         """One scheduled pass; logs every failure, never raises."""
@@ -393,40 +386,17 @@ class PayoutSender:
     # --- the advisory lock (as the TON watcher's) -------------------------------------------
 
     async def _acquire(self) -> AsyncConnection | None:
-        if self._conn is not None:
-            try:
-                await self._conn.exec_driver_sql("SELECT 1")
-            except Exception:
-                await self._drop_conn()
-        if self._conn is None:
-            conn = await self._engine.connect()
-            try:
-                got = (await conn.execute(text("SELECT pg_try_advisory_lock(:k)"),
-                                          {"k": self._key})).scalar()
-            except BaseException:
-                await conn.invalidate()
-                await conn.close()
-                raise
-            if not got:
-                await conn.close()
-                if not self._standby_logged:
-                    log.info("another payout sender is active; standing by")
-                    self._standby_logged = True
-                return None
-            self._conn, self._standby_logged = conn, False
+        """The sender's own connection, holding the hot wallet's advisory lock; None while
+        another sender holds it (watchers/session_lock.py)."""
+        conn, fresh = await self._session.acquire()
+        if fresh:
             # Before anything is sent: a withdrawal to this wallet is refused from now on.
             await payouts.register_hot_wallet(self._engine, self.wallet.raw, self.wallet.version)
             log.info("payout sender active for hot wallet %s", friendly_address(self.wallet.raw))
-        return self._conn
+        return conn
 
     async def _drop_conn(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            try:
-                await conn.invalidate()  # discarding the session releases the lock
-                await conn.close()
-            except Exception:
-                log.debug("closing the payout sender's connection failed", exc_info=True)
+        await self._session.release()
 
     async def close(self, wait_seconds: float = 10.0) -> None:
         self._stopped = True

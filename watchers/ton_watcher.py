@@ -30,7 +30,6 @@ scheduler, so `paybot run` keeps serving whatever the chain does.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import random
 import time
@@ -41,7 +40,6 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ledger.transfers import (
@@ -68,6 +66,7 @@ from watchers.jettons import (
     jetton_wallet_transfer,
     shop_jetton_transfer,
 )
+from watchers.session_lock import SessionLock
 from watchers.ton_decode import BODY_BINARY, DecodedTransaction
 from watchers.ton_links import friendly_address, normalize_address
 from watchers.ton_match import match_comment
@@ -152,11 +151,6 @@ def _bounced_op(tx: DecodedTransaction) -> int | None:
     return body.begin_parse().skip_bits(32).preload_uint(32)
 
 
-def _lock_key(address: str) -> int:
-    digest = hashlib.sha256(b"paybot.ton-watcher:" + address.encode()).digest()
-    return int.from_bytes(digest[:8], "big", signed=True)
-
-
 class TonWatcher:
     def __init__(
         self,
@@ -184,7 +178,8 @@ class TonWatcher:
         self.start_lt = start_lt  # with no cursor yet: settle only transactions after this lt
         self.page_size = page_size or source.page_size
         self._engine = engine
-        self._key = _lock_key(self.address)
+        self._session = SessionLock(engine, "paybot.ton-watcher:" + self.address,
+                                    f"TON watcher on {self.address}")
         # Attempts per page request, and the backoff between them (and between failed polls).
         self.retry_attempts = retry_attempts
         self.retry_base = retry_base
@@ -196,12 +191,10 @@ class TonWatcher:
         # Wakes this process's delivery after a settlement queued notices: paybot_ton_receive
         # does not NOTIFY (its lock would serialize the concurrent settlements' commits).
         self._after_commit = after_commit
-        self._conn: AsyncConnection | None = None
         self._tick_lock = asyncio.Lock()
         self._stop = asyncio.Event()
         self._failures = 0
         self._resume_at = 0.0
-        self._standby_logged = False
         self.settled = 0  # transactions settled by this watcher (not replays)
         # What the last poll of the shop's account saw, for /metrics and the lag alert
         # (bot/metrics.py, watchers/alerts.py): the newest chain transaction (lt, utime), the
@@ -223,7 +216,7 @@ class TonWatcher:
     @property
     def active(self) -> bool:
         """True while this watcher holds the address's advisory lock."""
-        return self._conn is not None
+        return self._session.held
 
     def lag_seconds(self, now: float | None = None) -> float | None:
         """Seconds since this watcher last had settled every transaction it saw; None while
@@ -440,42 +433,15 @@ class TonWatcher:
 
     async def _acquire(self) -> AsyncConnection | None:
         """This watcher's own connection, holding the address's advisory lock; None while
-        another watcher holds it."""
-        if self._conn is not None:
-            try:
-                await self._conn.exec_driver_sql("SELECT 1")
-            except Exception:
-                log.warning("TON watcher lost its database connection; reconnecting")
-                await self._drop_conn()
-        if self._conn is None:
-            conn = await self._engine.connect()
-            try:
-                got = (await conn.execute(text("SELECT pg_try_advisory_lock(:k)"),
-                                          {"k": self._key})).scalar()
-            except BaseException:
-                await conn.invalidate()
-                await conn.close()
-                raise
-            if not got:
-                await conn.close()
-                if not self._standby_logged:
-                    log.info("another TON watcher is active on %s; standing by", self.address)
-                    self._standby_logged = True
-                return None
-            self._conn, self._standby_logged = conn, False
+        another watcher holds it (watchers/session_lock.py)."""
+        conn, fresh = await self._session.acquire()
+        if fresh:
             log.info("TON watcher active on %s (%s source)", friendly_address(self.address),
                      self.source.name)
-        return self._conn
+        return conn
 
     async def _drop_conn(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            try:
-                # Discard the session rather than pool it: that is what releases the lock.
-                await conn.invalidate()
-                await conn.close()
-            except Exception:
-                log.debug("closing the watcher connection failed", exc_info=True)
+        await self._session.release()
 
     async def close(self, wait_seconds: float = 10.0) -> None:
         """Stop: the settlements in flight finish (each logged), none starts, the poll ends

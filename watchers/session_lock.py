@@ -21,10 +21,11 @@ def lock_key(name: str) -> int:
 
 
 class SessionLock:
-    def __init__(self, engine: AsyncEngine, name: str, what: str) -> None:
+    def __init__(self, engine: AsyncEngine, name: str, what: str, on: str = "") -> None:
         self._engine = engine
         self.key = lock_key(name)
-        self.what = what  # for the logs: "TON watcher on EQ…", "payout sender"
+        self.what = what  # for the logs: "TON watcher", "payout sender"
+        self.on = f" on {on}" if on else ""  # and what it works on
         self._conn: AsyncConnection | None = None
         self._standby_logged = False
 
@@ -54,7 +55,7 @@ class SessionLock:
         if not got:
             await conn.close()
             if not self._standby_logged:
-                log.info("another %s is active; standing by", self.what)
+                log.info("another %s is active%s; standing by", self.what, self.on)
                 self._standby_logged = True
             return None, False
         self._conn, self._standby_logged = conn, False

@@ -179,7 +179,7 @@ class TonWatcher:
         self.page_size = page_size or source.page_size
         self._engine = engine
         self._session = SessionLock(engine, "paybot.ton-watcher:" + self.address,
-                                    f"TON watcher on {self.address}")
+                                    "TON watcher", self.address)
         # Attempts per page request, and the backoff between them (and between failed polls).
         self.retry_attempts = retry_attempts
         self.retry_base = retry_base

@@ -127,6 +127,45 @@ CHECKS: dict[str, str] = {
          WHERE p.currency <> i.currency
             OR (i.kind = 'multi_use' AND p.amount <> i.amount)
             OR (i.kind = 'one_time' AND p.amount > i.amount)""",
+    # The dashboard's rollups (ledger/sql/reports.sql) are what they sum up: drift would show a
+    # seller wrong figures without any money being wrong.
+    "revenue_rollup_is_payments_less_reversals": """
+        SELECT 'revenue of seller ' || coalesce(t.seller_id, r.seller_id) || ' on '
+               || coalesce(t.day, r.day) || ' ' || coalesce(t.method, r.method) || ' is '
+               || coalesce(r.amount, 0) || ', payments say ' || coalesce(t.amount, 0) AS detail
+          FROM (SELECT i.seller_id, (p.created_at AT TIME ZONE 'UTC')::date AS day, p.currency,
+                       p.method, sum(p.amount) AS amount, count(*) AS payments
+                  FROM payments p JOIN invoices i ON i.id = p.invoice_id
+                 WHERE NOT EXISTS (SELECT 1 FROM payment_reversals v WHERE v.payment_id = p.id)
+                 GROUP BY 1, 2, 3, 4) t
+          FULL JOIN (SELECT * FROM revenue_daily WHERE payments <> 0 OR amount <> 0) r
+            USING (seller_id, day, currency, method)
+         WHERE t.amount IS DISTINCT FROM r.amount OR t.payments IS DISTINCT FROM r.payments""",
+    "item_rollup_is_payments_less_reversals": """
+        SELECT 'item ' || quote_literal(coalesce(t.item, r.item)) || ' of seller '
+               || coalesce(t.seller_id, r.seller_id) || ' in ' || coalesce(t.month, r.month)
+               || ' is ' || coalesce(r.amount, 0) || ', payments say ' || coalesce(t.amount, 0)
+               AS detail
+          FROM (SELECT i.seller_id, date_trunc('month', p.created_at AT TIME ZONE 'UTC')::date
+                           AS month, p.currency, i.title AS item, sum(p.amount) AS amount,
+                       count(*) AS payments
+                  FROM payments p JOIN invoices i ON i.id = p.invoice_id
+                 WHERE NOT EXISTS (SELECT 1 FROM payment_reversals v WHERE v.payment_id = p.id)
+                 GROUP BY 1, 2, 3, 4) t
+          FULL JOIN (SELECT * FROM item_revenue_monthly WHERE payments <> 0 OR amount <> 0) r
+            USING (seller_id, month, currency, item)
+         WHERE t.amount IS DISTINCT FROM r.amount OR t.payments IS DISTINCT FROM r.payments""",
+    "conversion_rollup_is_the_invoices": """
+        SELECT 'invoices of seller ' || coalesce(t.seller_id, r.seller_id) || ' issued on '
+               || coalesce(t.day, r.day) || ': rollup ' || coalesce(r.issued, 0) || '/'
+               || coalesce(r.paid, 0) || ', invoices ' || coalesce(t.issued, 0) || '/'
+               || coalesce(t.paid, 0) AS detail
+          FROM (SELECT seller_id, (issued_at AT TIME ZONE 'UTC')::date AS day, count(*) AS issued,
+                       count(*) FILTER (WHERE status = 'paid') AS paid
+                  FROM invoices WHERE issued_at IS NOT NULL GROUP BY 1, 2) t
+          FULL JOIN (SELECT * FROM invoices_daily WHERE issued <> 0 OR paid <> 0) r
+            USING (seller_id, day)
+         WHERE t.issued IS DISTINCT FROM r.issued OR t.paid IS DISTINCT FROM r.paid""",
 }
 
 

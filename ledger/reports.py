@@ -1,8 +1,11 @@
-"""A seller's reports: the dashboard of a period and the rows of its exports.
+"""A seller's reports: the dashboard of a period, its top items, subscriptions' MRR and churn,
+and the rows of its exports.
 
-The dashboard reads the daily rollups (`revenue_daily`, kept by ledger/sql/reports.sql) and
-two partial indexes on invoices (migration 0018), so its cost follows the days and the open
-invoices asked about, not the history. Exports stream their rows from one server-side cursor
+The dashboard reads rollups kept by ledger/sql/reports.sql in the transaction of each payment,
+reversal and invoice change — revenue per day (`revenue_daily`), conversion per day of issue
+(`invoices_daily`), revenue per month and item (`item_revenue_monthly`) — and a partial index
+of open invoices (migration 0018), so its cost follows the days, items and open invoices asked
+about, not the history. Exports stream their rows from one server-side cursor
 (`EXPORT_BATCH` at a time): memory stays flat however long the period.
 
 Periods are UTC dates, both ends included.
@@ -88,7 +91,6 @@ def _bounds(start: date, end: date) -> tuple[datetime, datetime]:
 
 async def dashboard(db: Executor, seller_id: int, start: date, end: date,
                     now: datetime | None = None) -> Dashboard:
-    since, until = _bounds(start, end)
     rows = await fetch_all(
         db,
         """
@@ -111,12 +113,11 @@ async def dashboard(db: Executor, seller_id: int, start: date, end: date,
           FROM invoices WHERE seller_id = :seller AND status = 'pending' AND due_at < :now
          GROUP BY currency
         UNION ALL
-        SELECT 'issued', NULL, NULL, count(*) FILTER (WHERE status = 'paid'), count(*)
-          FROM invoices
-         WHERE seller_id = :seller AND issued_at >= :since AND issued_at < :until
+        SELECT 'issued', NULL, NULL, sum(paid), coalesce(sum(issued), 0)
+          FROM invoices_daily
+         WHERE seller_id = :seller AND day BETWEEN :start AND :end
         """,
-        seller=seller_id, start=start, end=end, since=since, until=until,
-        now=now or datetime.now(UTC),
+        seller=seller_id, start=start, end=end, now=now or datetime.now(UTC),
     )
     by_month: list[MonthRevenue] = []
     by_method: list[MethodRevenue] = []
@@ -140,6 +141,89 @@ async def dashboard(db: Executor, seller_id: int, start: date, end: date,
     open_.sort(key=lambda s: s.currency)
     overdue.sort(key=lambda s: s.currency)
     return Dashboard(start, end, by_month, by_method, open_, overdue, issued, paid)
+
+
+@dataclass(frozen=True, slots=True)
+class ItemRevenue:
+    item: str  # the invoice's title
+    currency: str
+    amount: int
+    payments: int
+
+
+def months_of(start: date, end: date) -> tuple[date, date]:
+    """The whole months a period touches: top items are kept per month, so they cover
+    [the first day of start's month, the last day of end's month]."""
+    last = (end.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1)
+    return start.replace(day=1), last
+
+
+async def top_items(db: Executor, seller_id: int, start: date, end: date,
+                    limit: int = 5) -> list[ItemRevenue]:
+    """What sold best over the months of the period (months_of), net of reversals: per
+    currency, the `limit` largest by revenue."""
+    first, _ = months_of(start, end)
+    rows = await fetch_all(
+        db,
+        """
+        SELECT item, currency, amount, payments FROM (
+            SELECT item, currency, sum(amount) AS amount, sum(payments) AS payments,
+                   row_number() OVER (PARTITION BY currency
+                                      ORDER BY sum(amount) DESC, item) AS rank
+              FROM item_revenue_monthly
+             WHERE seller_id = :seller AND month BETWEEN :first AND :end
+             GROUP BY item, currency
+            HAVING sum(amount) > 0) t
+         WHERE rank <= :limit
+         ORDER BY currency, amount DESC, item
+        """,
+        seller=seller_id, first=first, end=end, limit=limit)
+    return [ItemRevenue(r["item"], r["currency"], int(r["amount"]), int(r["payments"]))
+            for r in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionSummary:
+    currency: str
+    mrr: int  # minor units a month: each live paid subscription's price over its months
+    active: int  # live and paying (active or past due; trials are not revenue yet)
+    churned: int  # of those live at the window's start, how many ended in it
+    churn_rate: float  # churned / live at the window's start; 0.0 when none were
+
+
+async def subscription_summary(db: Executor, seller_id: int, now: datetime | None = None,
+                               days: int = 30) -> list[SubscriptionSummary]:
+    """MRR and churn of the seller's subscriptions, per currency (empty without any).
+    Reads the seller's subscriptions (index subscriptions_seller): its cost follows how many
+    subscriptions the seller ever had, not payments."""
+    now = now or datetime.now(UTC)
+    rows = await fetch_all(
+        db,
+        """
+        SELECT currency,
+               coalesce(sum(amount / months) FILTER (WHERE status IN ('active', 'past_due')), 0)
+                   AS mrr,
+               count(*) FILTER (WHERE status IN ('active', 'past_due')) AS active,
+               count(*) FILTER (WHERE at_start AND ended_at < :now) AS churned,
+               count(*) FILTER (WHERE at_start) AS at_start
+          FROM (SELECT s.currency, s.amount, s.months, s.status, s.ended_at,
+                       -- Live at the window's start: begun before it (a trial or a paid
+                       -- period; an unpaid first invoice is not a customer), not ended.
+                       s.created_at < :since AND (s.ended_at IS NULL OR s.ended_at >= :since)
+                       AND EXISTS (SELECT 1 FROM subscription_periods p
+                                    WHERE p.subscription_id = s.id
+                                      AND p.status IN ('trial', 'paid')
+                                      AND p.starts_at < :since) AS at_start
+                  FROM subscriptions s
+                 WHERE s.seller_id = :seller) s
+         GROUP BY currency
+         ORDER BY currency
+        """,
+        seller=seller_id, since=now - timedelta(days=days), now=now)
+    return [SubscriptionSummary(
+        r["currency"], int(r["mrr"]), int(r["active"]), int(r["churned"]),
+        round(int(r["churned"]) / int(r["at_start"]), 4) if r["at_start"] else 0.0)
+        for r in rows]
 
 
 # --- exports ------------------------------------------------------------------------------------

@@ -165,3 +165,88 @@ async def test_invoices_export_has_lines_buyer_tax_and_totals(ledger, make_user)
 ])
 def test_a_period_is_checked(start: date, end: date, error: str | None) -> None:
     assert period_error(start, end) == error
+
+
+async def test_conversion_counts_invoices_by_their_day_of_issue(ledger, make_user) -> None:
+    from ledger.invariants import check_invariants
+    from ledger.reports import dashboard as dash
+
+    seller, buyer = await make_user(), await make_user(balance=50_000)
+    paid = await invoice_of(ledger, seller, 1_000)
+    await ledger.pay_from_balance(paid.public_id, buyer.id, "conv-1")
+    await invoice_of(ledger, seller, 2_000)  # issued, still open
+    draft = await invoice_of(ledger, seller, 3_000, draft=True)
+    d = await dash(ledger.engine, seller.id, TODAY, TODAY)
+    assert (d.issued, d.paid) == (2, 1)  # a draft is not issued yet
+
+    issued = await ledger.finalize_invoice(seller.id, draft.public_id)
+    by_bank = await ledger.record_manual_payment(issued.public_id, seller_id=seller.id,
+                                                 amount=3_000, received_on=TODAY,
+                                                 reference="W-1")
+    d = await dash(ledger.engine, seller.id, TODAY, TODAY)
+    assert (d.issued, d.paid, d.conversion) == (3, 2, 0.6667)
+
+    # A reversal reopens the invoice: it is no longer counted as paid.
+    await ledger.reverse_manual_payment(by_bank.payment_id, seller_id=seller.id, reason="bounced")
+    d = await dash(ledger.engine, seller.id, TODAY, TODAY)
+    assert (d.issued, d.paid) == (3, 1)
+    # Yesterday had none of this.
+    yesterday = TODAY - timedelta(days=1)
+    assert (await dash(ledger.engine, seller.id, yesterday, yesterday)).issued == 0
+    assert await check_invariants(ledger.engine) == []
+
+
+async def test_top_items_are_the_best_sellers_of_the_months_net_of_reversals(
+        ledger, make_user) -> None:
+    from ledger.invariants import check_invariants
+    from ledger.reports import months_of, top_items
+
+    seller, buyer = await make_user(), await make_user(balance=100_000)
+    for i, (title, amount) in enumerate([("Tea", 500), ("Tea", 500), ("Coffee", 900),
+                                         ("Cake", 300), ("Mug", 1_200)]):
+        invoice = await invoice_of(ledger, seller, amount, title=title)
+        await ledger.pay_from_balance(invoice.public_id, buyer.id, f"top-{i}")
+    mug = await invoice_of(ledger, seller, 5_000, title="Mug")
+    by_bank = await ledger.record_manual_payment(mug.public_id, seller_id=seller.id,
+                                                 amount=5_000, received_on=TODAY, reference="M")
+    await ledger.reverse_manual_payment(by_bank.payment_id, seller_id=seller.id, reason="oops")
+
+    top = await top_items(ledger.engine, seller.id, TODAY, TODAY, limit=3)
+    assert [(t.item, t.amount, t.payments) for t in top] == [
+        ("Mug", 1_200, 1), ("Tea", 1_000, 2), ("Coffee", 900, 1)]
+    # Kept per month: any day of this month reads the whole month.
+    first, last = months_of(TODAY, TODAY)
+    assert first == TODAY.replace(day=1) and last >= TODAY and (last + timedelta(days=1)).day == 1
+    assert await top_items(ledger.engine, buyer.id, TODAY, TODAY) == []
+    assert await check_invariants(ledger.engine) == []
+
+
+async def test_mrr_and_churn_of_a_sellers_subscriptions(ledger, make_user) -> None:
+    from ledger.reports import subscription_summary
+
+    seller = await make_user()
+    assert await subscription_summary(ledger.engine, seller.id) == []
+    monthly = await ledger.create_plan(seller.id, "Club", {1: 900, 3: 2_400})
+    subs = []
+    for i, months in enumerate([1, 1, 3]):
+        buyer = await make_user(balance=10_000)
+        sub = await ledger.subscribe(monthly.public_id, buyer.id, months)
+        await ledger.pay_from_balance(sub.invoice, buyer.id, f"sub-{i}")
+        subs.append(sub.subscription.public_id)
+    # Forty days on: all three were live thirty days ago; one ended since.
+    await ledger.cancel_subscription(subs[0], actor_id=None, at_period_end=False)
+    later = datetime.now(UTC) + timedelta(days=40)
+    await run_sql(ledger.engine, """
+        UPDATE subscriptions SET created_at = created_at - interval '40 days'
+         WHERE seller_id = :s""", s=seller.id)
+    await run_sql(ledger.engine, """
+        UPDATE subscription_periods p SET starts_at = starts_at - interval '40 days'
+          FROM subscriptions s WHERE s.id = p.subscription_id AND s.seller_id = :s""",
+                  s=seller.id)
+    await run_sql(ledger.engine, """
+        UPDATE subscriptions SET ended_at = now() + interval '30 days'
+         WHERE seller_id = :s AND ended_at IS NOT NULL""", s=seller.id)
+    [summary] = await subscription_summary(ledger.engine, seller.id, now=later)
+    # 9.00 a month, and 24.00 for three months = 8.00 a month.
+    assert (summary.currency, summary.mrr, summary.active) == ("LIQ", 900 + 800, 2)
+    assert (summary.churned, summary.churn_rate) == (1, 0.3333)

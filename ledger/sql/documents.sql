@@ -282,8 +282,8 @@ BEGIN
     PERFORM paybot_debit_user(v_tx, v.seller_id, p.currency, p.amount);
     INSERT INTO entries (tx_id, account_id, currency, amount)
     VALUES (v_tx, paybot_system_account('manual', p.currency), p.currency, p.amount);
-    INSERT INTO payment_reversals (payment_id, reason, ledger_tx_id, reversed_by)
-    VALUES (p.id, p_reason, v_tx, p_reversed_by);
+    -- The invoice before the reversal: every payment path updates invoices before it
+    -- writes payments, so their rollups' rows (ledger/sql/reports.sql) are locked in one order.
     UPDATE invoices
        SET amount_paid = amount_paid - p.amount, updated_at = now(),
            -- A paid invoice owes money again: open, or expired when its link already is.
@@ -292,6 +292,8 @@ BEGIN
            uses = CASE WHEN amount_paid = amount THEN uses - 1 ELSE uses END,
            paid_at = CASE WHEN amount_paid = amount THEN NULL ELSE paid_at END
      WHERE id = v.id RETURNING * INTO v;
+    INSERT INTO payment_reversals (payment_id, reason, ledger_tx_id, reversed_by)
+    VALUES (p.id, p_reason, v_tx, p_reversed_by);
     PERFORM paybot_invoice_event(v, 'invoice_payment_reversed', jsonb_build_object(
         'payment_id', p.id, 'amount', p.amount, 'reason', left(p_reason, 500)));
     RETURN v;

@@ -403,8 +403,7 @@ BEGIN
     END IF;
     IF r.outcome = 'paid' THEN
         SELECT * INTO v FROM invoices WHERE id = r.invoice_id FOR UPDATE;
-        INSERT INTO payment_reversals (payment_id, reason, ledger_tx_id, reversed_by)
-        VALUES (r.payment_id, f.reason, v_tx, f.actor_id);
+        -- Invoice first, as in every payment path (the rollups' lock order).
         UPDATE invoices
            SET amount_paid = CASE WHEN kind = 'one_time' THEN amount_paid - r.ledger_amount
                                   ELSE amount_paid END,
@@ -413,6 +412,8 @@ BEGIN
                              WHEN expires_at <= now() THEN 'expired' ELSE 'pending' END,
                paid_at = CASE WHEN status = 'paid' THEN NULL ELSE paid_at END
          WHERE id = v.id RETURNING * INTO v;
+        INSERT INTO payment_reversals (payment_id, reason, ledger_tx_id, reversed_by)
+        VALUES (r.payment_id, f.reason, v_tx, f.actor_id);
         PERFORM paybot_invoice_event(v, 'invoice_payment_reversed', jsonb_build_object(
             'payment_id', r.payment_id, 'amount', r.ledger_amount, 'reason', f.reason,
             'refund', true));

@@ -186,10 +186,12 @@ async def test_every_route_survives_the_catalogue(app_client, engine, make_user,
         for method, template in table:
             real = template.format(invoice_id=invoice.public_id, event_id=invoice.public_id,
                                    name="pay.js", payment_id="1", plan_id=invoice.public_id,
-                                   subscription_id=invoice.public_id)
+                                   subscription_id=invoice.public_id, tx_hash="0" * 64,
+                                   payout_id="1")
             for value in PATH_VALUES:
                 path = template.format(invoice_id=value, event_id=value, name=value,
-                                       payment_id=value, plan_id=value, subscription_id=value)
+                                       payment_id=value, plan_id=value, subscription_id=value,
+                                       tx_hash=value, payout_id=value)
                 await send(method, path, headers=authed)
             for query in QUERIES:
                 await send(method, f"{real}?{query}", headers=authed)

@@ -14,13 +14,15 @@ import csv
 import io
 import logging
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, date, datetime
 from typing import Any, Final
 
 import orjson
 from aiohttp import web
+from multidict import MultiMapping
 from openpyxl import Workbook
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.api.auth import PRINCIPAL
 from bot.api.errors import invalid
@@ -36,34 +38,56 @@ XLSX_TYPE: Final = "application/vnd.openxmlformats-officedocument.spreadsheetml.
 CHUNK: Final = 64 * 1024
 
 
-def parse_period(request: web.Request) -> tuple[date, date]:
-    unknown = sorted(set(request.query) - PERIOD_PARAMS)
+class PeriodProblem(ValueError):
+    """Why a period cannot be read: `code` for programs (and the Mini App's own sentences),
+    the message in English for the seller API."""
+
+    def __init__(self, code: str, message: str, name: str = "") -> None:
+        super().__init__(message)
+        self.code, self.name = code, name
+
+
+def read_period(query: Mapping[str, str], allowed: frozenset[str] = PERIOD_PARAMS,
+                today: date | None = None) -> tuple[date, date]:
+    """The period of a query (`from`, `to`); PeriodProblem for anything else. Shared by the
+    seller API and the Mini App, so both read a period the same way."""
+    unknown = sorted(set(query) - allowed)
     if unknown:
-        raise invalid(f"unknown parameter {unknown[0][:40]!r}: only from and to are accepted")
-    end = _query_date(request, "to") or datetime.now(UTC).date()
-    start = _query_date(request, "from")
+        raise PeriodProblem("unknown_parameter", f"unknown parameter {unknown[0][:40]!r}: "
+                            f"only {' and '.join(sorted(allowed))} are accepted", unknown[0][:40])
+    end = _query_date(query, "to") or today or datetime.now(UTC).date()
+    start = _query_date(query, "from")
     if start is None:
         months = end.year * 12 + end.month - 1 - 11
         start = date(months // 12, months % 12 + 1, 1) if months >= 12 else date.min
     problem = period_error(start, end)
     if problem:
-        raise invalid(problem)
+        raise PeriodProblem("period_upside_down" if start > end else "period_too_long", problem)
     return start, end
 
 
-def _query_date(request: web.Request, name: str) -> date | None:
-    values = request.query.getall(name, [])
+def parse_period(request: web.Request) -> tuple[date, date]:
+    try:
+        return read_period(request.query)
+    except PeriodProblem as exc:
+        raise invalid(str(exc)) from None
+
+
+def _query_date(query: Mapping[str, str], name: str) -> date | None:
+    values = query.getall(name, []) if isinstance(query, MultiMapping) else (
+        [query[name]] if name in query else [])
     if not values:
         return None
     if len(values) > 1:
-        raise invalid(f"{name} is given more than once")
+        raise PeriodProblem("repeated_parameter", f"{name} is given more than once", name)
     raw = values[0]
     try:
         if len(raw) != 10:
             raise ValueError
         return date.fromisoformat(raw)
     except ValueError:
-        raise invalid(f"{name} must be a date as YYYY-MM-DD, not {raw[:40]!r}") from None
+        raise PeriodProblem("bad_date", f"{name} must be a date as YYYY-MM-DD, not {raw[:40]!r}",
+                            name) from None
 
 
 def _money(amount: int, currency: str) -> dict[str, Any]:
@@ -107,69 +131,83 @@ class Reports:
     def export(self, kind: ExportKind, fmt: str):  # type: ignore[no-untyped-def]
         async def handler(request: web.Request) -> web.StreamResponse:
             start, end = parse_period(request)
-            rows = export_rows(self.engine, kind, request[PRINCIPAL].user_id, start, end)
-            name = f"{kind}-{start.isoformat()}-{end.isoformat()}.{fmt}"
-            if fmt == "csv":
-                return await self._csv(request, kind, rows, name)
-            return await self._xlsx(request, kind, rows, name)
+            return await stream_export(request, self.engine, kind, fmt,
+                                       request[PRINCIPAL].user_id, start, end)
         return handler
 
-    @staticmethod
-    def _response(content_type: str, name: str) -> web.StreamResponse:
-        return web.StreamResponse(headers={
-            "Content-Type": content_type, "Cache-Control": "no-store",
-            "Content-Disposition": f'attachment; filename="{name}"'})
 
-    async def _csv(self, request: web.Request, kind: ExportKind,
-                   rows: AsyncIterator[tuple[Any, ...]], name: str) -> web.StreamResponse:
-        buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        buffer.write("\ufeff")  # so that spreadsheet programs read the file as UTF-8
-        writer.writerow(COLUMNS[kind])
-        # The first row is read before answering: a database failure is still a clean 503.
-        first = await anext(rows, None)
-        response = self._response(CSV_TYPE, name)
+def export_name(kind: str, fmt: str, start: date, end: date) -> str:
+    return f"{kind}-{start.isoformat()}-{end.isoformat()}.{fmt}"
+
+
+async def stream_export(request: web.Request, engine: AsyncEngine, kind: ExportKind, fmt: str,
+                        seller_id: int, start: date, end: date) -> web.StreamResponse:
+    """The seller's export of a period as a streamed CSV or XLSX download: the one code path
+    of the seller API's exports and the Mini App's signed export links."""
+    rows = export_rows(engine, kind, seller_id, start, end)
+    name = export_name(kind, fmt, start, end)
+    if fmt == "csv":
+        return await _csv(request, kind, rows, name)
+    return await _xlsx(request, kind, rows, name)
+
+
+def _response(content_type: str, name: str) -> web.StreamResponse:
+    return web.StreamResponse(headers={
+        "Content-Type": content_type, "Cache-Control": "no-store",
+        "Content-Disposition": f'attachment; filename="{name}"'})
+
+
+async def _csv(request: web.Request, kind: ExportKind,
+               rows: AsyncIterator[tuple[Any, ...]], name: str) -> web.StreamResponse:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    buffer.write("\ufeff")  # so that spreadsheet programs read the file as UTF-8
+    writer.writerow(COLUMNS[kind])
+    # The first row is read before answering: a database failure is still a clean 503.
+    first = await anext(rows, None)
+    response = _response(CSV_TYPE, name)
+    await response.prepare(request)
+    try:
+        if first is not None:
+            writer.writerow([_cell(v) for v in first])
+            async for row in rows:
+                writer.writerow([_cell(v) for v in row])
+                if buffer.tell() >= CHUNK:
+                    await response.write(buffer.getvalue().encode())
+                    buffer.seek(0)
+                    buffer.truncate()
+        await response.write(buffer.getvalue().encode())
+        await response.write_eof()
+    except Exception:
+        return _abort(request, response, name)
+    finally:
+        await rows.aclose()
+    return response
+
+
+async def _xlsx(request: web.Request, kind: ExportKind,
+                rows: AsyncIterator[tuple[Any, ...]], name: str) -> web.StreamResponse:
+    # write_only keeps rows on disk as they come; the zip is then sent from a file.
+    book = Workbook(write_only=True)
+    sheet = book.create_sheet(kind)
+    sheet.append(list(COLUMNS[kind]))
+    try:
+        async for row in rows:
+            sheet.append([_xlsx_cell(v) for v in row])
+    finally:
+        await rows.aclose()
+    with tempfile.TemporaryFile() as out:
+        await asyncio.to_thread(book.save, out)
+        out.seek(0)
+        response = _response(XLSX_TYPE, name)
         await response.prepare(request)
         try:
-            if first is not None:
-                writer.writerow([_cell(v) for v in first])
-                async for row in rows:
-                    writer.writerow([_cell(v) for v in row])
-                    if buffer.tell() >= CHUNK:
-                        await response.write(buffer.getvalue().encode())
-                        buffer.seek(0)
-                        buffer.truncate()
-            await response.write(buffer.getvalue().encode())
+            while chunk := out.read(CHUNK):
+                await response.write(chunk)
             await response.write_eof()
         except Exception:
             return _abort(request, response, name)
-        finally:
-            await rows.aclose()
-        return response
-
-    async def _xlsx(self, request: web.Request, kind: ExportKind,
-                    rows: AsyncIterator[tuple[Any, ...]], name: str) -> web.StreamResponse:
-        # write_only keeps rows on disk as they come; the zip is then sent from a file.
-        book = Workbook(write_only=True)
-        sheet = book.create_sheet(kind)
-        sheet.append(list(COLUMNS[kind]))
-        try:
-            async for row in rows:
-                sheet.append([_xlsx_cell(v) for v in row])
-        finally:
-            await rows.aclose()
-        with tempfile.TemporaryFile() as out:
-            await asyncio.to_thread(book.save, out)
-            out.seek(0)
-            response = self._response(XLSX_TYPE, name)
-            await response.prepare(request)
-            try:
-                while chunk := out.read(CHUNK):
-                    await response.write(chunk)
-                await response.write_eof()
-            except Exception:
-                return _abort(request, response, name)
-        return response
+    return response
 
 
 def _xlsx_cell(value: Any) -> Any:

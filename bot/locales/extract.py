@@ -3,6 +3,7 @@ into each language's .po with Babel's API (`python -m bot.locales.extract`).
 
 Keys are found in `tr("key")`, `tr.n("key", n)`, `N_("key")` (Python), and as page texts in
 `t(lang, "name")`, `tn(lang, "name", n)` (Python), `T("name")`, `TN("name", n)` (pay.js),
+`app.t("name")`, `app.tn("name", n)` (the Mini App's scripts),
 `$t_name` and `data-t="name"` (page templates); page names become `page.<name>` here, as in
 `bot/web/i18n.py`. New keys arrive in every .po empty (the test then names them); keys no
 longer used become obsolete entries (`#~`), never silently reused (no fuzzy matching)."""
@@ -29,9 +30,13 @@ PAGE = "page."
 KEYWORDS: dict[str, tuple[int, ...]] = {
     "tr": (1,), "n": (1, 1), "N_": (1,),  # the bot's Translator; `tr.n` is seen as `n`
     "t": (2,), "tn": (2, 2),  # page texts from Python
+    "Refusal": (3,),  # a Mini App view's refusal: Refusal(status, code, "page text name")
+    "P_": (1,),  # a page text's name kept in a table (bot/web/i18n.py)
     "T": (1,), "TN": (1, 1),  # page texts from pay.js
 }
-_PAGE_CALLS = {"t", "tn", "T", "TN"}
+# In the scripts the key is the first argument: pay.js's T/TN, the Mini App's app.t/app.tn.
+JS_KEYWORDS: dict[str, tuple[int, ...]] = {"T": (1,), "TN": (1, 1), "t": (1,), "tn": (1, 1)}
+_PAGE_CALLS = {"t", "tn", "T", "TN", "Refusal", "P_"}
 # Where to look, and how (the methods below); the order is babel's mapping order.
 METHODS = [
     ("bot/**.py", "bot.locales.extract.python"),
@@ -61,7 +66,11 @@ def python(fileobj: IO[bytes], keywords: Any, comment_tags: Any, options: Any
 
 def javascript(fileobj: IO[bytes], keywords: Any, comment_tags: Any, options: Any
                ) -> Iterator[Result]:
-    return _paged(extract_javascript(fileobj, keywords, comment_tags, options))
+    # Babel checks each call against the shared KEYWORDS after this, where `t` takes the key
+    # second (Python's t(lang, key)): the scripts' t/tn are handed on as T/TN.
+    for lineno, funcname, messages, comments in _paged(
+            extract_javascript(fileobj, JS_KEYWORDS, comment_tags, options)):
+        yield lineno, {"t": "T", "tn": "TN"}.get(funcname or "", funcname), messages, comments
 
 
 def template(fileobj: IO[bytes], keywords: Any, comment_tags: Any, options: Any

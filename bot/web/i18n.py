@@ -17,7 +17,7 @@ from aiohttp import web
 from bot import locales
 from bot.locales import DEFAULT, LANGUAGES, Text
 
-__all__ = ["DEFAULT", "LANGUAGES", "TEXTS", "from_accept_language", "normalize",
+__all__ = ["DEFAULT", "LANGUAGES", "P_", "TEXTS", "from_accept_language", "normalize",
            "plural_script", "request_language", "t", "tn"]
 
 PREFIX: Final = "page."
@@ -25,6 +25,12 @@ PREFIX: Final = "page."
 
 def N_(key: str) -> str:  # gettext's name: "extract this key, translate later"
     return key
+
+
+def P_(name: str) -> str:
+    """A page text's name (without `page.`) kept in a table and looked up later: marks it for
+    extraction as `t(lang, name)` would."""
+    return name
 
 
 # Page texts the code names at run time (f"status_{status}", tables of error codes), listed

@@ -32,7 +32,8 @@ SECURITY_HEADERS = {
         # wallets' bridges (any https origin, listed by the wallets): styles, images and
         # connections beyond 'self'; scripts stay 'self' and Telegram's.
         "default-src 'none'; script-src 'self' https://telegram.org; "
-        "style-src 'self' 'unsafe-inline'; img-src 'self' data: https:; "
+        # blob: the Mini App's charts, fetched with its init data and shown from memory.
+        "style-src 'self' 'unsafe-inline'; img-src 'self' data: blob: https:; "
         "connect-src 'self' https:; base-uri 'none'; "
         # The card form's answer redirects to the provider's checkout page.
         "form-action 'self' https://checkout.stripe.com https://yoomoney.ru; "

@@ -40,6 +40,7 @@ from bot.links import Links
 from bot.qr import qr_etag, qr_png, qr_svg
 from bot.settings import Settings
 from bot.web import render
+from bot.web.app import setup_mini_app
 from bot.web.auth import (
     GUEST_COOKIE,
     AuthError,
@@ -504,5 +505,7 @@ def setup_pay_pages(
     plans = PlanPages(pages, settings.ledger.ton_rate)
     r.add_get("/sub/{plan_id}", _safe(plans.page, False, guard))
     r.add_post("/sub/{plan_id}/subscribe", _safe(plans.subscribe, True, guard, kind="pay"))
+    # The Mini App's own place: seller, buyer and operator views (bot/web/app/).
+    setup_mini_app(app, ledger, pages.cfg, pages.static, guard, settings)
     r.add_get(render.STATIC_PREFIX + "/{name}", pages.static.handle)
     return pages

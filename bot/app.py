@@ -35,6 +35,7 @@ from watchers.reminders import schedule_reminders
 from watchers.subscriptions import schedule_subscriptions
 from watchers.ton_watcher import start_ton_watcher
 from watchers.wakeup import OutboxListener, Waker
+from watchers.weekly_summary import schedule_weekly_summaries
 
 log = logging.getLogger("paybot")
 
@@ -58,8 +59,10 @@ def build_web_app(settings: Settings, ledger: Ledger, links: Links | None = None
     app.router.add_get("/healthz", health.healthz)  # readiness: the database answers too
     app.router.add_get("/livez", livez)  # liveness: the process answers
     token = settings.metrics.token
-    setup_metrics(app, ledger.engine, token=token.get_secret_value() if token else None,
-                  address_header=settings.web.client_address_header, watcher=watcher)
+    metrics = setup_metrics(app, ledger.engine,
+                            token=token.get_secret_value() if token else None,
+                            address_header=settings.web.client_address_header, watcher=watcher)
+    ledger.observe = metrics.latency.observe  # payment latency, /metrics' histogram
     links = links or links_from_settings(settings)  # one per process, shared by every edge
     setup_pay_pages(app, ledger, settings, links=links, jetton_wallet_of=jetton_wallet_of)
     setup_api(app, ledger, settings, links)  # /api/v1
@@ -89,6 +92,8 @@ async def serve(settings: Settings, database_url: str, stop: asyncio.Event) -> N
     )
     schedule_reminders(scheduler, engine, interval_seconds=settings.jobs.reminder_interval_seconds,
                        digest_hour=settings.jobs.digest_hour_utc)
+    schedule_weekly_summaries(scheduler, engine, weekday=settings.jobs.weekly_summary_weekday,
+                              hour=settings.jobs.weekly_summary_hour_utc)
     schedule_subscriptions(scheduler, ledger, interval_seconds=settings.jobs.renew_seconds,
                            ton_rate=settings.ledger.ton_rate)
     links = links_from_settings(settings)  # the bot corrects its username from getMe

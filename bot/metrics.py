@@ -10,6 +10,17 @@ that fails or does not answer costs no 500: the database's gauges are left out a
 PAYMENTS_SCAN ones (walked back on the primary key: payments.created_at has no index, and
 `count(*)` over all of history grows with it); above that many payments an hour it saturates.
 
+`paybot_payment_seconds{kind}` is a histogram of how long the ledger's payment use cases took
+in this process (kind: balance, manual, stars, card:<provider>), observed by the `Ledger` itself
+through the callable the composition root gives it (`PaymentLatency.observe`: one
+perf_counter difference and one histogram observe per payment).
+
+`paybot_ton_settle_delay_seconds{quantile}` is the delay from a TON transfer's block time
+(ton_transfers.utime) to its settlement in the ledger, over the transfers settled in the last
+hour, read at scrape time like the payments above (the newest PAYMENTS_SCAN transfers, walked
+back on the primary key): it is the same on every replica, survives restarts, and needs nothing
+from the watcher; `paybot_ton_settled_last_hour` counts them.
+
 Access: `Authorization: Bearer <METRICS_TOKEN>`; with no token set, loopback clients only (the
 proxy's address header, when one is configured, names the client).
 """
@@ -25,7 +36,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.registry import Collector
@@ -52,8 +63,34 @@ SELECT (SELECT count(*) FROM outbox WHERE topic = 'callback'
           FROM (SELECT method, count(*) AS n
                   FROM (SELECT method, created_at FROM payments
                          ORDER BY id DESC LIMIT :scan) newest
-                 WHERE created_at > now() - interval '1 hour' GROUP BY method) p) AS payments
+                 WHERE created_at > now() - interval '1 hour' GROUP BY method) p) AS payments,
+       (SELECT jsonb_build_object(
+                   'n', count(*),
+                   '0.5', percentile_cont(0.5) WITHIN GROUP (ORDER BY delay),
+                   '0.95', percentile_cont(0.95) WITHIN GROUP (ORDER BY delay),
+                   '1', max(delay))
+          FROM (SELECT greatest(extract(epoch FROM created_at - utime), 0)::float8 AS delay
+                  FROM (SELECT created_at, utime, incoming, outcome FROM ton_transfers
+                         ORDER BY id DESC LIMIT :scan) newest
+                 WHERE created_at > now() - interval '1 hour' AND incoming
+                   AND outcome <> 'ignored') t) AS ton_delay
 """
+
+# Seconds: a balance payment takes milliseconds; a provider's or an operator's a little more.
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class PaymentLatency:
+    """The histogram of the ledger's payment use cases; `observe` is what the Ledger calls."""
+
+    def __init__(self) -> None:
+        self.histogram = Histogram("paybot_payment_seconds",
+                                   "Seconds a payment use case of the ledger took, by kind",
+                                   labelnames=["kind"], buckets=LATENCY_BUCKETS, registry=None)
+
+    def observe(self, kind: str, seconds: float) -> None:
+        self.histogram.labels(kind).observe(seconds)
+
 
 
 class WatcherView(Protocol):
@@ -73,6 +110,7 @@ class DatabaseCounts:
     notices_pending: int
     holds: dict[str, list[int]]  # asset -> [open holds, amount in minor units]
     payments: dict[str, int]  # method -> payments in the last hour
+    ton_delay: dict[str, float | None]  # n, and the quantiles 0.5, 0.95, 1 (max) in seconds
 
 
 async def read_counts(engine: AsyncEngine) -> DatabaseCounts:
@@ -154,6 +192,19 @@ def _database_families(c: DatabaseCounts) -> Iterable[Any]:
         amount.add_metric([asset], total)
     yield held
     yield amount
+    settled = int(c.ton_delay.get("n") or 0)
+    yield GaugeMetricFamily("paybot_ton_settled_last_hour",
+                            "Incoming TON transfers the ledger recorded in the last hour",
+                            value=settled)
+    delay = GaugeMetricFamily(
+        "paybot_ton_settle_delay_seconds",
+        "Seconds from a TON transfer's block time to its settlement, last hour",
+        labels=["quantile"])
+    for q in ("0.5", "0.95", "1"):
+        value = c.ton_delay.get(q)
+        if settled and value is not None:
+            delay.add_metric([q], float(value))
+    yield delay
 
 
 class Metrics:
@@ -163,6 +214,7 @@ class Metrics:
                  address_header: str | None = None, watcher: WatcherView | None = None,
                  timeout: float = SCRAPE_TIMEOUT) -> None:
         self.engine = engine
+        self.latency = PaymentLatency()
         self.watcher = watcher
         self.timeout = timeout
         self._token = token.encode() if token else None
@@ -209,6 +261,7 @@ class Metrics:
             return refused
         registry = CollectorRegistry(auto_describe=False)
         registry.register(PaybotCollector(self.engine, self.watcher, await self.counts()))
+        registry.register(self.latency.histogram)
         return web.Response(body=generate_latest(registry),
                             headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4,  # every Prometheus
                                      "Cache-Control": "no-store"})

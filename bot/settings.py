@@ -153,6 +153,10 @@ class JobSettings(BaseSettings):
     # digest_hour_utc.
     reminder_interval_seconds: float = Field(default=300.0, ge=10, le=86400)
     digest_hour_utc: int = Field(default=9, ge=0, le=23)
+    # The sellers' weekly summary (opt-in) of the last Monday-to-Sunday goes out once this UTC
+    # weekday (0 = Monday … 6 = Sunday) and hour have come.
+    weekly_summary_weekday: int = Field(default=0, ge=0, le=6)
+    weekly_summary_hour_utc: int = Field(default=9, ge=0, le=23)
     # Subscription renewals (and their reminders, 3 days before) are looked for this often.
     renew_seconds: float = Field(default=60.0, ge=5, le=3600)
     # Telegram Stars: getStarTransactions read against the ledger (missed payments settled,

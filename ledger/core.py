@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from time import perf_counter
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -66,8 +67,12 @@ from ledger.subscriptions import (
 class Ledger:
     def __init__(self, engine: AsyncEngine, *, invoice_cache_seconds: float = 0.0,
                  after_commit: Callable[[], None] | None = None,
-                 subscription_grace: timedelta = DEFAULT_GRACE) -> None:
+                 subscription_grace: timedelta = DEFAULT_GRACE,
+                 observe: Callable[[str, float], None] | None = None) -> None:
         self.engine = engine
+        # (kind, seconds) of each payment use case that succeeded: the composition root points
+        # it at the latency histogram of /metrics (bot/metrics.py); the ledger knows no edge.
+        self.observe = observe
         self.subscription_grace = subscription_grace  # past due this long, then it ends
         self.after_commit = after_commit  # wakes delivery; set by the composition root
         self._payments = PaymentBatcher(engine)
@@ -93,6 +98,10 @@ class Ledger:
             raise InvoiceNotFound(public_id[:40])
         return invoice
 
+    def _observe(self, kind: str, started: float) -> None:
+        if self.observe is not None:
+            self.observe(kind, perf_counter() - started)
+
     # --- use cases --------------------------------------------------------------------------
 
     async def pay_from_balance(self, public_id: str, buyer_id: int,
@@ -105,7 +114,9 @@ class Ledger:
         if idempotency_key is not None and not 0 < len(idempotency_key) <= IDEMPOTENCY_KEY_MAX:
             raise InvalidAmount("the idempotency key must be 1 to 200 characters")
         canonical = canonical_invoice_id(public_id)
+        started = perf_counter()
         result = await self._payments.pay(canonical, buyer_id, idempotency_key)
+        self._observe("balance", started)
         self.recent.forget(canonical)
         if not result.replayed and self.after_commit is not None:
             self.after_commit()  # the payment's notices and callback are queued: deliver now
@@ -172,9 +183,11 @@ class Ledger:
         reference: str, note: str | None = None, recorded_by: int | None = None,
     ) -> ManualPayment:
         """Money received outside paybot (seller_id None: the operator)."""
+        started = perf_counter()
         result = await manual_payments.record_manual_payment(
             self.engine, public_id, seller_id=seller_id, amount=amount,
             received_on=received_on, reference=reference, note=note, recorded_by=recorded_by)
+        self._observe("manual", started)
         self._changed(result.invoice)
         return result
 
@@ -222,7 +235,9 @@ class Ledger:
 
     async def settle_rail_payment(self, **payment: Any) -> RailSettlement:
         """Money a provider reports: paid, credited or held, once per (rail, reference)."""
+        started = perf_counter()
         result = await rails.settle_rail_payment(self.engine, **payment)
+        self._observe(str(payment.get("rail", "rail")), started)
         if result.invoice_public_id:
             self.recent.forget(result.invoice_public_id)
         return result

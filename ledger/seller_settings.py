@@ -1,5 +1,6 @@
 """What a seller's documents say about them (legal name and details, bank details, logo), their
-default tax rate, and when their buyers are reminded. One row per seller; defaults until saved.
+default tax rate, when their buyers are reminded, and whether they get a weekly summary. One row
+per seller; defaults until saved.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any, Final
 
 from PIL import Image, UnidentifiedImageError
 
-from ledger.db import Executor, fetch_one
+from ledger.db import Executor, fetch_all, fetch_one
 from ledger.errors import InvalidSettings
 from ledger.text import clean_block, clean_line
 from ledger.totals import TaxRate
@@ -40,6 +41,7 @@ class SellerSettings:
     reminder_days: tuple[int, ...] = (7, 1)
     remind_overdue: bool = True
     overdue_digest: bool = True
+    weekly_summary: bool = False  # the week's figures every week (watchers/weekly_summary.py)
     updated_at: datetime | None = None
 
     @property
@@ -116,7 +118,7 @@ def _check(changes: dict[str, Any]) -> dict[str, Any]:
                 raise InvalidSettings("the tax rate's name is longer than 64 characters")
         clean["default_tax_name"] = name
         clean["default_tax_percent"] = percent
-    for flag in ("default_tax_inclusive", "remind_overdue", "overdue_digest"):
+    for flag in ("default_tax_inclusive", "remind_overdue", "overdue_digest", "weekly_summary"):
         if flag in changes:
             if not isinstance(changes[flag], bool):
                 raise InvalidSettings(f"{flag.replace('_', ' ')} is on or off")
@@ -162,3 +164,12 @@ async def set_logo(db: Executor, seller_id: int, data: bytes | None) -> SellerSe
         id=seller_id, logo=data, type=kind)
     assert row is not None
     return SellerSettings.from_row(row)
+
+
+async def weekly_summary_sellers(db: Executor, *, after: int = 0, limit: int = 500) -> list[int]:
+    """The ids of the sellers who asked for the weekly summary, above `after`, in id order (a
+    page of `limit`: the job walks them in short reads)."""
+    rows = await fetch_all(
+        db, """SELECT user_id FROM seller_settings WHERE weekly_summary AND user_id > :after
+               ORDER BY user_id LIMIT :limit""", after=after, limit=limit)
+    return [int(r["user_id"]) for r in rows]

@@ -1,7 +1,8 @@
 """Delivers the ledger's Telegram outbox: the seller hears the moment an invoice is paid and by
 whom, the buyer gets a receipt with what was granted; a client gets the invoice a seller sent
 them (`invoice.sent`) and its reminders (`invoice.reminder`), a seller the daily list of what
-is overdue (`seller.overdue_digest`). Reminders are checked again when sent: an invoice paid,
+is overdue (`seller.overdue_digest`) and, if they asked, their week (`seller.weekly_summary`,
+watchers/weekly_summary.py). Reminders are checked again when sent: an invoice paid,
 voided or opted out of since it was queued gets nothing (the event is done, not failed).
 Subscribers hear of their subscription (`subscription.*`: activated — with a join link for a
 paid channel — renewed, past due, reminders, ended), read when sent; `channel.revoke` removes
@@ -47,6 +48,7 @@ from bot.telegram.i18n import Translator, translator
 from bot.telegram.keyboards import reminder_keyboard
 from bot.telegram.links import pay_deep_link
 from bot.telegram.render import day, fit, granted_line, money
+from bot.telegram.report import weekly_summary_markup, weekly_summary_text
 from bot.telegram.views import invoice_card, payer_label, with_lines
 from bot.telegram.withdraw import PAYOUT_EVENTS, operator_payout_text, payout_notice
 from ledger.accounts import balance
@@ -218,6 +220,9 @@ class Notifier:
             return
         if event.event_type == "seller.overdue_digest":
             await self._deliver_digest(event)
+            return
+        if event.event_type == "seller.weekly_summary":
+            await self._deliver_weekly_summary(event)
             return
         if event.event_type in SUBSCRIPTION_EVENTS:
             await self._deliver_subscription(event)
@@ -461,6 +466,16 @@ class Notifier:
         if more > 0:
             rows.append(tr("notify.digest.more", n=more))
         await self._send(recipient.telegram_id, head + "\n" + "\n".join(rows))
+
+    async def _deliver_weekly_summary(self, event: OutboxEvent) -> None:
+        """The seller's week, from the figures frozen when it was queued."""
+        try:
+            recipient = await get_user(self.engine, int(event.payload["recipient"]))
+            tr = translator(recipient.language)
+            text = weekly_summary_text(tr, event.payload)
+        except (KeyError, TypeError, ValueError, UserNotFound) as exc:
+            raise Undeliverable(f"bad payload: {exc}") from exc
+        await self._send(recipient.telegram_id, text, weekly_summary_markup(tr, self.cfg))
 
     async def _deliver_subscription(self, event: OutboxEvent) -> None:
         """A subscriber's news, read when sent: a past-due notice or reminder for a subscription

@@ -18,7 +18,7 @@ from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
 from aiogram.fsm.storage.base import BaseEventIsolation, BaseStorage
 from aiogram.fsm.storage.memory import SimpleEventIsolation
-from aiogram.types import BotCommand, BotCommandScopeDefault
+from aiogram.types import BotCommand, BotCommandScopeDefault, MenuButtonWebApp, WebAppInfo
 from aiogram.utils.token import TokenValidationError
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -50,6 +50,7 @@ from bot.telegram import (
 from bot.telegram.config import BotConfig
 from bot.telegram.fsm_storage import PostgresEventIsolation, PostgresStorage
 from bot.telegram.i18n import LANGUAGES, translator
+from bot.telegram.links import usable_in_button
 from bot.telegram.middlewares import UserMiddleware
 from bot.telegram.notifier import Notifier
 from bot.telegram.people import People
@@ -61,6 +62,9 @@ log = logging.getLogger(__name__)
 COMMANDS = ("start", "invoice", "invoices", "report", "balance", "inventory", "history",
             "withdraw", "settings", "api", "plans", "subscriptions", "cancel")
 DEFAULT_WEBHOOK_PATH = "/telegram/webhook"
+# The default menu button has one text for every language (Telegram sets it per chat, not per
+# language): the product's name, the same in English and Russian.
+MENU_BUTTON_TEXT = "📊 paybot"
 POLL_RESTART_MAX = 60.0
 HANDLER_CONCURRENCY = 64  # polled updates in flight at once (the DB pool is the real limit)
 
@@ -177,6 +181,7 @@ class TelegramService:
     async def start(self) -> None:
         await self._refresh_username()
         await self._set_commands()
+        await self._set_menu_button()
         if self.webhook_url:
             self._background = asyncio.create_task(self._register_webhook(),
                                                    name="telegram-webhook")
@@ -247,6 +252,15 @@ class TelegramService:
                 commands, scope=BotCommandScopeDefault(),
                 language_code=None if lang == "en" else lang,
             ))
+
+    async def _set_menu_button(self) -> None:
+        """The chat's menu button opens the Mini App (/app). Only when the public URL can be a
+        Web App (https, a public host): otherwise the default menu (the commands) stays."""
+        url = f"{self.dp['cfg'].public_url}/app"
+        if not usable_in_button(url):
+            return
+        await self._guarded("setChatMenuButton", self.bot.set_chat_menu_button(
+            menu_button=MenuButtonWebApp(text=MENU_BUTTON_TEXT, web_app=WebAppInfo(url=url))))
 
     @staticmethod
     async def _guarded(what: str, call):  # type: ignore[no-untyped-def]

@@ -1,6 +1,6 @@
 """/settings: what a seller's invoices carry (legal name and details, bank details, logo), the
 default tax rate /invoice offers, and the reminder schedule (days before the due date, overdue
-reminders, the daily digest of overdue invoices).
+reminders, the daily digest of overdue invoices), and the weekly summary's switch.
 
 Every change is one `Ledger.save_seller_settings` / `set_logo` call; the ledger checks the
 values again (InvalidSettings: one sentence)."""
@@ -20,6 +20,7 @@ from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 from bot.telegram import parse
 from bot.telegram.i18n import Translator
 from bot.telegram.keyboards import SetCb, clear_keyboard, settings_keyboard
+from bot.telegram.report import WeeklyCb, weekly_button
 from bot.telegram.views import edit
 from ledger.core import Ledger
 from ledger.errors import InvalidSettings
@@ -62,8 +63,11 @@ def settings_text(tr: Translator, s: SellerSettings) -> str:
 
 
 def _view(tr: Translator, s: SellerSettings) -> tuple[str, InlineKeyboardMarkup]:
-    return settings_text(tr, s), settings_keyboard(
-        tr, remind_overdue=s.remind_overdue, overdue_digest=s.overdue_digest)
+    markup = settings_keyboard(tr, remind_overdue=s.remind_overdue,
+                               overdue_digest=s.overdue_digest)
+    # the weekly summary's switch, the same as under /report's chart
+    markup.inline_keyboard.append([weekly_button(tr, s.weekly_summary, "settings")])
+    return settings_text(tr, s), markup
 
 
 @router.message(Command("settings"))
@@ -87,6 +91,15 @@ async def toggled(
         saved = await ledger.save_seller_settings(user.id,
                                                   overdue_digest=not current.overdue_digest)
     await cb.answer(tr("settings.saved"))
+    await edit(cb, *_view(tr, saved))
+
+
+@router.callback_query(WeeklyCb.filter(F.src == "settings"))
+async def weekly_toggled(
+    cb: CallbackQuery, callback_data: WeeklyCb, user: User, tr: Translator, ledger: Ledger
+) -> None:
+    saved = await ledger.save_seller_settings(user.id, weekly_summary=callback_data.on)
+    await cb.answer(tr("report.weekly_on") if saved.weekly_summary else tr("report.weekly_off"))
     await edit(cb, *_view(tr, saved))
 
 

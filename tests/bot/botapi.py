@@ -25,7 +25,7 @@ from aiohttp import web
 
 JSON_FIELDS = {
     "reply_markup", "commands", "link_preview_options", "allowed_updates", "scope", "entities",
-    "caption_entities", "reply_parameters", "prices", "suggested_tip_amounts",
+    "caption_entities", "reply_parameters", "prices", "suggested_tip_amounts", "menu_button",
 }
 TRUE_METHODS = {
     "setmycommands", "deletewebhook", "setwebhook", "answercallbackquery", "deletemessage",

@@ -5,7 +5,8 @@ summary's opt-in.
 backfilled here and kept by the triggers of ledger/sql/reports.sql, so the dashboard's
 conversion and top items read days and months, not invoices and payments
 (ledger/reports.py). `seller_settings.weekly_summary`: the seller asked for a summary every
-week (watchers/weekly_summary.py).
+week (watchers/weekly_summary.py), with an index saying whether this week's was queued; and the
+buyer's open invoices by whom they were sent to.
 
 Revision ID: 0019
 Revises: 0018
@@ -55,6 +56,11 @@ SELECT i.seller_id, date_trunc('month', p.created_at AT TIME ZONE 'UTC')::date, 
  GROUP BY 1, 2, 3, 4;
 
 ALTER TABLE seller_settings ADD COLUMN weekly_summary boolean NOT NULL DEFAULT false;
+-- "Was this week's summary queued for this seller?" (watchers/weekly_summary.py), one probe.
+CREATE INDEX outbox_weekly_summaries ON outbox ((payload ->> 'week'), (payload ->> 'recipient'))
+    WHERE event_type = 'seller.weekly_summary';
+-- A buyer's invoices still to pay (the Mini App's Purchases tab, ledger/buyer_reads.py).
+CREATE INDEX invoices_sent_to_open ON invoices (sent_to, due_at) WHERE status = 'pending';
 """)
     apply_sql_files(revision, SQL_FILES_SHA256)
 
@@ -62,6 +68,7 @@ ALTER TABLE seller_settings ADD COLUMN weekly_summary boolean NOT NULL DEFAULT f
 def downgrade() -> None:
     restore_sql_files(revision)
     run_script("""
+DROP INDEX invoices_sent_to_open, outbox_weekly_summaries;
 ALTER TABLE seller_settings DROP COLUMN weekly_summary;
 DROP TABLE item_revenue_monthly, invoices_daily;
 """)

@@ -12,19 +12,25 @@ language.
   glyphs, and the figures are in the SVG's <title>/<desc> and the page's alt text, for people
   who cannot see the picture. "none" (real <text>) would depend on the phone's fonts.
 
-Drawing takes ~100 ms of CPU: callers run these in a thread (asyncio.to_thread), one drawing at
-a time (matplotlib's caches have no locks). The same chart is drawn once (cached by everything
-drawn on it)."""
+Drawing takes ~100 ms of CPU: callers `await draw(revenue_png, chart)`, which runs it on the
+charts' own thread, one drawing at a time (matplotlib's caches have no locks), never on the
+event loop nor in the default executor other work (PDFs, exports) shares. At most
+`MAX_WAITING` drawings wait for it; past that `ChartsBusy` (a 503 "try again"): someone asking
+for many charts at once (a colour per request) cannot hold the others' charts or the CPU. The
+same chart is drawn once (cached by everything drawn on it)."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from functools import lru_cache
-from typing import Final
+from typing import Final, TypeVar
 
 from babel.dates import format_date
 from babel.numbers import format_decimal
@@ -55,6 +61,28 @@ class RevenueChart:
     title: str
     lang: str
     dark: bool = False
+
+
+MAX_WAITING: Final = 8  # drawings queued for the charts' thread before ChartsBusy
+_lane = ThreadPoolExecutor(max_workers=1, thread_name_prefix="charts")
+_waiting = 0
+C = TypeVar("C")
+
+
+class ChartsBusy(Exception):
+    """Too many drawings are waiting: ask again in a moment."""
+
+
+async def draw(fn: Callable[[C], bytes], chart: C) -> bytes:
+    """`fn(chart)` on the charts' thread; ChartsBusy when MAX_WAITING drawings already wait."""
+    global _waiting
+    if _waiting >= MAX_WAITING:
+        raise ChartsBusy
+    _waiting += 1
+    try:
+        return await asyncio.get_running_loop().run_in_executor(_lane, fn, chart)
+    finally:
+        _waiting -= 1
 
 
 def month_label(month: date, lang: str) -> str:

@@ -28,7 +28,18 @@ from bot.api.auth import PRINCIPAL
 from bot.api.errors import invalid
 from ledger.core import Ledger
 from ledger.money import format_amount
-from ledger.reports import COLUMNS, Dashboard, ExportKind, dashboard, export_rows, period_error
+from ledger.reports import (
+    COLUMNS,
+    Dashboard,
+    ExportKind,
+    ItemRevenue,
+    SubscriptionSummary,
+    dashboard,
+    export_rows,
+    period_error,
+    subscription_summary,
+    top_items,
+)
 
 log = logging.getLogger(__name__)
 
@@ -95,8 +106,14 @@ def _money(amount: int, currency: str) -> dict[str, Any]:
             "amount_minor": amount}
 
 
-def dashboard_view(d: Dashboard) -> dict[str, Any]:
+def dashboard_view(d: Dashboard, items: list[ItemRevenue] | None = None,
+                   subscriptions: list[SubscriptionSummary] | None = None) -> dict[str, Any]:
     return {
+        "top_items": [{"item": i.item, **_money(i.amount, i.currency), "payments": i.payments}
+                      for i in items or []],
+        "subscriptions": [{"mrr": _money(x.mrr, x.currency), "active": x.active,
+                           "churned_30_days": x.churned, "churn_rate": x.churn_rate}
+                          for x in subscriptions or []],
         "from": d.start.isoformat(), "to": d.end.isoformat(),
         "revenue_by_month": [{"month": m.month, **_money(m.amount, m.currency),
                               "payments": m.payments} for m in d.by_month],
@@ -123,8 +140,11 @@ class Reports:
 
     async def dashboard(self, request: web.Request) -> web.Response:
         start, end = parse_period(request)
-        d = await dashboard(self.engine, request[PRINCIPAL].user_id, start, end)
-        return web.Response(body=orjson.dumps(dashboard_view(d)),
+        seller = request[PRINCIPAL].user_id
+        d = await dashboard(self.engine, seller, start, end)
+        items = await top_items(self.engine, seller, start, end)
+        subscriptions = await subscription_summary(self.engine, seller)
+        return web.Response(body=orjson.dumps(dashboard_view(d, items, subscriptions)),
                             headers={"Content-Type": "application/json",
                                      "Cache-Control": "no-store"})
 

@@ -6,11 +6,10 @@ switch; the weekly summary itself (watchers/weekly_summary.py) is written here t
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import html
 from collections.abc import Callable
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Final, Literal
 
 from aiogram import F, Router
@@ -28,14 +27,15 @@ from aiogram.types import (
 from babel.dates import format_date
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.charts import RevenueChart, month_label, revenue_png
+from bot.charts import ChartsBusy, RevenueChart, draw, month_label, revenue_png
 from bot.telegram.config import BotConfig
 from bot.telegram.i18n import N_, Translator
 from bot.telegram.links import usable_in_button
 from bot.telegram.render import CAPTION_LIMIT, fit, money
 from ledger.core import Ledger
-from ledger.db import Executor, fetch_all
+from ledger.db import Executor
 from ledger.models import User
+from ledger.reports import dashboard
 
 router: Final[Router] = Router(name=__name__)
 
@@ -58,37 +58,16 @@ def _month_starts(today: date, months: int) -> list[date]:
 async def monthly_revenue(db: Executor, seller_id: int, months: int = MONTHS, *,
                           today: date | None = None) -> list[tuple[date, str, int]]:
     """(month start, currency, net amount in minor units) for each month of the last `months`
-    (UTC) with any payment to `seller_id`'s invoices, oldest first. A reversed payment (a
-    manual one undone, a Stars refund) counts against the month of its reversal: the months
-    already reported do not change."""
+    (UTC) with any payment to `seller_id`'s invoices, oldest first: the dashboard's rollups
+    (ledger/reports.py), so /report, the Mini App and the API show the same figures — a
+    reversed payment is taken out of its payment's month — and its cost does not grow with
+    history."""
     starts = _month_starts(today or _now().date(), months)
     last = starts[-1]
-    after_last = date(last.year + last.month // 12, last.month % 12 + 1, 1)
-    rows = await fetch_all(
-        db,
-        """
-        SELECT month, currency, sum(amount)::bigint AS amount FROM (
-            SELECT date_trunc('month', p.created_at AT TIME ZONE 'UTC')::date AS month,
-                   p.currency, p.amount
-              FROM payments p JOIN invoices i ON i.id = p.invoice_id
-             WHERE i.seller_id = :seller
-               AND p.created_at >= :since AND p.created_at < :until
-            UNION ALL
-            SELECT date_trunc('month', r.created_at AT TIME ZONE 'UTC')::date,
-                   p.currency, -p.amount
-              FROM payment_reversals r JOIN payments p ON p.id = r.payment_id
-              JOIN invoices i ON i.id = p.invoice_id
-             WHERE i.seller_id = :seller
-               AND r.created_at >= :since AND r.created_at < :until
-        ) moved
-         GROUP BY month, currency
-         ORDER BY month, currency
-        """,
-        seller=seller_id,
-        since=datetime.combine(starts[0], datetime.min.time(), UTC),
-        until=datetime.combine(after_last, datetime.min.time(), UTC),
-    )
-    return [(r["month"], r["currency"], int(r["amount"])) for r in rows]
+    end = date(last.year + last.month // 12, last.month % 12 + 1, 1) - timedelta(days=1)
+    d = await dashboard(db, seller_id, starts[0], end)
+    return [(date.fromisoformat(m.month + "-01"), m.currency, m.amount) for m in d.by_month
+            if m.amount or m.payments]
 
 
 def _series(rows: list[tuple[date, str, int]], months: list[date]
@@ -135,7 +114,11 @@ async def cmd_report(message: Message, command: CommandObject, user: User, tr: T
                          lang=tr.lang, dark=dark)
     # Drawing is CPU work: off the event loop. Cached by what is drawn, so a repeated /report
     # the same day costs one query, and a new payment shows at once.
-    png = await asyncio.to_thread(revenue_png, chart)
+    try:
+        png = await draw(revenue_png, chart)
+    except ChartsBusy:  # many charts asked for at once: this one is not queued behind them
+        await message.answer(tr("report.busy"))
+        return
     weekly = (await ledger.seller_settings(user.id)).weekly_summary
     await message.answer_photo(BufferedInputFile(png, "report.png"),
                                caption=_caption(tr, months, series),

@@ -42,6 +42,9 @@ async def test_dashboard_answers_the_period(api, engine, make_seller, make_user)
     assert body["revenue_by_method"][0]["method"] == "internal"
     assert body["conversion"] == {"issued": 3, "paid": 3, "rate": 1.0}
     assert body["outstanding"] == {"open": [], "overdue": []}
+    assert [(i["item"], i["amount_minor"]) for i in body["top_items"]] == [
+        ("Lesson «2»", 1_002), ("Lesson «1»", 1_001), ("Lesson «0»", 1_000)]
+    assert body["subscriptions"] == []  # none yet
     # Without a period: the last 12 months, ending today.
     r = await api.get("/api/v1/reports/dashboard", headers=seller.auth)
     body = await r.json()

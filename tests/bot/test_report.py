@@ -131,3 +131,34 @@ def _ru_month() -> str:
              "сентябрь", "октябрь", "ноябрь", "декабрь")
     now = datetime.now(UTC)
     return f"{names[now.month - 1]} {now.year}"
+
+
+async def test_charts_queued_past_the_limit_are_refused_until_the_lane_frees(
+        person, engine) -> None:
+    """One drawing at a time on the charts' own thread, at most MAX_WAITING waiting: someone
+    asking for many charts at once gets "try again" instead of holding everyone's."""
+    import asyncio
+    import threading
+
+    from bot import charts
+
+    seller = await person()
+    buyer = await person(balance=10_000)
+    await _sold(engine, seller, buyer, 1250)
+    gate = threading.Event()
+
+    def slow(_: object) -> bytes:
+        gate.wait(30)
+        return b""
+
+    held = [asyncio.create_task(charts.draw(slow, n)) for n in range(charts.MAX_WAITING)]
+    await asyncio.sleep(0)  # one turn of the loop: each task has started and queued
+    assert charts._waiting == charts.MAX_WAITING
+    try:
+        [busy] = await seller.send("/report")
+        assert busy.photo is None and "/report" in busy.plain
+    finally:
+        gate.set()
+        await asyncio.gather(*held)
+    [report] = await seller.send("/report")
+    assert report.photo is not None

@@ -16,7 +16,6 @@ reads them (read_period); every refusal is one sentence in the viewer's language
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import re
@@ -31,8 +30,10 @@ from aiohttp import web
 from bot.api.reports import PeriodProblem, export_name, read_period, stream_export
 from bot.charts import (
     BarsChart,
+    ChartsBusy,
     MonthsChart,
     Palette,
+    draw,
     methods_svg,
     month_label,
     revenue_svg,
@@ -332,7 +333,7 @@ def setup(router: web.UrlDispatcher, ctx: AppContext, settings: Settings) -> Non
         chart = MonthsChart(tuple(months), _month_series(d, months),
                             t(v.lang, "app_seller_chart_revenue"), v.lang, palette,
                             _highlight(months, now.date()))
-        return _svg(await asyncio.to_thread(revenue_svg, chart))
+        return _svg(await _drawn(revenue_svg, chart))
 
     async def methods_chart(request: web.Request, v: Viewer) -> web.Response:
         seller = require_seller(v)
@@ -341,7 +342,7 @@ def setup(router: web.UrlDispatcher, ctx: AppContext, settings: Settings) -> Non
         d = await dashboard(ctx.engine, seller, start, end)
         chart = BarsChart(_method_series(d, v.lang), t(v.lang, "app_seller_chart_methods"),
                           v.lang, palette)
-        return _svg(await asyncio.to_thread(methods_svg, chart))
+        return _svg(await _drawn(methods_svg, chart))
 
     async def invoices_route(request: web.Request, v: Viewer) -> web.Response:
         seller = require_seller(v)
@@ -394,6 +395,13 @@ def setup(router: web.UrlDispatcher, ctx: AppContext, settings: Settings) -> Non
     for kind in KINDS:
         for fmt in FORMATS:
             router.add_get(f"/app/export/{kind}.{fmt}", export_file(kind, fmt))
+
+
+async def _drawn(fn, chart) -> bytes:  # type: ignore[no-untyped-def]
+    try:
+        return await draw(fn, chart)
+    except ChartsBusy:
+        raise Refusal(503, "busy", "err_busy") from None
 
 
 def _svg(body: bytes) -> web.Response:

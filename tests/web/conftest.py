@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
@@ -23,6 +24,7 @@ from bot.web import setup_pay_pages
 from ledger.core import Ledger
 from ledger.invoices import create_invoice
 from ledger.models import Invoice, User
+from tests.web.cdp import find_chromium
 
 BOT_TOKEN = "123456789:TEST-token-for-the-pay-pages"
 BOT_USERNAME = "paybot_test"
@@ -117,3 +119,15 @@ def make_invoice(engine: AsyncEngine, make_user):  # type: ignore[no-untyped-def
                                     **kw)
 
     return _make
+
+
+@pytest.fixture
+def chromium() -> str:
+    """Debian's chromium (scripts/install-chromium.sh) for the browser tests: skipped locally
+    without it, a failure in CI (CI=true), so a missing browser never passes silently there."""
+    binary = find_chromium()
+    if binary is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("chromium is missing: run scripts/install-chromium.sh", pytrace=False)
+        pytest.skip("chromium not installed (scripts/install-chromium.sh)")
+    return binary

@@ -34,7 +34,7 @@ from ledger.core import Ledger
 from ledger.payers import find_tag
 from tests.bot.botapi import BotApiStandIn
 from tests.conftest import run_sql
-from tests.web.cdp import chromium_page, find_chromium
+from tests.web.cdp import chromium_page
 from tests.web.conftest import BOT_TOKEN, make_settings, sign_init_data, tg_user
 from tests.web.test_guest_claims import Chain
 
@@ -63,16 +63,6 @@ VISIBLE_JS = """
   return report;
 })()
 """
-
-
-@pytest.fixture
-def chromium() -> str:
-    binary = find_chromium()
-    if binary is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("chromium is missing: run scripts/install-chromium.sh", pytrace=False)
-        pytest.skip("chromium not installed (scripts/install-chromium.sh)")
-    return binary
 
 
 def shots_dir() -> Path:

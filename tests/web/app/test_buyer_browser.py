@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bot.web import setup_pay_pages
 from ledger.core import Ledger
 from ledger.plans import create_plan
-from tests.web.cdp import chromium_page, find_chromium
+from tests.web.cdp import chromium_page
 from tests.web.conftest import make_settings, sign_init_data, tg_user
 from tests.web.test_browser import BLOCK, VISIBLE_JS, shots_dir
 
@@ -53,14 +53,6 @@ PAGE_JS = """
           bg: getComputedStyle(document.body).backgroundColor, wide: wide};
 })()
 """
-
-
-@pytest.fixture
-def chromium() -> str:
-    binary = find_chromium()
-    if binary is None:
-        pytest.skip("chromium not installed (scripts/install-chromium.sh)")
-    return binary
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from bot.web import setup_pay_pages
 from ledger.core import Ledger
 from tests.web.app.test_buyer_browser import DARK, LIGHT
 from tests.web.app.test_operator import failed_callback, held_transfer
-from tests.web.cdp import chromium_page, find_chromium
+from tests.web.cdp import chromium_page
 from tests.web.conftest import make_settings, sign_init_data
 from tests.web.test_browser import BLOCK, shots_dir
 
@@ -52,14 +52,6 @@ PAGE_JS = """
           scrollWidth: document.documentElement.scrollWidth, width: window.innerWidth};
 })()
 """
-
-
-@pytest.fixture
-def chromium() -> str:
-    binary = find_chromium()
-    if binary is None:
-        pytest.skip("chromium not installed (scripts/install-chromium.sh)")
-    return binary
 
 
 @pytest.fixture

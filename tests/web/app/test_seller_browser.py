@@ -15,7 +15,7 @@ from ledger.invoices import new_invoice
 from tests.conftest import run_sql
 from tests.web.cdp import chromium_page
 from tests.web.conftest import sign_init_data, tg_user
-from tests.web.test_browser import BLOCK, chromium, served, shots_dir  # noqa: F401 (fixtures)
+from tests.web.test_browser import BLOCK, served, shots_dir  # noqa: F401 (a fixture)
 
 THEMES = {
     "light": {"bg_color": "#ffffff", "text_color": "#000000", "hint_color": "#999999",

@@ -19,10 +19,9 @@ from ledger.totals import Line, PercentOff, TaxRate
 from tests.conftest import run_sql
 from tests.web.cdp import chromium_page
 from tests.web.conftest import sign_init_data, tg_user, tma
-from tests.web.test_browser import (  # chromium, served: the browser tests' fixtures
+from tests.web.test_browser import (  # served: the browser tests' fixture
     BLOCK,
     VISIBLE_JS,
-    chromium,  # noqa: F401
     served,  # noqa: F401
     shots_dir,
 )

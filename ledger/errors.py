@@ -134,6 +134,11 @@ class ClaimAlreadyUsed(LedgerError):
     message = "This item was already claimed by someone else."
 
 
+class ClaimRevoked(LedgerError):
+    code, kind, sqlstate = "claim_revoked", Kind.GONE, "PB024"
+    message = "This purchase was refunded: there is nothing to claim."
+
+
 class InvalidInvoice(LedgerError):
     code, kind = "invalid_invoice", Kind.INVALID
     message = "The invoice data is not valid."

@@ -97,7 +97,8 @@ async def claim_grant(db: Executor, claim_token: str, user_id: int) -> Grant:
 
 async def grants_of_user(db: Executor, user_id: int, limit: int = 50) -> list[Grant]:
     rows = await fetch_all(
-        db, "SELECT * FROM grants WHERE user_id = :user ORDER BY id DESC LIMIT :limit",
+        db, "SELECT * FROM grants WHERE user_id = :user AND revoked_at IS NULL"
+            " ORDER BY id DESC LIMIT :limit",
         user=user_id, limit=limit,
     )
     return [Grant.from_row(r) for r in rows]

@@ -131,7 +131,7 @@ async def purchases_of_user(db: Executor, user_id: int, limit: int = 50) -> list
           LEFT JOIN payments p ON p.id = g.payment_id
           LEFT JOIN invoices i ON i.id = coalesce(g.invoice_id, p.invoice_id)
           LEFT JOIN users s ON s.id = i.seller_id
-         WHERE g.user_id = :user
+         WHERE g.user_id = :user AND g.revoked_at IS NULL  -- refunded: no longer held
          ORDER BY g.id DESC LIMIT :limit
         """,
         user=user_id, limit=limit,

@@ -224,3 +224,40 @@ async def test_bad_reversals_are_refused(ledger, make_user) -> None:
                                             reason="mistake")
     assert (await ledger.invoice(manual_inv.public_id)).invoice.status == "paid"
     assert await check_invariants(ledger.engine) == []
+
+
+async def test_a_reversed_payment_takes_back_what_it_bought(ledger, make_user) -> None:
+    from ledger.errors import ClaimRevoked
+    from ledger.payments import claim_grant
+    from ledger.purchases import purchases_of_user
+
+    seller, client, stranger = await make_user(), await make_user(), await make_user()
+    sent = await invoice_of(ledger, seller, payload={"item_id": "report"})
+    await ledger.send_invoice(seller.id, sent.public_id, client.telegram_id)
+    paid = await ledger.record_manual_payment(sent.public_id, seller_id=seller.id,
+                                              amount=10_000, received_on=TODAY, reference="R-1")
+    assert [p.item_id for p in await purchases_of_user(ledger.engine, client.id)] == ["report"]
+    await ledger.reverse_manual_payment(paid.payment_id, seller_id=seller.id, reason="bounced")
+    # The buyer no longer holds it: not in the inventory, not in what they bought.
+    assert await purchases_of_user(ledger.engine, client.id) == []
+    assert await grants_of_user(ledger.engine, client.id) == []
+
+    # Sent to nobody: the purchase waits under a claim link, which a refund voids.
+    unsent = await invoice_of(ledger, seller, payload={"item_id": "guide"})
+    by_bank = await ledger.record_manual_payment(unsent.public_id, seller_id=seller.id,
+                                                 amount=10_000, received_on=TODAY,
+                                                 reference="R-2")
+    [row] = await run_sql(ledger.engine, "SELECT claim_token FROM grants WHERE payment_id = :p",
+                          p=by_bank.payment_id)
+    await ledger.reverse_manual_payment(by_bank.payment_id, seller_id=seller.id, reason="oops")
+    with pytest.raises(ClaimRevoked):
+        await claim_grant(ledger.engine, row["claim_token"], stranger.id)
+    assert await purchases_of_user(ledger.engine, stranger.id) == []
+    # Paid again, the invoice grants again (a new payment, a new grant).
+    again = await ledger.record_manual_payment(unsent.public_id, seller_id=seller.id,
+                                               amount=10_000, received_on=TODAY, reference="R-3")
+    [fresh] = await run_sql(ledger.engine, "SELECT claim_token FROM grants WHERE payment_id = :p",
+                            p=again.payment_id)
+    await claim_grant(ledger.engine, fresh["claim_token"], stranger.id)
+    assert [p.item_id for p in await purchases_of_user(ledger.engine, stranger.id)] == ["guide"]
+    assert await check_invariants(ledger.engine) == []

@@ -21,6 +21,7 @@ from ledger.errors import (
 )
 from ledger.invariants import check_invariants
 from ledger.invoices import new_invoice
+from ledger.purchases import purchases_of_user
 from ledger.rails import StarTx, convert, format_provider_amount
 from tests.conftest import run_sql
 
@@ -241,6 +242,11 @@ async def test_a_stars_refund_reverses_the_payment_and_reopens_the_invoice(
     assert (reopened.status, reopened.amount_due) == ("pending", 1000)
     assert await run_sql(engine, "SELECT count(*) AS n FROM payment_reversals WHERE payment_id"
                                  " = :p", p=paid.payment_id) == [{"n": 1}]
+    # Refunded, the purchase is taken back: the buyer no longer holds it.
+    assert await run_sql(engine, "SELECT revoked_at IS NOT NULL AS revoked FROM grants"
+                                 " WHERE payment_id = :p", p=paid.payment_id) == [
+        {"revoked": True}]
+    assert await purchases_of_user(engine, buyer.id) == []
     told = await run_sql(engine, "SELECT payload FROM outbox WHERE event_type = 'rail.refunded'"
                                  " AND (payload->>'rail_payment_id')::bigint = :id",
                          id=paid.rail_payment_id)

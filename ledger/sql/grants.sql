@@ -14,6 +14,8 @@ BEGIN
     SELECT * INTO g FROM grants WHERE claim_token = p_token FOR UPDATE;
     IF g.id IS NULL THEN
         PERFORM paybot_raise('claim_not_found', left(p_token, 40));
+    ELSIF g.revoked_at IS NOT NULL AND g.user_id IS DISTINCT FROM p_user THEN
+        PERFORM paybot_raise('claim_revoked', left(p_token, 40));
     ELSIF g.user_id IS NOT NULL THEN
         IF g.user_id = p_user THEN
             RETURN g;  -- the same person opening the link again
@@ -30,3 +32,19 @@ BEGIN
     END IF;
     RETURN g;
 END $$;
+
+-- A reversed payment (a manual payment undone, a Stars refund) takes back what it bought: its
+-- grant is revoked in the reversal's transaction, whichever path wrote it. The row stays (it
+-- is history); inventories and claims skip it. Statement-level, as the rollups' triggers.
+CREATE OR REPLACE FUNCTION paybot_revoke_reversed_grants() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE grants g SET revoked_at = now()
+      FROM new_reversals v
+     WHERE g.payment_id = v.payment_id AND g.revoked_at IS NULL;
+    RETURN NULL;
+END $$;
+
+CREATE TRIGGER payment_reversals_revoke_grants AFTER INSERT ON payment_reversals
+    REFERENCING NEW TABLE AS new_reversals
+    FOR EACH STATEMENT EXECUTE FUNCTION paybot_revoke_reversed_grants();

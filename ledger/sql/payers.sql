@@ -91,6 +91,7 @@ BEGIN
                         UNION ALL  -- paid by card from the guest's browser (rails.sql)
                         SELECT rp.payment_id FROM rail_payments rp WHERE rp.payer_tag_id = t.id)
                 AND gr.user_id IS NULL AND gr.claim_token IS NOT NULL
+                AND gr.revoked_at IS NULL  -- refunded: nothing to hand over
               ORDER BY gr.id LOOP
         PERFORM claim_grant(g.claim_token, p_user);
     END LOOP;

@@ -134,6 +134,12 @@ class ClaimAlreadyUsed(LedgerError):
     message = "This item was already claimed by someone else."
 
 
+class ProrationUnfunded(LedgerError):
+    code, kind, sqlstate = "proration_unfunded", Kind.CONFLICT, "PB025"
+    message = ("The seller's balance cannot return the unused part of this period now: "
+               "change the plan when the period ends, or ask the seller.")
+
+
 class ClaimRevoked(LedgerError):
     code, kind, sqlstate = "claim_revoked", Kind.GONE, "PB024"
     message = "This purchase was refunded: there is nothing to claim."

@@ -302,3 +302,21 @@ async def test_reminders_three_days_before_and_in_the_grace_once(ledger, make_us
                           "event_type = 'subscription.reminder' AND payload->>'subscription' "
                           "= :s ORDER BY id", s=sub.public_id)
     assert [k["k"] for k in kinds] == ["before_3", "grace"]
+
+
+async def test_a_downgrade_the_sellers_balance_cannot_credit_is_refused_in_its_own_words(
+        ledger, make_user) -> None:
+    from ledger.errors import ProrationUnfunded
+
+    seller, buyer = await make_user(), await make_user(balance=10_000)
+    basic = await plan_of(ledger, seller, name="Basic", prices={1: 300})
+    pro = await plan_of(ledger, seller, name="Pro", prices={1: 900})
+    sub = await active(ledger, pro, buyer)
+    # The seller already spent what the subscriber paid.
+    await adjust_balance(ledger.engine, seller.id, -900, "LIQ", reason="withdrawn")
+    with pytest.raises(ProrationUnfunded) as refused:
+        await ledger.change_plan(sub.public_id, buyer.id, basic.public_id, 1)
+    assert "seller" in refused.value.message  # not "not enough money on *your* balance"
+    assert (await ledger.subscription(sub.public_id)).plan_id == pro.id  # nothing changed
+    assert await balance(ledger.engine, buyer.id) == 10_000 - 900
+    assert await check_invariants(ledger.engine) == []

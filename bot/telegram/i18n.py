@@ -38,7 +38,7 @@ DYNAMIC: Final = (
     N_("err.invoice_cancelled"), N_("err.invoice_expired"), N_("err.own_invoice"),
     N_("err.idempotency_key_reused"), N_("err.invalid_amount"), N_("err.not_invoice_seller"),
     N_("err.invalid_invoice"), N_("err.claim_not_found"), N_("err.claim_already_used"),
-    N_("err.claim_revoked"),
+    N_("err.claim_revoked"), N_("err.proration_unfunded"),
     N_("err.tag_taken"), N_("err.unknown_tag"), N_("err.invalid_guest_key"),
     N_("err.too_many_tokens"), N_("err.user_not_found"),
     # invoices as documents

@@ -599,7 +599,15 @@ BEGIN
         VALUES ('proration', 'plan change credit', 'proration:' || v.public_id || ':'
                 || p_invoice_public)
         RETURNING id INTO v_tx;
-        PERFORM paybot_debit_user(v_tx, v.seller_id, v.currency, -v_diff);
+        BEGIN
+            PERFORM paybot_debit_user(v_tx, v.seller_id, v.currency, -v_diff);
+        EXCEPTION WHEN OTHERS THEN
+            IF SQLSTATE <> paybot_error_sqlstate('insufficient_funds') THEN
+                RAISE;
+            END IF;
+            -- The seller's balance is short, not the subscriber's: say so.
+            PERFORM paybot_raise('proration_unfunded', v.public_id);
+        END;
         PERFORM paybot_credit_user(v_tx, v.subscriber_id, v.currency, -v_diff);
     END IF;
     -- The next period's invoice (if opened ahead) was at the old price: void it.

@@ -1,4 +1,5 @@
-"""A refunded purchase is taken back: grants.revoked_at.
+"""A refunded purchase is taken back: grants.revoked_at. (And a downgrade the seller's balance
+cannot credit is refused as `proration_unfunded`, ledger/sql/subscriptions.sql.)
 
 A reversed payment (a manual payment undone, a Stars refund) revokes its grant in the
 reversal's own transaction (trigger in ledger/sql/grants.sql); inventories skip revoked grants
@@ -18,7 +19,7 @@ branch_labels = None
 depends_on = None
 
 # ledger.sql.checksum() of the files this revision applies
-SQL_FILES_SHA256 = "f09dbec683fa5b6de030a03178ec32275057f6d7d398046c1310bb55b82f3a79"
+SQL_FILES_SHA256 = "1f0a433f990370ac4b5970c4d3d2756e19da86f81d8d2cbb8af48d56861c0821"
 
 
 def upgrade() -> None:

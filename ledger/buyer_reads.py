@@ -84,8 +84,9 @@ class HistoryLine:
 
 async def invoices_to_pay(db: Executor, user_id: int, now: datetime | None = None,
                           limit: int = 50) -> list[ToPay]:
-    """Invoices sent to the user, open and not expired, the earliest due first (those without a
-    due date last, oldest first)."""
+    """Invoices sent to the user, and the open period invoices of the user's subscriptions (a
+    first period or a renewal waiting for payment), open and not expired, the earliest due first
+    (those without a due date last, oldest first)."""
     now = now or datetime.now(UTC)
     rows = await fetch_all(
         db,
@@ -97,7 +98,15 @@ async def invoices_to_pay(db: Executor, user_id: int, now: datetime | None = Non
                {user_columns("s", "s_")}
           FROM invoices i
           JOIN users s ON s.id = i.seller_id
-         WHERE i.sent_to = :user AND i.status = 'pending' AND i.expires_at > :now
+         WHERE i.id IN (SELECT x.id FROM invoices x  -- index invoices_sent_to_open
+                         WHERE x.sent_to = :user AND x.status = 'pending'
+                        UNION
+                        SELECT p.invoice_id FROM subscriptions b  -- subscriptions_subscriber
+                          JOIN subscription_periods p ON p.subscription_id = b.id
+                         WHERE b.subscriber_id = :user
+                           AND b.status IN ('incomplete', 'active', 'past_due')
+                           AND p.status = 'open' AND p.invoice_id IS NOT NULL)
+           AND i.status = 'pending' AND i.expires_at > :now
          ORDER BY i.due_at ASC NULLS LAST, i.id ASC
          LIMIT :limit
         """,

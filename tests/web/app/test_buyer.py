@@ -147,6 +147,10 @@ async def test_my_subscriptions_with_their_next_renewal(
     _, body = await _get(client, OVERVIEW, me)
     [sub] = body["subscriptions"]
     assert (sub["status"], sub["next"]["kind"]) == ("incomplete", "to_pay")
+    # The first period's invoice waits under "To pay", with its Pay button's page.
+    [first] = body["to_pay"]
+    assert first["due"]["display"] == "54.00 Liquid $"
+    assert first["pay"] == f"/pay/{subscribed.invoice}"
 
     await ledger.pay_from_balance(subscribed.invoice, me.id, "gym-1")
     live = await ledger.subscription(subscribed.subscription.public_id)
@@ -156,6 +160,7 @@ async def test_my_subscriptions_with_their_next_renewal(
     assert (sub["status"], sub["months"], sub["amount"]["display"]) == ("active", 3,
                                                                        "54.00 Liquid $")
     assert sub["next"] == {"kind": "renews", "at": live.current_period_end.isoformat()}
+    assert body["to_pay"] == []  # paid: nothing waits
     assert sub["cancel_at_period_end"] is False and sub["page"] == f"/sub/{plan.public_id}"
     assert sub["per_period"] == "54.00 Liquid $ / 3 months"
     _, ru = await _get(client, OVERVIEW, me, "ru")

@@ -252,13 +252,28 @@ async def invariants_status(ctx: AppContext, timeout_ms: int | None = None) -> d
             await conn.execute(text(f"SET LOCAL statement_timeout = {int(limit)}"))
             violations = await check_invariants(conn)
     except TimeoutError:
-        return {"status": "unknown", "violations": [], "checked_at": checked_at}
+        return await _unknown(ctx, checked_at)
     except DBAPIError as exc:
         if not _query_cancelled(exc):
             raise
-        return {"status": "unknown", "violations": [], "checked_at": checked_at}
+        return await _unknown(ctx, checked_at)
     return {"status": "broken" if violations else "ok", "violations": violations,
             "checked_at": checked_at}
+
+
+async def _unknown(ctx: AppContext, checked_at: str) -> dict[str, Any]:
+    """Not checkable now (a large ledger, a lock): what the scheduled check (watchers/alerts.py,
+    every 15 minutes, without this page's time limit) last told the operators — "broken" since
+    when, or "holding" since it cleared; None when it never found a breach."""
+    row = await fetch_one(
+        ctx.engine,
+        """SELECT payload ->> 'state' AS state, created_at FROM outbox
+            WHERE event_type = 'operator.alert' AND payload ->> 'kind' = 'invariants'
+            ORDER BY id DESC LIMIT 1""")  # index outbox_operator_alerts
+    scheduled = None if row is None else {"broken": row["state"] == "open",
+                                          "since": row["created_at"].isoformat()}
+    return {"status": "unknown", "violations": [], "checked_at": checked_at,
+            "scheduled": scheduled}
 
 
 def setup(router: web.UrlDispatcher, ctx: AppContext, settings: Settings) -> None:

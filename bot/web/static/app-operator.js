@@ -74,7 +74,14 @@
       box.appendChild(app.el("ul", { class: "op-violations" },
         inv.violations.map(function (v) { return app.el("li", { text: v }); })));
     }
-    if (inv.status === "unknown") box.appendChild(app.el("p", { class: "hint", text: app.t("app_operator_inv_unknown_hint") }));
+    if (inv.status === "unknown") {
+      box.appendChild(app.el("p", { class: "hint", text: app.t("app_operator_inv_unknown_hint") }));
+      var s = inv.scheduled;
+      box.appendChild(app.el("p", { class: "hint", id: "op-inv-scheduled", text: !s
+        ? app.t("app_operator_inv_scheduled_none")
+        : s.broken ? app.t("app_operator_inv_scheduled_broken", { time: when(app, s.since) })
+          : app.t("app_operator_inv_scheduled_ok", { time: when(app, s.since) }) }));
+    }
     box.appendChild(app.el("p", { class: "hint", text: app.t("app_operator_checked_at", { time: when(app, inv.checked_at) }) }));
     return box;
   }

@@ -30,6 +30,7 @@ from ledger.users import ensure_user
 from tests.conftest import run_sql
 from tests.test_payouts import POLICY, TON, USER_WALLET
 from tests.web.conftest import make_app, make_settings, sign_init_data, tg_user, tma
+from watchers.alerts import record_state
 
 BASE = "/app/api/operator"
 
@@ -325,6 +326,15 @@ async def test_invariants_ok_then_broken_then_not_checkable_in_time(
                 "LOCK TABLE payment_reversals IN ACCESS EXCLUSIVE MODE")
             seen = await get_overview(client, headers)
         assert seen["invariants"]["status"] == "unknown"
+        assert seen["invariants"]["scheduled"] is None  # the scheduled check never told
+        # What the scheduled check (no time limit of this page's) last told the operators.
+        await record_state(engine, "invariants", "open", "balance_equals_applied_entries: …")
+        async with locking.connect() as locker, locker.begin():
+            await locker.exec_driver_sql(
+                "LOCK TABLE payment_reversals IN ACCESS EXCLUSIVE MODE")
+            seen = await get_overview(client, headers)
+        assert seen["invariants"]["status"] == "unknown"
+        assert seen["invariants"]["scheduled"]["broken"] is True
     finally:
         await client.close()
 

@@ -208,10 +208,15 @@ async def in_flight(db: Executor) -> Payout | None:
     return Payout.from_row(row) if row else None
 
 
-async def next_queued(db: Executor) -> Payout | None:
-    row = await fetch_one(
-        db, f"SELECT {_COLUMNS} FROM payouts WHERE status = 'queued' ORDER BY id LIMIT 1")
-    return Payout.from_row(row) if row else None
+async def queue_heads(db: Executor) -> list[Payout]:
+    """The oldest queued payout of each asset, oldest first: first come, first served within an
+    asset, while one asset that cannot go (its jettons short, its jetton wallet not known yet)
+    does not hold up the others."""
+    rows = await fetch_all(
+        db, f"""SELECT * FROM (SELECT DISTINCT ON (asset) {_COLUMNS} FROM payouts
+                                 WHERE status = 'queued' ORDER BY asset, id) heads
+                 ORDER BY id""")
+    return [Payout.from_row(r) for r in rows]
 
 
 async def message_boc(db: Executor, ext_msg_hash: str) -> bytes:

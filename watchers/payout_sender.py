@@ -291,15 +291,26 @@ class PayoutSender:
             current = await payouts.in_flight(self._engine)
             if current is not None:
                 return await self._follow(current, state)
-            queued = await payouts.next_queued(self._engine)
-            if queued is None:
+            heads = await payouts.queue_heads(self._engine)
+            if not heads:
                 return "idle"
-            short = await self._shortfall(queued, state)
-            if short is not None:
-                if await payouts.alert(self._engine, queued, "payout_funds", short):
-                    log.warning("payout %s waits: %s", queued.id, short)
-                return "waiting_funds"
-            return await self._send(queued, state)
+            waiting = "waiting_funds"
+            # The oldest order of each asset, oldest first: the first that can go is sent; one
+            # that cannot (its asset short, its jetton wallet not known yet) waits its turn
+            # without holding up the other assets' orders.
+            for queued in heads:
+                try:
+                    short = await self._shortfall(queued, state)
+                except ChainError as e:
+                    log.warning("payout %s waits for the chain: %s", queued.id, e)
+                    waiting = "waiting_chain"
+                    continue
+                if short is not None:
+                    if await payouts.alert(self._engine, queued, "payout_funds", short):
+                        log.warning("payout %s waits: %s", queued.id, short)
+                    continue
+                return await self._send(queued, state)
+            return waiting
 
     async def _shortfall(self, p: Payout, state: WalletState) -> str | None:
         """What the hot wallet lacks to send `p` now (None: nothing)."""

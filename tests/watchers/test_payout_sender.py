@@ -689,3 +689,31 @@ async def test_a_bounceable_address_nobody_deployed_is_paid_non_bounceable(
     assert [x.destination for x in chain.sent] == [fresh, live]
     assert chain.bounces == [False, True]
     await s.close()
+
+
+@pytest.mark.parametrize("usdt_blocked_by", ["jetton_wallet_unknown", "jettons_short"])
+async def test_a_usdt_payout_that_cannot_go_does_not_hold_up_ton_payouts(
+        engine: AsyncEngine, make_user, wallet: HotWallet, policy: PayoutPolicy,
+        usdt_blocked_by: str) -> None:
+    usdt_policy = PayoutPolicy(network="mainnet", own_addresses=(wallet.raw,),
+                               daily_limit={"USDT": 500 * 10**6},
+                               approval_above={"USDT": 100 * 10**6}, balance_currency="LIQ")
+    buyer = await make_user(balance=50_00)
+    usdt = await payouts.request_withdrawal(engine, buyer.id, "USDT", 20 * 10**6, USER_WALLET,
+                                            usdt_policy)
+    ton = await withdraw(engine, make_user, policy)  # ordered after the USDT one
+
+    async def jetton_wallet_of(symbol: str) -> str | None:
+        return None if usdt_blocked_by == "jetton_wallet_unknown" else "0:" + "9e" * 32
+
+    chain = WalletStandIn(wallet, jettons=0)
+    s = PayoutSender(engine, chain, wallet, valid_seconds=60, clock=lambda: chain.now,
+                     jetton_wallet_of=jetton_wallet_of)
+    assert await s.run_once() == "sent"  # the TON payout goes; the USDT one waits its turn
+    chain.block()
+    assert await s.run_once() == "confirmed"
+    assert (await payouts.get_payout(engine, ton.id)).status == "confirmed"
+    assert (await payouts.get_payout(engine, usdt.id)).status == "queued"
+    assert await s.run_once() in ("waiting_funds", "waiting_chain")
+    assert await check_invariants(engine) == []
+    await s.close()

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final
 
-from ledger.db import Executor, fetch_all, fetch_one
-from ledger.errors import InvalidCursor
+from ledger.db import Executor, fetch_all
+from ledger.invoices import check_cursor
 from ledger.models import Invoice
 
 STATUSES: Final = ("draft", "pending", "paid", "cancelled", "expired", "void", "uncollectible")
@@ -76,10 +76,6 @@ async def search_invoices(
         public=public, after=after, limit=limit + 1,
     )
     if after is not None and not rows:  # the last page, or a cursor that is not this seller's
-        known = await fetch_one(
-            db, "SELECT 1 AS ok FROM invoices WHERE public_id = :after AND seller_id = :seller",
-            after=after, seller=seller_id)
-        if known is None:
-            raise InvalidCursor(after[:40])
+        await check_cursor(db, seller_id, after)
     page = [ListedInvoice(Invoice.from_row(r), r["buyer"]) for r in rows[:limit]]
     return page, (page[-1].invoice.public_id if len(rows) > limit else None)

@@ -245,6 +245,16 @@ async def issue_invoice(db: Executor, request: NewInvoice) -> tuple[Invoice, boo
     return issue_outcome(request, rows[0])
 
 
+async def check_cursor(db: Executor, seller_id: int, after: str) -> None:
+    """An empty page after `after`: the last one, or a cursor that is not one of this seller's
+    invoices (InvalidCursor, like a made-up one)."""
+    known = await fetch_one(
+        db, "SELECT 1 AS ok FROM invoices WHERE public_id = :after AND seller_id = :seller",
+        after=after, seller=seller_id)
+    if known is None:
+        raise InvalidCursor(after[:40])
+
+
 async def list_invoices(
     db: Executor, seller_id: int, *, status: str | None = None, limit: int = 20,
     before_id: int | None = None,
@@ -288,11 +298,7 @@ async def list_seller_invoices(
         after=after, limit=limit + 1,
     )
     if after is not None and not rows:  # the last page, or a cursor that is not this seller's
-        known = await fetch_one(
-            db, "SELECT 1 AS ok FROM invoices WHERE public_id = :after AND seller_id = :seller",
-            after=after, seller=seller_id)
-        if known is None:
-            raise InvalidCursor(after[:40])
+        await check_cursor(db, seller_id, after)
     page = [Invoice.from_row(r) for r in rows[:limit]]
     return page, (page[-1].public_id if len(rows) > limit else None)
 

@@ -47,6 +47,13 @@ PERIOD_PARAMS: Final = frozenset({"from", "to"})
 CSV_TYPE: Final = "text/csv; charset=utf-8"
 XLSX_TYPE: Final = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 CHUNK: Final = 64 * 1024
+# Each export holds a database connection (CSV: while it streams; XLSX: while it is built), so
+# a few at a time per process, and none longer than EXPORT_SECONDS: slow or stalled downloads
+# cannot take the pool from payments. Past the cap: 503 with Retry-After.
+EXPORTS_AT_ONCE: Final = 2
+EXPORT_SECONDS: Final = 600.0
+EXPORT_RETRY_AFTER: Final = 30
+_exporting = 0
 
 
 class PeriodProblem(ValueError):
@@ -164,11 +171,22 @@ async def stream_export(request: web.Request, engine: AsyncEngine, kind: ExportK
                         seller_id: int, start: date, end: date) -> web.StreamResponse:
     """The seller's export of a period as a streamed CSV or XLSX download: the one code path
     of the seller API's exports and the Mini App's signed export links."""
-    rows = export_rows(engine, kind, seller_id, start, end)
-    name = export_name(kind, fmt, start, end)
-    if fmt == "csv":
-        return await _csv(request, kind, rows, name)
-    return await _xlsx(request, kind, rows, name)
+    global _exporting
+    if _exporting >= EXPORTS_AT_ONCE:
+        return web.json_response(
+            {"error": {"code": "busy", "message": "Other exports are being made right now; "
+                                                  "try again in a minute."}},
+            status=503, headers={"Retry-After": str(EXPORT_RETRY_AFTER),
+                                 "Cache-Control": "no-store"})
+    _exporting += 1
+    try:
+        rows = export_rows(engine, kind, seller_id, start, end)
+        name = export_name(kind, fmt, start, end)
+        if fmt == "csv":
+            return await _csv(request, kind, rows, name)
+        return await _xlsx(request, kind, rows, name)
+    finally:
+        _exporting -= 1
 
 
 def _response(content_type: str, name: str) -> web.StreamResponse:
@@ -188,17 +206,19 @@ async def _csv(request: web.Request, kind: ExportKind,
     response = _response(CSV_TYPE, name)
     await response.prepare(request)
     try:
-        if first is not None:
-            writer.writerow([_cell(v) for v in first])
-            async for row in rows:
-                writer.writerow([_cell(v) for v in row])
-                if buffer.tell() >= CHUNK:
-                    await response.write(buffer.getvalue().encode())
-                    buffer.seek(0)
-                    buffer.truncate()
-        await response.write(buffer.getvalue().encode())
-        await response.write_eof()
-    except Exception:
+        # A client that stops reading would hold the database cursor: bounded, then dropped.
+        async with asyncio.timeout(EXPORT_SECONDS):
+            if first is not None:
+                writer.writerow([_cell(v) for v in first])
+                async for row in rows:
+                    writer.writerow([_cell(v) for v in row])
+                    if buffer.tell() >= CHUNK:
+                        await response.write(buffer.getvalue().encode())
+                        buffer.seek(0)
+                        buffer.truncate()
+            await response.write(buffer.getvalue().encode())
+            await response.write_eof()
+    except Exception:  # TimeoutError included
         return _abort(request, response, name)
     finally:
         await rows.aclose()
@@ -222,10 +242,11 @@ async def _xlsx(request: web.Request, kind: ExportKind,
         response = _response(XLSX_TYPE, name)
         await response.prepare(request)
         try:
-            while chunk := out.read(CHUNK):
-                await response.write(chunk)
-            await response.write_eof()
-        except Exception:
+            async with asyncio.timeout(EXPORT_SECONDS):
+                while chunk := out.read(CHUNK):
+                    await response.write(chunk)
+                await response.write_eof()
+        except Exception:  # TimeoutError included
             return _abort(request, response, name)
     return response
 

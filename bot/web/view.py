@@ -19,7 +19,7 @@ from bot.settings import Settings
 from bot.web.auth import CookieSigner
 from ledger.errors import InvalidAmount
 from ledger.models import Invoice, User, iso
-from ledger.money import display_amount, format_amount
+from ledger.money import DECIMALS, display_amount, format_amount
 from ledger.payers import tag_for_user
 from ledger.purchases import Payer
 from ledger.rails import STARS, STARS_MAX, STARS_MIN, convert, format_provider_amount
@@ -233,6 +233,12 @@ class UserTags:
 def money(minor: int, currency: str) -> dict[str, Any]:
     return {"minor": minor, "currency": currency, "text": format_amount(minor, currency),
             "display": display_amount(minor, currency)}
+
+
+def any_money(minor: int, currency: str) -> dict[str, Any]:
+    """An amount in a ledger currency, or in a provider's (card currencies, Stars) that the
+    ledger also books (rails, suspense)."""
+    return money(minor, currency) if currency in DECIMALS else provider_money(minor, currency)
 
 
 def payer_comment(invoice: Invoice, tag: str | None) -> str:

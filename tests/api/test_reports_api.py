@@ -119,3 +119,35 @@ async def test_a_period_that_makes_no_sense_is_refused(api, make_seller, path: s
 async def test_reports_need_a_token(api) -> None:
     r = await api.get("/api/v1/exports/payments.csv")
     assert r.status == 401
+
+
+async def test_exports_at_once_are_capped_and_the_next_is_told_to_retry(
+        api, engine, make_seller, make_user) -> None:
+    """Each export holds a database connection while it runs: past EXPORTS_AT_ONCE the next
+    is 503 with Retry-After, so downloads cannot take the pool from payments."""
+    import asyncio
+
+    from bot.api import reports
+    from tests.waiting import wait_until
+
+    seller = await make_seller()
+    await paid_invoices(engine, seller, make_user, count=1)
+    url = "/api/v1/exports/payments.csv"
+    # Exports that cannot read yet (the payments are locked) hold their places.
+    locking = engine.execution_options(isolation_level="READ COMMITTED")
+    async with locking.connect() as locker:
+        await locker.begin()
+        await locker.exec_driver_sql("LOCK TABLE payments IN ACCESS EXCLUSIVE MODE")
+        held = [asyncio.create_task(api.get(url, params=PERIOD, headers=seller.auth))
+                for _ in range(reports.EXPORTS_AT_ONCE)]
+        await wait_until(lambda: reports._exporting == reports.EXPORTS_AT_ONCE,
+                         "the exports to be under way")
+        r = await api.get(url, params=PERIOD, headers=seller.auth)
+        assert r.status == 503 and r.headers["Retry-After"] == str(reports.EXPORT_RETRY_AFTER)
+        assert (await r.json())["error"]["code"] == "busy"
+        await locker.rollback()
+    for response in await asyncio.gather(*held):
+        assert response.status == 200
+        assert "@bob_pays" in await response.text()  # the whole file, once the lock is gone
+    r = await api.get(url, params=PERIOD, headers=seller.auth)  # places free again
+    assert r.status == 200

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
 import os
+import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
@@ -131,3 +133,26 @@ def chromium() -> str:
             pytest.fail("chromium is missing: run scripts/install-chromium.sh", pytrace=False)
         pytest.skip("chromium not installed (scripts/install-chromium.sh)")
     return binary
+
+
+@contextlib.asynccontextmanager
+async def pages_on_a_port(engine: AsyncEngine,
+                          configure: Callable[[Settings], None] | None = None
+                          ) -> AsyncIterator[str]:
+    """The pay pages and the Mini App on a real TCP port of 127.0.0.1 (for the browser);
+    yields the base URL. `configure` adjusts the settings (operators, …) before mounting."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    base = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    settings = make_settings(public_url=base)
+    if configure is not None:
+        configure(settings)
+    app = web.Application()
+    setup_pay_pages(app, Ledger(engine), settings)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.SockSite(runner, sock).start()
+    try:
+        yield base
+    finally:
+        await runner.cleanup()

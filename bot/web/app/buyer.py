@@ -23,7 +23,7 @@ from aiohttp import web
 from bot.settings import Settings
 from bot.web.app.context import AppContext, Refusal, Viewer, answer, view_route
 from bot.web.i18n import N_, t, tn
-from bot.web.view import payer_display
+from bot.web.view import any_money, payer_display
 from ledger.buyer_reads import (
     BuyerSubscription,
     HistoryLine,
@@ -34,7 +34,6 @@ from ledger.buyer_reads import (
     invoices_to_pay,
     subscriptions_of_buyer,
 )
-from ledger.money import DECIMALS, display_amount, format_amount
 from ledger.purchases import Purchase, purchases_of_user
 
 PAGE: Final = 20
@@ -42,43 +41,25 @@ LIST_LIMIT: Final = 50
 MAX_CURSOR: Final = 200
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _US: Final = timedelta(microseconds=1)
-# Texts the code names at run time (f"app_buyer_method_{method}") or only the page's script
-# uses (app-buyer.js), listed so that extraction (`make messages`) keeps them in the catalog.
+# Texts the code and the page script (app-buyer.js) name at run time ("app_buyer_method_" +
+# method, "app_buyer_status_" + status …), listed so that extraction keeps them.
 DYNAMIC: Final = (
     N_("page.app_buyer_method_internal"), N_("page.app_buyer_method_ton"),
     N_("page.app_buyer_method_usdt"), N_("page.app_buyer_method_stars"),
     N_("page.app_buyer_method_manual"), N_("page.app_buyer_move_deposit"),
     N_("page.app_buyer_move_topup"), N_("page.app_buyer_move_payout"),
     N_("page.app_buyer_move_payout_return"), N_("page.app_buyer_move_adjustment"),
-    N_("page.app_buyer_move_excess"), N_("page.app_buyer_bad_cursor"),
-    N_("page.app_buyer_to_pay"), N_("page.app_buyer_to_pay_empty"), N_("page.app_buyer_pay"),
-    N_("page.app_buyer_due"), N_("page.app_buyer_overdue"), N_("page.app_buyer_valid_until"),
-    N_("page.app_buyer_from"), N_("page.app_buyer_number"), N_("page.app_buyer_balance"),
-    N_("page.app_buyer_subscriptions"), N_("page.app_buyer_subscriptions_empty"),
-    N_("page.app_buyer_sub_renews"), N_("page.app_buyer_sub_ends"),
-    N_("page.app_buyer_sub_trial_ends"), N_("page.app_buyer_sub_grace"),
-    N_("page.app_buyer_sub_ended"), N_("page.app_buyer_sub_to_pay"),
+    N_("page.app_buyer_move_excess"), N_("page.app_buyer_sub_renews"),
+    N_("page.app_buyer_sub_ends"), N_("page.app_buyer_sub_trial_ends"),
+    N_("page.app_buyer_sub_grace"), N_("page.app_buyer_sub_ended"),
     N_("page.app_buyer_status_active"), N_("page.app_buyer_status_trialing"),
     N_("page.app_buyer_status_past_due"), N_("page.app_buyer_status_incomplete"),
     N_("page.app_buyer_status_cancelled"), N_("page.app_buyer_status_expired"),
-    N_("page.app_buyer_open_plan"), N_("page.app_buyer_purchases"),
-    N_("page.app_buyer_purchases_empty"), N_("page.app_buyer_history"),
-    N_("page.app_buyer_history_empty"), N_("page.app_buyer_more"),
-    N_("page.app_buyer_receipt"), N_("page.app_buyer_reversed"),
-    N_("page.app_buyer_refunded"), N_("page.app_buyer_refund_pending"),
-    N_("page.app_buyer_unknown"),
+    N_("page.app_buyer_reversed"), N_("page.app_buyer_refunded"),
+    N_("page.app_buyer_refund_pending"),
 )
 # How a card provider's name is written (the method is card:<provider>).
 _PROVIDERS: Final = {"stripe": "Stripe", "yookassa": "YooKassa", "test": "Test"}
-
-
-def money(minor: int, currency: str) -> dict[str, Any]:
-    """An amount for the page; a currency without known decimals (Stars) as a whole number."""
-    if currency in DECIMALS:
-        return {"minor": minor, "currency": currency, "text": format_amount(minor, currency),
-                "display": display_amount(minor, currency)}
-    return {"minor": minor, "currency": currency, "text": str(minor),
-            "display": f"{minor} {currency}"}
 
 
 def _at(value: datetime | None) -> str | None:
@@ -134,8 +115,8 @@ class Cursors:
 
 def to_pay_view(x: ToPay) -> dict[str, Any]:
     return {"id": x.public_id, "number": x.number, "title": x.title,
-            "seller": payer_display(x.seller), "amount": money(x.amount, x.currency),
-            "due": money(x.amount_due, x.currency), "due_at": _at(x.due_at),
+            "seller": payer_display(x.seller), "amount": any_money(x.amount, x.currency),
+            "due": any_money(x.amount_due, x.currency), "due_at": _at(x.due_at),
             "expires_at": _at(x.expires_at), "overdue": x.overdue,
             "pay": f"/pay/{x.public_id}", "pdf": f"/pay/{x.public_id}/invoice.pdf"}
 
@@ -157,16 +138,16 @@ def subscription_view(s: BuyerSubscription, lang: str) -> dict[str, Any]:
         nxt = {"kind": "renews", "at": _at(s.current_period_end)}
     return {"id": s.public_id, "plan": s.plan_public_id, "plan_name": s.plan_name,
             "seller": payer_display(s.seller), "status": s.status, "months": s.months,
-            "amount": money(s.amount, s.currency),
+            "amount": any_money(s.amount, s.currency),
             # filled here: tn's own count parameter is named n, as is this text's placeholder
             "per_period": tn(lang, "app_buyer_per_months", s.months).format(
-                n=s.months, amount=money(s.amount, s.currency)["display"]),
+                n=s.months, amount=any_money(s.amount, s.currency)["display"]),
             "cancel_at_period_end": s.cancel_at_period_end,
             "next": nxt, "page": f"/sub/{s.plan_public_id}"}
 
 
 def purchase_view(p: Purchase) -> dict[str, Any]:
-    amount = money(p.amount, p.currency) if p.amount is not None and p.currency else None
+    amount = any_money(p.amount, p.currency) if p.amount is not None and p.currency else None
     return {"item": p.item_id or p.achievement_id, "title": p.title, "number": p.invoice_number,
             "invoice": p.invoice_public_id, "seller": payer_display(p.seller),
             "at": _at(p.acquired_at), "amount": amount}
@@ -178,7 +159,7 @@ def history_view(line: HistoryLine, lang: str) -> dict[str, Any]:
              else "refund_pending" if line.refund == "pending" else None)
     out: dict[str, Any] = {
         "kind": line.kind, "at": _at(line.position.at),
-        "amount": money(abs(line.amount), line.currency),
+        "amount": any_money(abs(line.amount), line.currency),
         "direction": "in" if line.kind != "payment" and line.amount > 0 else "out",
         "state": state,
     }
@@ -223,7 +204,7 @@ def setup(router: web.UrlDispatcher, ctx: AppContext, settings: Settings) -> Non
             "to_pay": [to_pay_view(x) for x in to_pay],
             "subscriptions": [subscription_view(s, v.lang) for s in subs],
             "purchases": [purchase_view(p) for p in bought],
-            "balances": [money(amount, cur) for cur, amount in sorted(
+            "balances": [any_money(amount, cur) for cur, amount in sorted(
                 balances.items(), key=lambda kv: (kv[0] != "LIQ", kv[0]))],
             "history": await history_page(v, None),
         })

@@ -43,15 +43,14 @@ from bot.web.app.context import (
     view_route,
 )
 from bot.web.i18n import P_
-from bot.web.view import money
+from bot.web.view import any_money, money
 from ledger import payouts
 from ledger.callbacks import CallbackRecord, list_callbacks, redeliver_callback
 from ledger.db import fetch_all, fetch_one, transaction
 from ledger.errors import LedgerError, UserNotFound
 from ledger.invariants import check_invariants
-from ledger.money import DECIMALS
 from ledger.payouts import Payout
-from ledger.rails import RailPayment, format_provider_amount, rail_payments
+from ledger.rails import RailPayment, rail_payments
 from ledger.transfer_admin import Resolution, TransferRecord, list_transfers, resolve_transfer
 from ledger.users import find_user_by_telegram
 
@@ -148,14 +147,6 @@ def _text(data: dict[str, Any], field: str, *, required: bool = False,
 # --- what is shown ---------------------------------------------------------------------------
 
 
-def _amount(minor: int, currency: str) -> dict[str, Any]:
-    """An amount in a ledger currency, or in a provider's (card currencies, Stars: rails)."""
-    if currency in DECIMALS:
-        return money(minor, currency)
-    return {"minor": minor, "currency": currency,
-            "text": format_provider_amount(minor, currency)}
-
-
 def _when(moment: datetime | None) -> str | None:
     return moment.astimezone(UTC).isoformat() if moment else None
 
@@ -163,7 +154,7 @@ def _when(moment: datetime | None) -> str | None:
 def _transfer(t: TransferRecord, asset: str) -> dict[str, Any]:
     return {
         "tx_hash": t.tx_hash, "at": _when(t.utime), "source": t.source,
-        "amount": _amount(t.open_hold_nano, asset), "value": money(t.value_nano, "TON"),
+        "amount": any_money(t.open_hold_nano, asset), "value": money(t.value_nano, "TON"),
         "reason": t.open_hold_reason, "outcome": t.outcome, "comment": t.comment,
         "body_kind": t.body_kind, "invoice": t.invoice, "note": t.note,
     }
@@ -172,7 +163,7 @@ def _transfer(t: TransferRecord, asset: str) -> dict[str, Any]:
 def _rail(p: RailPayment) -> dict[str, Any]:
     return {
         "id": p.id, "rail": p.rail, "channel": p.channel, "at": _when(p.received_at),
-        "amount": _amount(p.amount, p.currency),
+        "amount": any_money(p.amount, p.currency),
         "reason": p.hold_reason, "invoice": p.invoice_public_id,
         "payer_telegram_id": p.payer_telegram_id, "reference": p.reference,
     }
@@ -191,9 +182,9 @@ def _callback(c: CallbackRecord, sellers: dict[int, Any]) -> dict[str, Any]:
 
 def _payout(p: Payout) -> dict[str, Any]:
     return {
-        "id": p.id, "kind": p.kind, "status": p.status, "amount": _amount(p.amount, p.asset),
+        "id": p.id, "kind": p.kind, "status": p.status, "amount": any_money(p.amount, p.asset),
         "destination": p.destination_given, "user_id": p.user_id, "note": p.note,
-        "debit": _amount(p.debit_amount, p.debit_currency)
+        "debit": any_money(p.debit_amount, p.debit_currency)
         if p.debit_amount is not None and p.debit_currency else None,
         "at": _when(p.created_at),
     }
@@ -231,7 +222,7 @@ async def _system_balances(ctx: AppContext) -> list[dict[str, Any]]:
           FROM accounts a WHERE a.system_name IS NOT NULL
          ORDER BY a.system_name, a.currency
         """)
-    return [{"account": r["system_name"], "balance": _amount(int(r["balance"]), r["currency"])}
+    return [{"account": r["system_name"], "balance": any_money(int(r["balance"]), r["currency"])}
             for r in rows]
 
 

@@ -38,8 +38,8 @@
     return app.el("section", { class: "card buyer-card", id: id },
       [app.el("h2", { text: title })].concat(children));
   }
-  function empty(app, key) {
-    return app.el("p", { class: "empty", text: app.t(key) });
+  function empty(app, text) {
+    return app.el("p", { class: "empty", text: text });
   }
   // The pay page and the plan page are ours: open them in this webview (the Mini App's
   // sign-in carries over), not in an outside browser.
@@ -53,7 +53,7 @@
   }
 
   function toPay(app, items) {
-    if (!items.length) return card(app, "buyer-to-pay", app.t("app_buyer_to_pay"), [empty(app, "app_buyer_to_pay_empty")]);
+    if (!items.length) return card(app, "buyer-to-pay", app.t("app_buyer_to_pay"), [empty(app, app.t("app_buyer_to_pay_empty"))]);
     return card(app, "buyer-to-pay", app.t("app_buyer_to_pay"), [app.el("ul", { class: "list" }, items.map(function (x) {
       var when = x.due_at ? app.t("app_buyer_due", { date: date(app, x.due_at) })
         : app.t("app_buyer_valid_until", { date: date(app, x.expires_at) });
@@ -89,7 +89,7 @@
   }
   function subscriptions(app, list) {
     var title = app.t("app_buyer_subscriptions");
-    if (!list.length) return card(app, "buyer-subscriptions", title, [empty(app, "app_buyer_subscriptions_empty")]);
+    if (!list.length) return card(app, "buyer-subscriptions", title, [empty(app, app.t("app_buyer_subscriptions_empty"))]);
     return card(app, "buyer-subscriptions", title, [app.el("ul", { class: "list" }, list.map(function (s) {
       var tone = { active: "ok", trialing: "ok", past_due: "overdue", incomplete: "pending" }[s.status] || "";
       return row(app, "subscription", [
@@ -107,7 +107,7 @@
 
   function purchases(app, list) {
     var title = app.t("app_buyer_purchases");
-    if (!list.length) return card(app, "buyer-purchases", title, [empty(app, "app_buyer_purchases_empty")]);
+    if (!list.length) return card(app, "buyer-purchases", title, [empty(app, app.t("app_buyer_purchases_empty"))]);
     return card(app, "buyer-purchases", title, [app.el("ul", { class: "list" }, list.map(function (p) {
       return row(app, "purchase", [
         app.el("div", { class: "title", text: p.title || p.item || "—" }),
@@ -141,7 +141,7 @@
 
   function history(app, page) {
     var title = app.t("app_buyer_history");
-    if (!page.lines.length) return card(app, "buyer-history", title, [empty(app, "app_buyer_history_empty")]);
+    if (!page.lines.length) return card(app, "buyer-history", title, [empty(app, app.t("app_buyer_history_empty"))]);
     var list = app.el("ul", { class: "list", id: "buyer-history-list" }, page.lines.map(function (x) {
       return historyLine(app, x);
     }));

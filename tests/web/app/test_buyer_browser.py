@@ -6,20 +6,16 @@ Screenshots are kept (PAYBOT_SCREENSHOTS, else a temporary directory)."""
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
 
 import pytest
-from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.web import setup_pay_pages
-from ledger.core import Ledger
 from ledger.plans import create_plan
 from tests.web.cdp import chromium_page
-from tests.web.conftest import make_settings, sign_init_data, tg_user
+from tests.web.conftest import pages_on_a_port, sign_init_data, tg_user
 from tests.web.test_browser import BLOCK, VISIBLE_JS, shots_dir
 
 LIGHT = {"bg_color": "#ffffff", "text_color": "#000000", "hint_color": "#707579",
@@ -57,18 +53,8 @@ PAGE_JS = """
 
 @pytest.fixture
 async def served(engine: AsyncEngine) -> AsyncIterator[str]:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    base = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    app = web.Application()
-    setup_pay_pages(app, Ledger(engine), make_settings(public_url=base))
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.SockSite(runner, sock).start()
-    try:
+    async with pages_on_a_port(engine) as base:
         yield base
-    finally:
-        await runner.cleanup()
 
 
 async def test_the_buyer_tab_on_a_phone_light_and_dark_english_and_russian(

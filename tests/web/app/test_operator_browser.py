@@ -7,21 +7,17 @@ else a temporary directory)."""
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import AsyncIterator
 from urllib.parse import quote
 
 import pytest
-from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.settings import OperatorSettings
-from bot.web import setup_pay_pages
-from ledger.core import Ledger
+from bot.settings import OperatorSettings, Settings
 from tests.web.app.test_buyer_browser import DARK, LIGHT
 from tests.web.app.test_operator import failed_callback, held_transfer
 from tests.web.cdp import chromium_page
-from tests.web.conftest import make_settings, sign_init_data
+from tests.web.conftest import pages_on_a_port, sign_init_data
 from tests.web.test_browser import BLOCK, shots_dir
 
 OPERATOR_ID = 9_100_000_001
@@ -56,20 +52,11 @@ PAGE_JS = """
 
 @pytest.fixture
 async def served(engine: AsyncEngine) -> AsyncIterator[str]:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    base = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    settings = make_settings(public_url=base)
-    settings.operator = OperatorSettings(telegram_ids=[OPERATOR_ID])
-    app = web.Application()
-    setup_pay_pages(app, Ledger(engine), settings)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.SockSite(runner, sock).start()
-    try:
+    def operators(settings: Settings) -> None:
+        settings.operator = OperatorSettings(telegram_ids=[OPERATOR_ID])
+
+    async with pages_on_a_port(engine, operators) as base:
         yield base
-    finally:
-        await runner.cleanup()
 
 
 async def test_the_operator_tab_on_a_phone_light_and_dark_english_and_russian(
